@@ -1,0 +1,25 @@
+"""stockroom: version models, data and tags alongside your git code.
+
+``import stockroom`` is light (no numpy, hangar, torch or tensorflow):
+``StockRoom`` and ``init_repo`` load the store on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stockroom.errors import StockroomError
+
+__version__ = "0.1.0"
+__all__ = ["StockRoom", "StockroomError", "init_repo", "__version__"]
+
+if TYPE_CHECKING:
+    from stockroom.core import StockRoom, init_repo
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("StockRoom", "init_repo"):
+        from stockroom import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module 'stockroom' has no attribute {name!r}")

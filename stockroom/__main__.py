@@ -1,0 +1,3 @@
+from stockroom.cli import main
+
+main()

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import click
+
+from stockroom.core import StockRoom
+from stockroom.errors import StockroomError
+from stockroom.git import git
+from stockroom.headfile import HEAD_FILE
+
+_GIT_STATES = {
+    "": "in sync with git (committed)",
+    "??": "not tracked by git: run `git add head.stock`",
+    "A ": "staged in git's index, not committed yet",
+    "M ": "staged in git's index, not committed yet",
+    " M": "changed, not staged: run `git add head.stock` (the pre-commit hook does it)",
+    "MM": "changed since staged: run `git add head.stock`",
+    "AM": "changed since staged: run `git add head.stock`",
+}
+
+
+def status() -> int:
+    with StockRoom() as stock:
+        head = stock.head
+        click.echo(f"stock head: {head or '(no stock commit yet)'}")
+        try:
+            staged = stock._store.staged_changes()
+        except StockroomError as exc:
+            click.echo(f"staged writes: unknown ({exc})")
+        else:
+            if staged:
+                click.echo("staged writes (run `stock commit -m MSG`):")
+                for line in staged:
+                    click.echo(f"  {line}")
+            else:
+                click.echo("staged writes: none")
+        porcelain = git("status", "--porcelain", "--", HEAD_FILE, cwd=stock.path)
+        code = porcelain[:2] if porcelain else ""
+        click.echo(f"{HEAD_FILE}: {_GIT_STATES.get(code, f'git status {code!r}')}")
+    return 0

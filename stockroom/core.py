@@ -1,0 +1,180 @@
+"""``StockRoom`` and ``init_repo``: the entry points of the Python API."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from stockroom import git as gitutil
+from stockroom.errors import StockroomError
+from stockroom.headfile import HANGAR_DIR, HEAD_FILE, atomic_write, write_head
+
+GITIGNORE_LINE = ".hangar"
+_IGNORE_FORMS = {".hangar", ".hangar/", "/.hangar", "/.hangar/"}
+
+
+def find_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The stock root at or above ``start``: holds head.stock, .hangar and .git."""
+    here = Path(start or os.getcwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (
+            (candidate / HEAD_FILE).is_file()
+            and (candidate / HANGAR_DIR).is_dir()
+            and (candidate / ".git").exists()
+        ):
+            return candidate
+    raise StockroomError(
+        f"no stock repository at or above {here} (a directory with {HEAD_FILE}, "
+        f"{HANGAR_DIR} and .git); run `stock init` at the top of your git repository"
+    )
+
+
+def _ensure_gitignore(root: Path) -> None:
+    path = root / ".gitignore"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    if any(line.strip() in _IGNORE_FORMS for line in text.splitlines()):
+        return
+    if text and not text.endswith("\n"):
+        text += "\n"
+    atomic_write(path, (text + GITIGNORE_LINE + "\n").encode("utf-8"))
+
+
+def init_repo(
+    name: str | None = None,
+    email: str | None = None,
+    overwrite: bool = False,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    install_hooks: bool = True,
+) -> Path:
+    """Make the git work tree at ``path`` (default: cwd) a stock repository.
+
+    Creates ``.hangar`` (Hangar's store, committed as ``name <email>``,
+    which default to git's ``user.name``/``user.email``), an empty
+    ``head.stock``, adds ``.hangar`` to ``.gitignore`` and installs the git
+    hooks unless ``install_hooks`` is False. Safe to run again: what exists
+    is kept, unless ``overwrite`` asks to start the store over.
+    Returns the stock root.
+    """
+    root = gitutil.work_tree_root(path)
+    name = name or gitutil.config_value("user.name", root)
+    email = email or gitutil.config_value("user.email", root)
+    if not name or not email:
+        raise ValueError(
+            "stockroom needs a name and email for its commits: pass name=/email= "
+            "(stock init --name N --email E) or set git config user.name and user.email"
+        )
+    from stockroom import store
+
+    store.init_hangar(root, name, email, overwrite)
+    head = root / HEAD_FILE
+    if overwrite or not head.exists():
+        write_head(root, "")
+    _ensure_gitignore(root)
+    if install_hooks:
+        from stockroom.install import install
+
+        install(root)
+    return root
+
+
+class StockRoom:
+    """The stock state that belongs to the checked-out code.
+
+    ``StockRoom()`` finds the stock root above the current directory;
+    ``StockRoom(path)`` trusts ``path``. Reads follow ``head.stock`` as it
+    changes (``git checkout`` included); writes are staged until
+    :meth:`commit`.
+
+    Attributes: ``path`` (also ``stockroot``), and the storages ``data``,
+    ``model`` and ``tag``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None) -> None:
+        from stockroom.storages.data import DataStore
+        from stockroom.storages.model import ModelStore
+        from stockroom.storages.tag import TagStore
+        from stockroom.store import Store
+
+        if path is None:
+            root = find_root()
+        else:
+            root = Path(path).resolve()
+            if not (root / HANGAR_DIR).is_dir() or not (root / HEAD_FILE).is_file():
+                raise StockroomError(
+                    f"{root} is not a stock repository (no {HEAD_FILE} and {HANGAR_DIR}); "
+                    f"run `stock init` there"
+                )
+        self.path = root
+        self._store = Store(root, lock_timeout)
+        self.data = DataStore(self._store)
+        self.model = ModelStore(self._store)
+        self.tag = TagStore(self._store)
+
+    @property
+    def stockroot(self) -> Path:
+        """Same as ``path``: the directory holding ``head.stock``."""
+        return self.path
+
+    @property
+    def head(self) -> str:
+        """The stock commit ``head.stock`` names now ('' before the first)."""
+        return self._store.head()
+
+    def commit(self, message: str, update_head: bool = True) -> str:
+        """Commit everything written since the last commit; return its digest.
+
+        With ``update_head`` (the default) ``head.stock`` is pointed at it:
+        ``git add head.stock`` then records it with the code (the pre-commit
+        hook does that for you).
+        """
+        return self._store.commit(message, update_head)
+
+    def reset(self) -> bool:
+        """Drop all uncommitted stock writes; False when there were none."""
+        return self._store.reset_staging()
+
+    @contextlib.contextmanager
+    def optimize(self) -> Iterator[None]:
+        """Keep the checkouts open for a block of bulk reads and writes."""
+        if self._store.optimizing:
+            raise StockroomError("optimize() is already active on this StockRoom; nest nothing")
+        self._store.optimizing = True
+        try:
+            yield
+        finally:
+            self._store.optimizing = False
+            self._store.close_writer()
+
+    def get_hangar_checkout(self, write: bool = False) -> Any:
+        """The Hangar checkout stockroom uses, for experts.
+
+        Read: at the commit ``head.stock`` names. Write: the staging area,
+        holding the writer lock until you ``close()`` it.
+        """
+        return self._store.hangar_checkout(write)
+
+    def close(self) -> None:
+        """Release the checkouts and the writer lock."""
+        self._store.close()
+
+    def __enter__(self) -> StockRoom:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"StockRoom({str(self.path)!r})"

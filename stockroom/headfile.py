@@ -1,0 +1,103 @@
+"""Reading and writing ``head.stock``: the git-tracked pointer to a Hangar commit.
+
+Light on purpose (no numpy, hangar or GitPython): the git hooks use it on
+their fast path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from stockroom.errors import StockroomError
+
+HEAD_FILE = "head.stock"
+HANGAR_DIR = ".hangar"
+
+# Hangar 0.5 commit digests: "a=" and 40 lowercase hex digits.
+DIGEST_RE = re.compile(r"a=[0-9a-f]{40}")
+# A head.stock is one digest line; anything much bigger is not ours.
+_MAX_HEAD_BYTES = 1024
+
+
+def parse_head(raw: bytes, where: Path | str = HEAD_FILE) -> str:
+    """The digest in ``raw`` (the bytes of a head.stock), '' when empty.
+
+    Raises :class:`StockroomError` naming the file and the fix when the
+    content is not a digest (merge-conflict markers, binary data, ...).
+    """
+    if len(raw) > _MAX_HEAD_BYTES:
+        raise StockroomError(
+            f"{where} is {len(raw)} bytes, not a stock commit digest; "
+            f"restore it with `git checkout -- {HEAD_FILE}`"
+        )
+    try:
+        text = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise StockroomError(
+            f"{where} holds binary data, not a stock commit digest; "
+            f"restore it with `git checkout -- {HEAD_FILE}`"
+        ) from None
+    if text == "" or DIGEST_RE.fullmatch(text):
+        return text
+    if "<<<<<<<" in text or ">>>>>>>" in text:
+        raise StockroomError(
+            f"{where} has merge-conflict markers; keep one side with "
+            f"`git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
+        )
+    shown = text.splitlines()[0][:60]
+    raise StockroomError(
+        f"{where} does not hold a stock commit digest (found {shown!r}); "
+        f"restore it with `git checkout -- {HEAD_FILE}`"
+    )
+
+
+def read_head(root: Path) -> str:
+    """The digest named by ``root/head.stock`` ('' before the first stock commit)."""
+    path = root / HEAD_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StockroomError(
+            f"{path} is missing; run `stock init` in {root} or restore it with "
+            f"`git checkout -- {HEAD_FILE}`"
+        ) from None
+    except OSError as exc:
+        raise StockroomError(f"cannot read {path}: {exc.strerror}; check its permissions") from None
+    return parse_head(raw, path)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or new file, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.chmod(tmp, 0o644 & ~_umask())
+        except OSError:  # pragma: no cover - exotic file systems
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_head(root: Path, digest: str) -> None:
+    """Point ``root/head.stock`` at ``digest`` ('' for none), atomically."""
+    if digest and not DIGEST_RE.fullmatch(digest):
+        raise ValueError(f"not a stock commit digest: {digest!r}")
+    atomic_write(root / HEAD_FILE, (digest + "\n").encode("ascii") if digest else b"")

@@ -1,0 +1,99 @@
+"""The stock writer lock: one writer per repository, across processes.
+
+Hangar's own writer lock is a record in its database, so a writer that dies
+(``kill -9``, power loss) leaves it set forever. stockroom puts an OS file
+lock (``flock``) in front of it: the kernel drops a ``flock`` when its
+process dies, so whoever holds ours is alive, and a Hangar lock found set
+while we hold ours was left by a dead writer and can be released safely.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from stockroom.errors import StockroomError
+
+LOCK_FILE = "stockroom-writer.lock"
+DEFAULT_TIMEOUT = 10.0
+TIMEOUT_ENV = "STOCKROOM_LOCK_TIMEOUT"
+_POLL = 0.05
+
+
+def default_timeout() -> float:
+    """Seconds a writer waits for the lock: ``STOCKROOM_LOCK_TIMEOUT`` or 10."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StockroomError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds; fix or unset it") from None
+    return max(value, 0.0)
+
+
+class WriterLock:
+    """An exclusive, process-wide ``flock`` on ``.hangar/stockroom-writer.lock``."""
+
+    def __init__(self, hangar_dir: Path, timeout: float | None = None) -> None:
+        self.path = hangar_dir / LOCK_FILE
+        self.timeout = default_timeout() if timeout is None else timeout
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def holder(self) -> str:
+        """Who holds the lock, as the holder recorded it."""
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            return "another process"
+        if not isinstance(info, dict) or "pid" not in info:
+            return "another process"
+        cmd = info.get("cmd", "")
+        return f"pid {info['pid']} on {info.get('host', '?')} ({cmd}) since {info.get('since', '?')}"
+
+    def acquire(self) -> None:
+        """Take the lock, waiting at most ``timeout`` seconds."""
+        if self._fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StockroomError(
+                        f"the stock writer is held by {self.holder()}; waited "
+                        f"{self.timeout:g}s. Let it finish or close it, or wait longer "
+                        f"with StockRoom(lock_timeout=...) or {TIMEOUT_ENV}"
+                    ) from None
+                time.sleep(_POLL)
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "cmd": " ".join(sys.argv)[:200],
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # closing drops the flock

@@ -1,0 +1,1 @@
+"""The dict-like storages a ``StockRoom`` exposes: ``data``, ``model``, ``tag``."""
