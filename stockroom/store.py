@@ -34,6 +34,9 @@ Checkout = Any  # hangar's ReaderCheckout / WriterCheckout (untyped library)
 _REPOS: dict[tuple[int, str], Any] = {}
 
 BRANCH_PREFIX = "stock-"
+# Present while stock writes may be staged; lets the git hooks skip
+# importing hangar when it is absent (see Store.mark_dirty).
+STAGED_MARKER = "stockroom-staged"
 
 
 @contextlib.contextmanager
@@ -273,6 +276,7 @@ class Store:
         """One line per column with staged changes (empty when clean)."""
         with self.writing(check_branch=False) as writer:
             if writer.diff.status() == "CLEAN":
+                self._clear_marker()
                 return []
             diff = writer.diff.staged().diff
         counts: dict[str, dict[str, int]] = {}
@@ -303,6 +307,7 @@ class Store:
                 digest = str(writer.commit(message))
             if update_head:
                 write_head(self.root, digest)
+            self._clear_marker()
         self.dirty = False
         return digest
 
@@ -313,8 +318,26 @@ class Store:
                 return False
             with _quiet():
                 writer.reset_staging_area()
+            self._clear_marker()
         self.dirty = False
         return True
+
+    def mark_dirty(self) -> None:
+        """Record that this object staged writes (call after each write).
+
+        Also leaves ``.hangar/stockroom-staged`` so the git hooks know that
+        writes may be staged without opening Hangar. The marker may
+        outlive the writes (a crash); it never is absent while writes are
+        staged through stockroom.
+        """
+        self.dirty = True
+        marker = self.root / HANGAR_DIR / STAGED_MARKER
+        if not marker.exists():
+            marker.touch()
+
+    def _clear_marker(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / HANGAR_DIR / STAGED_MARKER).unlink()
 
     # ---------------------------------------------------------------- expert
     def hangar_checkout(self, write: bool) -> Checkout:
@@ -332,6 +355,7 @@ class Store:
                 self.lock.release()
                 raise
             self._lent_writer = writer
+            self.mark_dirty()  # the expert may write through it
             return writer
         digest = self.head()
         if digest == "":

@@ -99,7 +99,7 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
             with col:
                 for hkey, arr in prepared:
                     col[hkey] = arr
-        self._store.dirty = True
+        self._store.mark_dirty()
 
     def __delitem__(self, key: SampleKey) -> None:
         hkey = encode_sample(key)
@@ -107,7 +107,7 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
             if self._hname not in co.columns or hkey not in co.columns[self._hname]:
                 raise KeyError(key)
             del co.columns[self._hname][hkey]
-        self._store.dirty = True
+        self._store.mark_dirty()
 
     def _hkeys(self) -> list[str | int]:
         with self._store.reading() as co:
@@ -165,7 +165,7 @@ class DataStore(MutableMapping[str, Column]):
             if hname not in co.columns:
                 raise KeyError(name)
             del co.columns[hname]
-        self._store.dirty = True
+        self._store.mark_dirty()
 
     def get(self, name: str, default: Any = None) -> Any:
         return Column(self._store, name) if name in self else default

@@ -73,7 +73,7 @@ class TagStore(MutableMapping[str, TagValue]):
             if COLUMN not in co.columns:
                 co.add_str_column(COLUMN)
             co.columns[COLUMN][hkey] = raw
-        self._store.dirty = True
+        self._store.mark_dirty()
 
     def __delitem__(self, key: str) -> None:
         hkey = encode_text(key, "tag key")
@@ -81,7 +81,7 @@ class TagStore(MutableMapping[str, TagValue]):
             if COLUMN not in co.columns or hkey not in co.columns[COLUMN]:
                 raise KeyError(key)
             del co.columns[COLUMN][hkey]
-        self._store.dirty = True
+        self._store.mark_dirty()
 
     def _hkeys(self) -> list[str]:
         with self._store.reading() as co:
