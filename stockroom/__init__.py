@@ -6,14 +6,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from stockroom.errors import StockroomError
+
+# Not `from typing import ...`: the git hooks import this package on every
+# commit and checkout, and importing typing costs them about 10 ms.
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 __all__ = ["StockRoom", "StockroomError", "init_repo", "__version__"]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from stockroom.core import StockRoom, init_repo
 
 

@@ -149,7 +149,10 @@ def _serialized_descriptor(source: str) -> bytes:
                 value = value.args[0]
             if isinstance(value, ast.Constant):
                 literal = value.value
-                return literal if isinstance(literal, bytes) else literal.encode("latin1")
+                if isinstance(literal, bytes):
+                    return literal
+                if isinstance(literal, str):
+                    return literal.encode("latin1")
     raise ImportError(f"no serialized descriptor found in {PB2_MODULE}")
 
 
@@ -161,8 +164,7 @@ class _Pb2Loader(importlib.abc.Loader):
         return None
 
     def exec_module(self, module: types.ModuleType) -> None:
-        from google.protobuf import descriptor_pool
-        from google.protobuf import symbol_database
+        from google.protobuf import descriptor_pool, symbol_database
         from google.protobuf.internal import builder
 
         with open(self.origin, encoding="utf-8") as handle:

@@ -6,7 +6,9 @@ exit code; this module maps user errors to one line on stderr and exit 1.
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,14 +18,32 @@ from stockroom.errors import StockroomError
 
 # Errors that are the user's to fix: one line, no traceback.
 USER_ERRORS = (StockroomError, ValueError, KeyError, TypeError, OSError)
+# Set to see the traceback of an unexpected error instead of one line.
+DEBUG_ENV = "STOCKROOM_DEBUG"
 
 
 def _run(func: Callable[..., int], *args: Any, **kwargs: Any) -> None:
     try:
-        code = func(*args, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                code = func(*args, **kwargs)
+            finally:
+                # A warning is one line too (e.g. an interrupted commit found).
+                for warning in caught:
+                    click.echo(f"stock: warning: {warning.message}", err=True)
     except USER_ERRORS as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         click.echo(f"stock: error: {message}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a CLI answers in one line, never a traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        click.echo(
+            f"stock: error: unexpected {type(exc).__name__}: {exc} (a damaged .hangar, or a bug: "
+            f"set {DEBUG_ENV}=1 to see the traceback and report it)",
+            err=True,
+        )
         sys.exit(1)
     sys.exit(code)
 
@@ -80,9 +100,66 @@ def reset() -> None:
     _run(run)
 
 
+@cli.command()
+def repair() -> None:
+    """Finish a stock commit that was interrupted before head.stock named it."""
+    from stockroom.commands.repair import repair as run
+
+    _run(run)
+
+
+@cli.command()
+def install() -> None:
+    """Install the git hooks (pre-commit, post-checkout)."""
+    from stockroom.commands.install import install as run
+
+    _run(run)
+
+
+@cli.command()
+def uninstall() -> None:
+    """Remove the git hooks, putting back the hooks they replaced."""
+    from stockroom.commands.uninstall import uninstall as run
+
+    _run(run)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def hook(name: str, args: tuple[str, ...]) -> None:
+    """Run git hook NAME with git's ARGS (what the installed hooks call)."""
+    from stockroom.commands.hook import hook as run
+
+    _run(run, name, list(args))
+
+
+# click >= 8.2 raises this (a UsageError) for a bare group; older click exits 0.
+_NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``stock`` script."""
-    cli.main(args=argv, prog_name="stock")
+    try:
+        code = cli.main(args=argv, prog_name="stock", standalone_mode=False)
+    except _NO_ARGS_IS_HELP as exc:  # plain `stock`: the help, as click < 8.2 did
+        click.echo(exc.format_message())
+        sys.exit(0)
+    except click.UsageError as exc:
+        # A mistyped command line is a user error too: one line, exit 1
+        # (click's own format is several lines and exit 2).
+        where = exc.ctx.command_path if exc.ctx is not None else "stock"
+        click.echo(f"stock: error: {exc.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"stock: error: {exc.format_message()}", err=True)
+        sys.exit(1)
+    except click.Abort:
+        click.echo("stock: error: aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

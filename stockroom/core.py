@@ -27,6 +27,12 @@ def find_root(start: str | os.PathLike[str] | None = None) -> Path:
             and (candidate / ".git").exists()
         ):
             return candidate
+        if (candidate / HEAD_FILE).is_file() and (candidate / ".git").exists():
+            # A fresh clone, or a deleted store: say so, not "no repository".
+            raise StockroomError(
+                f"{candidate / HANGAR_DIR} is missing ({HEAD_FILE} is there): copy or fetch "
+                f"the stock data into it, or run `stock init` to start an empty store"
+            )
     raise StockroomError(
         f"no stock repository at or above {here} (a directory with {HEAD_FILE}, "
         f"{HANGAR_DIR} and .git); run `stock init` at the top of your git repository"
@@ -98,11 +104,6 @@ class StockRoom:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None) -> None:
-        from stockroom.storages.data import DataStore
-        from stockroom.storages.model import ModelStore
-        from stockroom.storages.tag import TagStore
-        from stockroom.store import Store
-
         if path is None:
             root = find_root()
         else:
@@ -112,6 +113,13 @@ class StockRoom:
                     f"{root} is not a stock repository (no {HEAD_FILE} and {HANGAR_DIR}); "
                     f"run `stock init` there"
                 )
+        # Imported after the root is found: a wrong directory fails fast,
+        # without loading numpy and Hangar.
+        from stockroom.storages.data import DataStore
+        from stockroom.storages.model import ModelStore
+        from stockroom.storages.tag import TagStore
+        from stockroom.store import Store
+
         self.path = root
         self._store = Store(root, lock_timeout)
         self.data = DataStore(self._store)

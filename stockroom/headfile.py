@@ -58,7 +58,14 @@ def read_head(root: Path) -> str:
     """The digest named by ``root/head.stock`` ('' before the first stock commit)."""
     path = root / HEAD_FILE
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            # Capped: head.stock is one line, and a huge file is refused unread.
+            raw = handle.read(_MAX_HEAD_BYTES + 1)
+            if len(raw) > _MAX_HEAD_BYTES:
+                raise StockroomError(
+                    f"{path} is {os.fstat(handle.fileno()).st_size} bytes, not a stock commit "
+                    f"digest; restore it with `git checkout -- {HEAD_FILE}`"
+                )
     except FileNotFoundError:
         raise StockroomError(
             f"{path} is missing; run `stock init` in {root} or restore it with "
@@ -71,7 +78,7 @@ def read_head(root: Path) -> str:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so readers see the old or new file, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_temp_dir(path))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -88,6 +95,19 @@ def atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _temp_dir(path: Path) -> Path:
+    """Where to write ``path``'s temporary file: the git-ignored ``.hangar``
+    beside it when that is on the same file system (a rename cannot cross
+    one), so that a process killed mid-write leaves nothing in `git status`."""
+    hidden = path.parent / HANGAR_DIR
+    try:
+        if hidden.is_dir() and os.stat(hidden).st_dev == os.stat(path.parent).st_dev:
+            return hidden
+    except OSError:
+        pass
+    return path.parent
 
 
 def _umask() -> int:

@@ -1,9 +1,252 @@
-"""Installing the git hooks (placeholder until the hooks land)."""
+"""Installing and removing stockroom's git hooks (``stock install`` / ``stock uninstall``).
+
+The hooks go where git looks for them: ``git rev-parse --git-path hooks``,
+which honours ``core.hooksPath`` and finds the shared hooks directory of
+linked worktrees and the module directory of submodules. A hook that was
+already there is renamed ``<hook>.stockroom-legacy``; stockroom's script
+runs it first and ``stock uninstall`` renames it back, byte for byte.
+stockroom recognises its own scripts by their marker line, so installing
+again only refreshes them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+
+from stockroom import git as gitutil
+from stockroom.errors import StockroomError
+from stockroom.hook import HOOK_NAMES
+
+MARKER = "# stockroom-managed-hook"
+LEGACY_SUFFIX = ".stockroom-legacy"
+TEMPLATE = "hook.sh"
+PROBE_ENV = "STOCKROOM_HOOK_PROBE"
+_PROBE_OK = "stockroom-hook-probe-ok"
+
+
+@dataclass(frozen=True)
+class HookChange:
+    """What ``install_hooks``/``uninstall_hooks`` did to one hook file."""
+
+    name: str
+    path: Path
+    action: str  # installed, updated, unchanged, removed, restored, absent, left alone
+
+    def describe(self) -> str:
+        """One line for the user."""
+        return f"{self.name}: {self.action} ({self.path})"
+
+
+def template() -> str:
+    """The hook script template shipped in ``stockroom/resources``."""
+    return resources.files("stockroom").joinpath("resources", TEMPLATE).read_text(encoding="utf-8")
+
+
+def render(name: str, python: str = "", pkgdirs: str = "") -> str:
+    """The hook script for ``name``, running ``python`` with ``pkgdirs`` on its path.
+
+    Empty ``python`` gives the standalone script (the copies in ``hooks/``),
+    which uses ``stock`` from PATH.
+    """
+    if name not in HOOK_NAMES:
+        raise ValueError(f"stockroom has no {name!r} hook; it has {', '.join(HOOK_NAMES)}")
+    text = template()
+    for key, value in (("@HOOK@", name), ("@PYTHON@", shlex.quote(python)), ("@PKGDIRS@", shlex.quote(pkgdirs))):
+        text = text.replace(key, value)
+    return text
+
+
+def _import_dirs() -> str:
+    """Where this interpreter imports stockroom and lmdb from, ':'-joined.
+
+    The hook starts Python without site-packages processing (``-S``, half
+    of its start-up time) and puts exactly these on ``sys.path``.
+    """
+    import stockroom
+
+    dirs = [str(Path(stockroom.__file__).resolve().parent.parent)]
+    try:
+        import lmdb
+
+        dirs.append(str(Path(lmdb.__file__).resolve().parent.parent))
+    except ImportError:  # the hook then asks the store (slow, still right)
+        pass
+    # ':' separates them in the hook; a directory whose name has one is left
+    # out (the hook then loads site-packages the usual way).
+    return ":".join(dict.fromkeys(d for d in dirs if ":" not in d))
+
+
+def installed_script(name: str) -> str:
+    """The script ``stock install`` writes for ``name`` from this interpreter."""
+    return render(name, sys.executable, _import_dirs())
+
+
+def hooks_dir(root: Path) -> Path:
+    """The directory git runs the hooks of the work tree ``root`` from.
+
+    Raises :class:`StockroomError` when ``core.hooksPath`` names a place git
+    will not run hooks from.
+    """
+    try:
+        raw = gitutil.git("config", "--get", "core.hooksPath", cwd=root, keep_env=False)
+    except StockroomError:
+        raw = None  # unset
+    where = gitutil.git("rev-parse", "--git-path", "hooks", cwd=root, keep_env=False)
+    path = Path(where) if os.path.isabs(where) else root / where
+    if raw is not None:
+        fix = (
+            "point it at a directory (`git config core.hooksPath .githooks`) or unset it "
+            "(`git config --unset core.hooksPath`), then run `stock install` again"
+        )
+        if raw.strip() == "":
+            raise StockroomError(f"core.hooksPath is set but empty: git runs no hooks from it; {fix}")
+        if path.exists() and not path.is_dir():
+            raise StockroomError(
+                f"core.hooksPath is {raw!r} ({path}), which is not a directory: git runs no "
+                f"hooks from it (that is how hooks are turned off); {fix}"
+            )
+    return path
+
+
+def _is_ours(path: Path) -> bool:
+    """A regular file carrying stockroom's marker line (a symlink is someone else's)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return False
+    return MARKER.encode() in head
+
+
+def _write_script(path: Path, text: str) -> None:
+    """Write an executable script atomically (git never sees half of it)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _probe(root: Path, names: tuple[str, ...]) -> list[str]:
+    """The hooks git does not run from where we wrote them (``git hook run``).
+
+    Empty when git is too old to have ``git hook`` (2.36): then the
+    directory checks in :func:`hooks_dir` are all there is.
+    """
+    import subprocess
+
+    missing = []
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
+    for name in names:
+        env[PROBE_ENV] = name
+        proc = subprocess.run(
+            ("git", "hook", "run", name), cwd=root, env=env, capture_output=True, text=True, check=False
+        )
+        output = proc.stdout + proc.stderr
+        if f"{_PROBE_OK} {name}" in output:
+            continue
+        if "is not a git command" in output or "unknown subcommand" in output:
+            return []
+        missing.append(f"{name} ({output.strip().splitlines()[-1] if output.strip() else 'no output'})")
+    return missing
+
+
+def install_hooks(root: Path) -> list[HookChange]:
+    """Install stockroom's hooks for the work tree ``root``; what changed, per hook."""
+    directory = hooks_dir(root)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StockroomError(
+            f"cannot create the hooks directory {directory}: {exc.strerror}; fix its permissions "
+            f"or core.hooksPath, then run `stock install` again"
+        ) from None
+    # Check every hook before changing any, so a refusal leaves things as they were.
+    for name in HOOK_NAMES:
+        path = directory / name
+        legacy = directory / (name + LEGACY_SUFFIX)
+        if os.path.lexists(path) and not _is_ours(path) and os.path.lexists(legacy):
+            raise StockroomError(
+                f"{path} is not stockroom's, and {legacy.name} (the hook stockroom kept from "
+                f"an earlier install) is there too; merge them into one hook or remove one, "
+                f"then run `stock install` again"
+            )
+    changes = []
+    try:
+        for name in HOOK_NAMES:
+            path = directory / name
+            script = installed_script(name)
+            if _is_ours(path):
+                if path.read_text(encoding="utf-8", errors="replace") == script and os.access(path, os.X_OK):
+                    changes.append(HookChange(name, path, "unchanged"))
+                    continue
+                _write_script(path, script)
+                changes.append(HookChange(name, path, "updated"))
+                continue
+            action = "installed"
+            if os.path.lexists(path):
+                os.rename(path, directory / (name + LEGACY_SUFFIX))
+                action = f"installed; the previous hook runs first, kept as {name + LEGACY_SUFFIX}"
+            _write_script(path, script)
+            changes.append(HookChange(name, path, action))
+    except OSError as exc:
+        raise StockroomError(
+            f"cannot write the git hooks in {directory}: {exc.strerror}; fix its permissions, "
+            f"then run `stock install` again"
+        ) from None
+    not_run = [c.name for c in changes if not os.access(c.path, os.X_OK)]
+    not_run += _probe(root, tuple(c.name for c in changes if c.name not in not_run))
+    if not_run:
+        uninstall_hooks(root)
+        raise StockroomError(
+            f"git does not run hooks from {directory} (checked: {'; '.join(not_run)}); the hooks "
+            f"were taken out again. Check core.hooksPath and that the directory allows running "
+            f"programs (not mounted noexec), then run `stock install` again"
+        )
+    return changes
+
+
+def uninstall_hooks(root: Path) -> list[HookChange]:
+    """Remove stockroom's hooks and put back the ones they replaced; what changed."""
+    directory = hooks_dir(root)
+    changes = []
+    for name in HOOK_NAMES:
+        path = directory / name
+        legacy = directory / (name + LEGACY_SUFFIX)
+        ours = _is_ours(path)
+        if os.path.lexists(path) and not ours:
+            note = f"; {legacy.name} kept" if os.path.lexists(legacy) else ""
+            changes.append(HookChange(name, path, f"left alone: not stockroom's{note}"))
+            continue
+        if ours:
+            path.unlink()
+        if os.path.lexists(legacy):
+            os.rename(legacy, path)
+            changes.append(HookChange(name, path, "removed; the previous hook is back"))
+        else:
+            changes.append(HookChange(name, path, "removed" if ours else "absent"))
+    return changes
 
 
 def install(root: Path) -> None:
-    return None
+    """Install the git hooks for the stock root ``root`` (``stock init`` calls this)."""
+    install_hooks(root)
+
+
+def uninstall(root: Path) -> None:
+    """Remove stockroom's git hooks from ``root``, restoring what was there before."""
+    uninstall_hooks(root)

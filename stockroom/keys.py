@@ -66,7 +66,7 @@ def encode_sample(key: object) -> str | int:
         return encode_text(key, "sample key")
     if isinstance(key, bool) or not hasattr(key, "__index__"):
         raise ValueError(f"sample key must be a str or an int, not {type(key).__name__}: {key!r}")
-    number = operator.index(key)  # type: ignore[call-overload]
+    number = operator.index(key)
     if number < 0 or number >= 10**MAX_HANGAR_KEY:
         raise ValueError(f"int sample key must be between 0 and 10**64 - 1, got {number}")
     return int(number)

@@ -58,3 +58,19 @@ def stock(stock_repo: Path) -> Iterator["stockroom.StockRoom"]:  # type: ignore[
 
     with stockroom.StockRoom() as room:
         yield room
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow", action="store_true", default=False,
+        help="also run the tests marked slow (the long fault-injection sweep)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -5,9 +5,9 @@ import subprocess
 import click
 
 from stockroom.core import find_root
+from stockroom.errors import StockroomError
 from stockroom.git import git
 from stockroom.headfile import HEAD_FILE, parse_head
-from stockroom.errors import StockroomError
 
 
 def _digests(root: str, commits: list[str]) -> list[str]:
@@ -43,6 +43,6 @@ def log(max_count: int) -> int:
         click.echo("no git commits yet")
         return 0
     rows = [line.split("\t", 2) for line in lines.splitlines() if line]
-    for (full, short, subject), digest in zip(rows, _digests(str(root), [r[0] for r in rows])):
+    for (_, short, subject), digest in zip(rows, _digests(str(root), [r[0] for r in rows]), strict=True):
         click.echo(f"{short}  {digest:<44}  {subject}")
     return 0

@@ -21,6 +21,8 @@ _GIT_STATES = {
 def status() -> int:
     with StockRoom() as stock:
         head = stock.head
+        if head:
+            stock._store._require_commit(head)  # a digest .hangar lacks: say so, exit 1
         click.echo(f"stock head: {head or '(no stock commit yet)'}")
         try:
             staged = stock._store.staged_changes()
@@ -28,7 +30,15 @@ def status() -> int:
             click.echo(f"staged writes: unknown ({exc})")
         else:
             if staged:
-                click.echo("staged writes (run `stock commit -m MSG`):")
+                base = stock._store.staged_base()
+                if base == head:
+                    click.echo("staged writes (run `stock commit -m MSG`):")
+                else:
+                    click.echo(
+                        f"staged writes, based on stock commit {base or '(none)'}, not on "
+                        f"{HEAD_FILE}'s (check out the git commit whose {HEAD_FILE} names it "
+                        f"and run `stock commit -m MSG`, or drop them with `stock reset`):"
+                    )
                 for line in staged:
                     click.echo(f"  {line}")
             else:

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from stockroom.headfile import HANGAR_DIR
 from stockroom.keys import SampleKey, decode_sample, decode_text, encode_sample, encode_text
-from stockroom.store import Store
+from stockroom.progress import track
+from stockroom.store import Store, damaged, register_column_label
 
 PREFIX = "data."
 # The dtypes Hangar stores (bfloat16 and complex are not among them).
@@ -19,6 +21,33 @@ SUPPORTED = frozenset(
         np.uint32, np.uint64, np.float16, np.float32, np.float64,
     )
 )
+
+
+register_column_label(PREFIX, lambda rest: f"data column {decode_text(rest)!r}")
+
+# Hangar backend for new data columns: "10" keeps samples in numpy
+# memory-mapped files. Measured (bench/bench_data.py, docs/data.md): it reads
+# a 28x28 uint8 sample ~20x and a 3x224x224 float32 one ~3x faster than the
+# chunked HDF5 backends ("00"/"01") Hangar picks for such shapes, and writes
+# large samples ~3x faster. It does not compress. Each file holds 1000
+# sample slots (a sparse file): samples over MEMMAP_MAX_BYTES keep Hangar's
+# own choice, so no file needs more than ~64 GB of address space.
+MEMMAP_BACKEND = "10"
+MEMMAP_MAX_BYTES = 64 * 2**20
+# Largest int sample key Hangar takes (see stockroom.keys.encode_sample).
+_INT_KEY_LIMIT = 10**64
+
+
+def backend_options(prototype: np.ndarray) -> dict[str, str]:
+    """Keyword arguments for ``add_ndarray_column`` for samples like ``prototype``."""
+    return {"backend": MEMMAP_BACKEND} if prototype.nbytes <= MEMMAP_MAX_BYTES else {}
+
+
+def _hangar_key(key: object) -> str | int:
+    # Plain ints skip encode_sample's checks: this runs once per sample read.
+    if type(key) is int and 0 <= key < _INT_KEY_LIMIT:
+        return key
+    return encode_sample(key)
 
 
 def column_name(name: str) -> str:
@@ -41,7 +70,15 @@ def to_array(value: object, where: str) -> np.ndarray:
             f"{where}: cannot store dtype {arr.dtype} (from {type(value).__name__}); "
             f"use bool, int8-64, uint8-64 or float16/32/64"
         )
-    return np.ascontiguousarray(arr)
+    # Hangar's limits on a column's shape (its checkout and typesystem refuse
+    # more, with messages that name neither the column nor the fix).
+    if arr.size == 0 or arr.ndim > 31:
+        raise ValueError(
+            f"{where}: cannot store an array of shape {arr.shape}; a sample needs at least "
+            f"one element and at most 31 dimensions (reshape it, or store its shape in a tag)"
+        )
+    # Not np.ascontiguousarray: it turns a 0-dim array into shape (1,).
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 class Column(MutableMapping[SampleKey, np.ndarray]):
@@ -55,28 +92,93 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         self._store = store
         self.name = name
         self._hname = column_name(name)
+        # The Hangar column of the last reader checkout seen (per-sample reads).
+        self._seen_checkout: Any = None
+        self._seen_column: Any = None
 
-    def _check_fits(self, col: Any, arr: np.ndarray) -> None:
-        if arr.dtype != col.dtype:
+    def _check_fits(self, dtype: np.dtype, shape: tuple[int, ...], arr: np.ndarray) -> None:
+        if arr.dtype != dtype:
             raise TypeError(
-                f"column {self.name!r} holds {col.dtype} samples, got {arr.dtype}; "
-                f"convert with .astype({str(col.dtype)!r}) or use another column"
+                f"column {self.name!r} holds {dtype} samples, got {arr.dtype}; "
+                f"convert with .astype({str(dtype)!r}) or use another column"
             )
-        if arr.shape != tuple(col.shape):
+        if arr.shape != shape:
             raise ValueError(
-                f"column {self.name!r} holds samples of shape {tuple(col.shape)}, got "
+                f"column {self.name!r} holds samples of shape {shape}, got "
                 f"{arr.shape}; reshape it or use another column"
             )
 
     def __getitem__(self, key: SampleKey) -> np.ndarray:
-        hkey = encode_sample(key)
-        with self._store.reading() as co:
-            if co is None or self._hname not in co.columns:
-                raise KeyError(key)
-            col = co.columns[self._hname]
+        hkey = _hangar_key(key)
+        if self._store.dirty:  # read your own staged writes: through the writer
+            return self._read([key], [hkey])[0][0]
+        col = self._reader_column()
+        if col is None or hkey not in col:
+            raise KeyError(key)
+        try:
+            return col[hkey]
+        except OSError as exc:
+            raise damaged(self._store.root / HANGAR_DIR, f"reading failed: {exc}") from exc
+
+    def get_many(self, keys: Iterable[SampleKey]) -> list[np.ndarray]:
+        """The samples under ``keys``, in that order, as a list of arrays.
+
+        One ``head.stock`` check and one checkout for them all, where
+        ``[column[k] for k in keys]`` pays for both per sample. KeyError
+        names the first key that is missing.
+        """
+        wanted = list(keys)
+        return self._read(wanted, [_hangar_key(k) for k in wanted])[0]
+
+    def get_batch(self, keys: Iterable[SampleKey]) -> np.ndarray:
+        """The samples under ``keys`` stacked into one array (first axis: the keys).
+
+        Like :meth:`get_many`; an empty ``keys`` gives an empty array of the
+        column's dtype and sample shape.
+        """
+        wanted = list(keys)
+        arrays, dtype, shape = self._read(wanted, [_hangar_key(k) for k in wanted])
+        out = np.empty((len(arrays), *shape), dtype=dtype)
+        for i, arr in enumerate(arrays):
+            out[i] = arr
+        return out
+
+    def _reader_column(self) -> Any:
+        """The Hangar column at the commit ``head.stock`` names; None when absent.
+
+        The store keeps its reader checkout open (reopened when head.stock
+        changes); the column is looked up once per checkout, not per sample.
+        """
+        co = self._store.reader()
+        if co is not self._seen_checkout:
+            self._seen_column = co.columns[self._hname] if co is not None and self._hname in co.columns else None
+            self._seen_checkout = co
+        return self._seen_column
+
+    def _read(self, keys: list[Any], hkeys: list[str | int]) -> tuple[list[np.ndarray], np.dtype, tuple[int, ...]]:
+        if self._store.dirty:
+            with self._store.reading() as co:
+                col = co.columns[self._hname] if co is not None and self._hname in co.columns else None
+                return self._read_from(col, keys, hkeys)
+        try:
+            return self._read_from(self._reader_column(), keys, hkeys)
+        except OSError as exc:
+            raise damaged(self._store.root / HANGAR_DIR, f"reading failed: {exc}") from exc
+
+    @staticmethod
+    def _read_from(
+        col: Any, keys: list[Any], hkeys: list[str | int]
+    ) -> tuple[list[np.ndarray], np.dtype, tuple[int, ...]]:
+        if col is None:
+            if keys:
+                raise KeyError(keys[0])
+            return [], np.dtype(np.float64), ()
+        out = []
+        for key, hkey in zip(keys, hkeys, strict=True):
             if hkey not in col:
                 raise KeyError(key)
-            return col[hkey]  # type: ignore[no-any-return]
+            out.append(col[hkey])
+        return out, np.dtype(col.dtype), tuple(col.shape)
 
     def __setitem__(self, key: SampleKey, value: object) -> None:
         self.update({key: value})
@@ -84,21 +186,38 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
     def update(self, other: Mapping[SampleKey, object] | Iterable[tuple[SampleKey, object]] = (), /, **kwargs: object) -> None:  # type: ignore[override]
         """Write many samples in one go (one lock, one checkout)."""
         items = list(other.items() if isinstance(other, Mapping) else other) + list(kwargs.items())
+        self._write(items, replace=False)
+
+    def _write(self, items: list[tuple[Any, object]], replace: bool) -> None:
+        """Store ``items``; with ``replace`` they become the column's only samples.
+
+        Every key and sample is checked before anything is written, so a
+        failed write stores nothing (not even a new column).
+        """
         prepared = [
             (encode_sample(k), to_array(v, f"column {self.name!r}, sample {k!r}")) for k, v in items
         ]
-        if not prepared:
+        if not prepared and not replace:
             return
         with self._store.writing() as co:
-            if self._hname in co.columns:
+            exists = self._hname in co.columns
+            if exists and not replace:
                 col = co.columns[self._hname]
-            else:
-                col = co.add_ndarray_column(self._hname, prototype=prepared[0][1])
+                dtype, shape = np.dtype(col.dtype), tuple(col.shape)
+            elif prepared:
+                dtype, shape = prepared[0][1].dtype, prepared[0][1].shape
             for _, arr in prepared:
-                self._check_fits(col, arr)
-            with col:
-                for hkey, arr in prepared:
-                    col[hkey] = arr
+                self._check_fits(dtype, shape, arr)
+            if exists and replace:
+                del co.columns[self._hname]
+            if prepared:
+                if replace or not exists:
+                    col = co.add_ndarray_column(
+                        self._hname, prototype=prepared[0][1], **backend_options(prepared[0][1])
+                    )
+                with col:
+                    for hkey, arr in track(prepared, desc=f"writing {self.name!r}", unit="sample"):
+                        col[hkey] = arr
         self._store.mark_dirty()
 
     def __delitem__(self, key: SampleKey) -> None:
@@ -146,18 +265,30 @@ class DataStore(MutableMapping[str, Column]):
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        # Handles are kept: each caches its Hangar column for per-sample reads.
+        self._columns: dict[str, Column] = {}
 
     def __getitem__(self, name: str) -> Column:
-        return Column(self._store, name)
+        column = self._columns.get(name) if type(name) is str else None
+        if column is None:
+            column = Column(self._store, name)  # checks the name
+            self._columns[name] = column
+        return column
 
     def __setitem__(self, name: str, samples: Mapping[SampleKey, object]) -> None:
-        """``stock.data["x"] = {key: array, ...}`` writes many samples at once."""
+        """``stock.data["x"] = {key: array, ...}`` makes these the column's samples.
+
+        Like assigning to a dict key, it replaces the whole column (its old
+        samples, dtype and shape go); an empty mapping deletes it. To add
+        samples to a column, use ``stock.data["x"].update({...})``.
+        """
+        column = Column(self._store, name)
         if not isinstance(samples, Mapping):
             raise TypeError(
                 f"assign a mapping of sample key to array to stock.data[{name!r}], "
                 f"not {type(samples).__name__}; write one sample with stock.data[{name!r}][key] = array"
             )
-        Column(self._store, name).update(samples)
+        column._write(list(samples.items()), replace=True)
 
     def __delitem__(self, name: str) -> None:
         hname = column_name(name)

@@ -6,11 +6,12 @@ import struct
 from collections.abc import Iterator, MutableMapping
 
 from stockroom.keys import decode_text, encode_text
-from stockroom.store import Store
+from stockroom.store import Store, register_column_label
 
 TagValue = int | float | str | bool
 
 COLUMN = "tag"
+register_column_label(COLUMN, lambda _: "tags")
 
 
 def encode_value(value: object) -> str:

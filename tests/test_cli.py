@@ -1,0 +1,271 @@
+"""The `stock` command line (SPEC section 3): init, commit, status, log and
+reset, run as the installed console script in real git repositories."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stockroom
+
+STOCK = shutil.which("stock", path=str(Path(sys.executable).parent)) or shutil.which("stock")
+DIGEST = r"a=[0-9a-f]{40}"
+
+pytestmark = pytest.mark.skipif(STOCK is None, reason="the stock console script is not installed")
+
+
+def stock_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    assert STOCK is not None
+    return subprocess.run((STOCK, *args), cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(("git", *args), cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+def user_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """A user error: exit 1, exactly one line on stderr, no traceback."""
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("stock: error: ")
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def write_stock(repo: Path, **tags: object) -> None:
+    with stockroom.StockRoom(repo) as stock:
+        for key, value in tags.items():
+            stock.tag[key] = value  # type: ignore[assignment]
+
+
+# ------------------------------------------------------------------- init
+def test_init(git_repo: Path) -> None:
+    out = ok(stock_cli("init", "--no-hooks", cwd=git_repo))
+    assert out.splitlines() == [f"stock repository ready in {git_repo}"]
+    assert (git_repo / ".hangar").is_dir() and (git_repo / "head.stock").read_bytes() == b""
+    assert (git_repo / ".gitignore").read_text() == ".hangar\n"
+    # Again: safe, and says so the same way.
+    assert ok(stock_cli("init", "--no-hooks", cwd=git_repo)).splitlines() == [f"stock repository ready in {git_repo}"]
+    assert (git_repo / ".gitignore").read_text() == ".hangar\n"
+
+
+def test_init_identity_options_and_overwrite(git_repo: Path) -> None:
+    ok(stock_cli("init", "--no-hooks", "--name", "Ada", "--email", "ada@example.org", cwd=git_repo))
+    write_stock(git_repo, a=1)
+    ok(stock_cli("commit", "-m", "by ada", cwd=git_repo))
+    with stockroom.StockRoom(git_repo) as stock:
+        entry = stock._store.log()[0]
+    assert (entry["commit_user"], entry["commit_email"]) == ("Ada", "ada@example.org")
+    ok(stock_cli("init", "--no-hooks", "--overwrite", cwd=git_repo))
+    assert (git_repo / "head.stock").read_bytes() == b""
+    with stockroom.StockRoom(git_repo) as stock:
+        assert dict(stock.tag) == {}
+
+
+def test_init_from_a_subdirectory_initialises_the_top(git_repo: Path) -> None:
+    sub = git_repo / "src"
+    sub.mkdir()
+    ok(stock_cli("init", "--no-hooks", cwd=sub))
+    assert (git_repo / "head.stock").exists() and not (sub / "head.stock").exists()
+
+
+def test_init_outside_git_is_a_user_error(tmp_path: Path) -> None:
+    line = user_error(stock_cli("init", "--no-hooks", cwd=tmp_path))
+    assert "not inside a git work tree" in line and "git init" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_without_identity_is_a_user_error(git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    Path(os.environ["GIT_CONFIG_GLOBAL"]).write_text("")
+    line = user_error(stock_cli("init", "--no-hooks", cwd=git_repo))
+    assert "--name" in line and "user.email" in line
+
+
+# ----------------------------------------------------------------- commit
+def test_commit(stock_repo: Path) -> None:
+    write_stock(stock_repo, lr=0.1)
+    out = ok(stock_cli("commit", "-m", "first", cwd=stock_repo))
+    digest = (stock_repo / "head.stock").read_text().strip()
+    assert re.fullmatch(DIGEST, digest)
+    assert out.splitlines() == [f"stock commit {digest}; head.stock updated (git commit records it)"]
+    with stockroom.StockRoom(stock_repo) as stock:
+        assert stock._store.log()[0]["commit_message"] == "first"
+        assert stock.tag["lr"] == 0.1
+
+
+def test_commit_user_errors(stock_repo: Path) -> None:
+    line = user_error(stock_cli("commit", "-m", "nothing", cwd=stock_repo))
+    assert "nothing to commit" in line
+    line = user_error(stock_cli("commit", cwd=stock_repo))
+    assert "-m" in line and "stock commit --help" in line
+    write_stock(stock_repo, a=1)
+    line = user_error(stock_cli("commit", "-m", "", cwd=stock_repo))
+    assert "message" in line
+    ok(stock_cli("commit", "-m", "now", cwd=stock_repo))
+
+
+def test_unknown_command_and_bad_option_are_one_line_errors(stock_repo: Path) -> None:
+    assert "No such command" in user_error(stock_cli("bogus", cwd=stock_repo))
+    assert "max-count" in user_error(stock_cli("log", "-n", "many", cwd=stock_repo))
+    assert "Usage" in ok(stock_cli(cwd=stock_repo))
+    assert "commit" in ok(stock_cli("--help", cwd=stock_repo))
+
+
+def test_outside_a_stock_repository(git_repo: Path, tmp_path: Path) -> None:
+    for command in (("status",), ("commit", "-m", "x"), ("log",), ("reset",)):
+        line = user_error(stock_cli(*command, cwd=git_repo))
+        assert "stock init" in line
+
+
+def test_corrupt_head_stock_is_a_user_error(stock_repo: Path) -> None:
+    write_stock(stock_repo, a=1)
+    ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
+    (stock_repo / "head.stock").write_text("<<<<<<< HEAD\na=1\n=======\na=2\n>>>>>>> dev\n")
+    for command in (("status",), ("commit", "-m", "x")):
+        line = user_error(stock_cli(*command, cwd=stock_repo))
+        assert "head.stock has merge-conflict markers" in line and "git checkout --ours" in line
+    (stock_repo / "head.stock").write_text("a=" + "0" * 40 + "\n")
+    write_stock_error = stock_cli("commit", "-m", "x", cwd=stock_repo)
+    assert "does not have" in user_error(write_stock_error)
+
+
+def test_missing_hangar_is_a_user_error(stock_repo: Path) -> None:
+    shutil.rmtree(stock_repo / ".hangar")
+    for command in (("status",), ("commit", "-m", "x"), ("reset",)):
+        line = user_error(stock_cli(*command, cwd=stock_repo))
+        assert ".hangar" in line and "stock init" in line
+
+
+# ----------------------------------------------------------------- status
+def test_status_reports_head_staged_writes_and_git_state(stock_repo: Path) -> None:
+    out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
+    assert out == [
+        "stock head: (no stock commit yet)",
+        "staged writes: none",
+        "head.stock: in sync with git (committed)",
+    ]
+    with stockroom.StockRoom(stock_repo) as stock:
+        stock.tag["a"] = 1
+        stock.tag["b"] = 2
+        stock.data["img"].update({0: np.zeros(2), 1: np.ones(2)})
+        stock.data["a/b"][0] = np.zeros(1)
+    out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
+    assert out == [
+        "stock head: (no stock commit yet)",
+        "staged writes (run `stock commit -m MSG`):",
+        "  data column 'a/b': new column, 1 added",
+        "  data column 'img': new column, 2 added",
+        "  tags: new column, 2 added",
+        "head.stock: in sync with git (committed)",
+    ]
+    ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
+    digest = (stock_repo / "head.stock").read_text().strip()
+    out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
+    assert out == [
+        f"stock head: {digest}",
+        "staged writes: none",
+        "head.stock: changed, not staged: run `git add head.stock` (the pre-commit hook does it)",
+    ]
+    with stockroom.StockRoom(stock_repo) as stock:
+        stock.tag["a"] = 10
+        del stock.tag["b"]
+        stock.tag["c"] = 3
+        del stock.data["img"]
+        stock.data["a/b"][1] = np.ones(1)
+    git("add", "head.stock", cwd=stock_repo)
+    out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
+    assert out == [
+        f"stock head: {digest}",
+        "staged writes (run `stock commit -m MSG`):",
+        "  data column 'a/b': 1 added",
+        "  data column 'img': column deleted, 2 deleted",
+        "  tags: 1 added, 1 changed, 1 deleted",
+        "head.stock: staged in git's index, not committed yet",
+    ]
+    git("commit", "-q", "-m", "record stock", cwd=stock_repo)
+    assert ok(stock_cli("status", cwd=stock_repo)).splitlines()[-1] == "head.stock: in sync with git (committed)"
+
+
+def test_status_of_staged_writes_left_on_another_commit(stock_repo: Path) -> None:
+    write_stock(stock_repo, v="main")
+    ok(stock_cli("commit", "-m", "main", cwd=stock_repo))
+    git("add", "head.stock", cwd=stock_repo)
+    git("commit", "-q", "-m", "main", cwd=stock_repo)
+    main_digest = (stock_repo / "head.stock").read_text().strip()
+    git("switch", "-q", "-c", "dev", cwd=stock_repo)
+    write_stock(stock_repo, v="dev")
+    ok(stock_cli("commit", "-m", "dev", cwd=stock_repo))
+    git("commit", "-q", "-am", "dev", cwd=stock_repo)
+    git("switch", "-q", "main", cwd=stock_repo)
+    write_stock(stock_repo, pending=1)
+    git("switch", "-q", "dev", cwd=stock_repo)
+    out = ok(stock_cli("status", cwd=stock_repo))
+    assert f"staged writes, based on stock commit {main_digest}" in out and "stock reset" in out
+    assert "  tags: 1 added" in out
+    # The commit is refused with both digests; reset drops the writes.
+    assert main_digest in user_error(stock_cli("commit", "-m", "mixed", cwd=stock_repo))
+    assert ok(stock_cli("reset", cwd=stock_repo)).strip() == "uncommitted stock writes dropped"
+    assert "staged writes: none" in ok(stock_cli("status", cwd=stock_repo))
+
+
+# -------------------------------------------------------------------- log
+def test_log_lists_git_commits_beside_their_stock_digest(stock_repo: Path) -> None:
+    write_stock(stock_repo, a=1)
+    ok(stock_cli("commit", "-m", "s1", cwd=stock_repo))
+    first = (stock_repo / "head.stock").read_text().strip()
+    git("commit", "-q", "-am", "code with s1", cwd=stock_repo)
+    (stock_repo / "code.py").write_text("x = 1\n")
+    git("add", "code.py", cwd=stock_repo)
+    git("commit", "-q", "-m", "code only", cwd=stock_repo)
+    write_stock(stock_repo, a=2)
+    ok(stock_cli("commit", "-m", "s2", cwd=stock_repo))
+    second = (stock_repo / "head.stock").read_text().strip()
+    git("commit", "-q", "-am", "code with s2", cwd=stock_repo)
+    shas = git("log", "--format=%h", cwd=stock_repo).split()
+    out = ok(stock_cli("log", cwd=stock_repo)).splitlines()
+    assert [line.split()[:2] for line in out] == [
+        [shas[0], second], [shas[1], first], [shas[2], first], [shas[3], "(empty)"],
+    ]
+    assert [line.split(None, 2)[2] for line in out] == ["code with s2", "code only", "code with s1", "stock init"]
+    assert len(ok(stock_cli("log", "-n", "2", cwd=stock_repo)).splitlines()) == 2
+
+
+def test_log_without_git_commits_and_without_head_in_old_commits(git_repo: Path) -> None:
+    (git_repo / "README").write_text("before stockroom\n")
+    ok(stock_cli("init", "--no-hooks", cwd=git_repo))
+    assert ok(stock_cli("log", cwd=git_repo)).strip() == "no git commits yet"
+    git("add", "README", cwd=git_repo)
+    git("commit", "-q", "-m", "before stockroom", cwd=git_repo)
+    git("add", "-A", cwd=git_repo)
+    git("commit", "-q", "-m", "stock init", cwd=git_repo)
+    out = ok(stock_cli("log", cwd=git_repo)).splitlines()
+    assert [line.split()[1] for line in out] == ["(empty)", "(no"]
+    assert out[1].split(None, 1)[1].startswith("(no head.stock)")
+
+
+# ------------------------------------------------------------------ reset
+def test_reset(stock_repo: Path) -> None:
+    assert ok(stock_cli("reset", cwd=stock_repo)).strip() == "nothing staged; nothing to drop"
+    write_stock(stock_repo, a=1)
+    ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
+    write_stock(stock_repo, a=2, b=3)
+    assert ok(stock_cli("reset", cwd=stock_repo)).strip() == "uncommitted stock writes dropped"
+    with stockroom.StockRoom(stock_repo) as stock:
+        assert dict(stock.tag) == {"a": 1}
+    assert "nothing to commit" in user_error(stock_cli("commit", "-m", "x", cwd=stock_repo))
+    assert not (stock_repo / ".hangar" / "stockroom-staged").exists()
