@@ -6,8 +6,10 @@ Measures, on identical repositories built here in a temporary directory:
 
 1. `git commit` (one changed code file) and `git checkout BRANCH` (a branch
    switch where the stock commit stays the same) with no hooks (the
-   baseline), with stockroom's hooks installed by `stock install`, and
-   through the pre-commit framework (`.pre-commit-hooks.yaml`);
+   baseline), with stockroom's hooks installed by `stock install`, through
+   the pre-commit framework running a hook that does nothing (what the
+   framework itself costs), and through the framework running stockroom's
+   hooks (`.pre-commit-hooks.yaml`);
 2. a branch switch with stockroom's hooks on a repository holding 1 MB of
    stock data and one holding ``--large-mb`` MB, both where the stock commit
    stays the same and where it changes.
@@ -30,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,7 @@ def write_stock(repo: Path, megabytes: float, tag: int) -> None:
 
 
 def make_repo(path: Path, env: dict[str, str], megabytes: float, hooks: str) -> Path:
-    """A stock repository with ``hooks`` ("none", "direct", "framework") and branches
+    """A stock repository with ``hooks`` ("none", "direct", "framework", "framework-no-op") and branches
     ``same`` (same stock commit as main, other code) and ``changed`` (another stock commit)."""
     path.mkdir(parents=True)
     git("init", "-q", cwd=path, env=env)
@@ -90,8 +91,8 @@ def make_repo(path: Path, env: dict[str, str], megabytes: float, hooks: str) -> 
     os.environ.update(env)  # stockroom reads git config (user.name) through git
     try:
         stockroom.init_repo(path=path, install_hooks=hooks == "direct")
-        if hooks == "framework":
-            use_framework(path, env)
+        if hooks.startswith("framework"):
+            use_framework(path, env, no_op=hooks == "framework-no-op")
         write_stock(path, megabytes, 1)
         (path / "train.py").write_text("print('train')\n")
         git("add", "-A", cwd=path, env=env)
@@ -128,13 +129,30 @@ def hook_repository(where: Path, env: dict[str, str]) -> str:
     return git("rev-parse", "HEAD", cwd=where, env=fixed).stdout.strip()
 
 
-def use_framework(repo: Path, env: dict[str, str]) -> None:
-    source = RESULTS / "pre-commit" / "stockroom-src"
-    rev = hook_repository(source, env)
-    (repo / ".pre-commit-config.yaml").write_text(
-        f"repos:\n  - repo: {source}\n    rev: {rev}\n    hooks:\n"
-        f"      - id: stockroom-pre-commit\n      - id: stockroom-post-checkout\n"
-    )
+# The framework running a hook that does nothing: what the framework itself costs.
+NO_OP_CONFIG = """repos:
+  - repo: local
+    hooks:
+      - id: no-op
+        name: no-op
+        entry: "true"
+        language: system
+        always_run: true
+        pass_filenames: false
+        stages: [pre-commit, post-checkout]
+"""
+
+
+def use_framework(repo: Path, env: dict[str, str], no_op: bool = False) -> None:
+    if no_op:
+        (repo / ".pre-commit-config.yaml").write_text(NO_OP_CONFIG)
+    else:
+        source = RESULTS / "pre-commit" / "stockroom-src"
+        rev = hook_repository(source, env)
+        (repo / ".pre-commit-config.yaml").write_text(
+            f"repos:\n  - repo: {source}\n    rev: {rev}\n    hooks:\n"
+            f"      - id: stockroom-pre-commit\n      - id: stockroom-post-checkout\n"
+        )
     subprocess.run(
         [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "post-checkout"],
         cwd=repo,
@@ -142,7 +160,8 @@ def use_framework(repo: Path, env: dict[str, str]) -> None:
         check=True,
         capture_output=True,
     )
-    print("building the pre-commit framework's environment (first time: a minute or two) ...", flush=True)
+    if not no_op:
+        print("building the pre-commit framework's environment (first time: a minute or two) ...", flush=True)
     subprocess.run([sys.executable, "-m", "pre_commit", "install-hooks"], cwd=repo, env=env, check=True)
 
 
@@ -207,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         direct = make_repo(tmp / "direct", env, 1, "direct")
         configs = [("no hooks", plain), ("stockroom hooks", direct)]
         if not args.no_framework:
-            configs.append(("pre-commit framework", make_repo(tmp / "framework", env, 1, "framework")))
+            configs.append(("framework, no-op hook", make_repo(tmp / "no-op", env, 1, "framework-no-op")))
+            configs.append(("framework, stockroom", make_repo(tmp / "framework", env, 1, "framework")))
+            # Drop the framework's environments of earlier sources (this run's is in use).
+            subprocess.run([sys.executable, "-m", "pre_commit", "gc"], env=env, check=True, capture_output=True)
         start = time.perf_counter()
         large = make_repo(tmp / "large", env, args.large_mb, "direct")
         print(f"wrote {args.large_mb:g} MB of stock data in {time.perf_counter() - start:.1f} s", flush=True)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from stockroom.errors import StockroomError
 
 # Not `from typing import ...`: the git hooks import this package on every
@@ -19,6 +21,27 @@ if TYPE_CHECKING:
     from typing import Any
 
     from stockroom.core import StockRoom, init_repo
+
+
+class _PatchHangarOnImport:
+    """Installs the hangar compatibility patches when hangar is first imported.
+
+    So ``import stockroom; import hangar`` works for experts. Kept tiny on
+    purpose: ``stockroom._compat`` itself costs tens of ms to import, which
+    the git hooks (that import this package) must not pay.
+    """
+
+    @staticmethod
+    def find_spec(fullname: str, path: object = None, target: object = None) -> None:
+        if fullname == "hangar":
+            from stockroom import _compat
+
+            _compat.install()
+        return None  # the regular finders (and now _compat's) do the loading
+
+
+if not any(f is _PatchHangarOnImport for f in sys.meta_path):
+    sys.meta_path.insert(0, _PatchHangarOnImport)
 
 
 def __getattr__(name: str) -> Any:

@@ -221,7 +221,11 @@ def has_commit(root: str, digest: str) -> bool:
 
         from stockroom.store import Store
 
-        known = Store(Path(root), lock_timeout=_lock_timeout()).has_commit(digest)
+        store = Store(Path(root), lock_timeout=_lock_timeout())
+        try:
+            known = store.has_commit(digest)
+        finally:
+            store.close()
     if known:
         _remember_verified(root, digest)
     return known
@@ -238,9 +242,8 @@ def staged_writes(root: str) -> tuple[list[str], str]:
     _load_site()
     from pathlib import Path
 
-    from stockroom.store import Store
-
     from stockroom.errors import StockroomError
+    from stockroom.store import Store
 
     try:
         store = Store(Path(root), lock_timeout=_lock_timeout())
@@ -299,7 +302,7 @@ def _framework_stashed_head() -> bool:
     return f"diff --git a/{HEAD_FILE} b/{HEAD_FILE}".encode() in patch
 
 
-def _stage_head(root: str, gdir: str | None) -> None:
+def _stage_head(root: str) -> None:
     """``git add head.stock`` into the index this commit is made from.
 
     For ``git commit PATH...`` git builds the commit from a temporary index
@@ -317,34 +320,28 @@ def _stage_head(root: str, gdir: str | None) -> None:
             env = dict(os.environ, GIT_INDEX_FILE=real)
             code, _ = _git("add", "--", HEAD_FILE, env=env, quiet=False)
             if code != 0:
-                raise HookError(f"`git add {HEAD_FILE}` failed; run it yourself after this commit")
+                raise HookError(f"`git add {HEAD_FILE}` failed; run it yourself, then commit again")
 
 
 def pre_commit(root: str) -> int:
     """Refuse a commit whose stock state is not committed or not readable."""
-    if not os.path.isfile(os.path.join(root, HEAD_FILE)) or not os.path.isdir(
-        os.path.join(root, HANGAR_DIR)
-    ):
+    if not os.path.isfile(os.path.join(root, HEAD_FILE)) or not os.path.isdir(os.path.join(root, HANGAR_DIR)):
         return 0  # not a stock repository (or no stock data in this clone)
-    gdir = git_dir(root)
-    if replaying(gdir):
+    if replaying(git_dir(root)):
         return 0  # rebase, am, cherry-pick, revert: replayed commits were checked when made
     digest = _read_head(root)
 
-    try:
-        changes, _ = staged_writes(root)
-    except HookError as exc:
-        raise HookError(f"commit refused: {exc}") from None
+    changes, _ = staged_writes(root)
     if changes:
         raise HookError(
-            "commit refused: stock writes are not committed:\n  "
+            "stock writes are not committed:\n  "
             + "\n  ".join(changes)
             + '\nrun `stock commit -m "MESSAGE"` to commit them (or `stock reset` to drop them), '
             "then commit again"
         )
     if digest and not has_commit(root, digest):
         raise HookError(
-            f"commit refused: {HEAD_FILE} names stock commit {digest}, which {HANGAR_DIR} does "
+            f"{HEAD_FILE} names stock commit {digest}, which {HANGAR_DIR} does "
             f"not have; fetch or copy that stock data here, or point {HEAD_FILE} at a stock "
             f"commit you have (`git checkout -- {HEAD_FILE}`), then commit again"
         )
@@ -356,7 +353,7 @@ def pre_commit(root: str) -> int:
     xy = out[:2].decode("ascii", "replace") if out else "  "
     if "U" in xy or xy in ("AA", "DD"):
         raise HookError(
-            f"commit refused: {HEAD_FILE} has a merge conflict; keep one side with "
+            f"{HEAD_FILE} has a merge conflict; keep one side with "
             f"`git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
         )
     framework = os.environ.get("PRE_COMMIT") == "1"
@@ -365,10 +362,10 @@ def pre_commit(root: str) -> int:
         if framework:
             # The framework stashed the edit: committing now would record the old digest.
             raise HookError(
-                f"commit refused: {HEAD_FILE} names stock commit {_short(digest)} in your work "
+                f"{HEAD_FILE} names stock commit {_short(digest)} in your work "
                 f"tree but is not staged; run `git add {HEAD_FILE}`, then commit again"
             )
-        _stage_head(root, gdir)
+        _stage_head(root)
         _say(f"staged {HEAD_FILE} (stock commit {_short(digest)}) into this commit")
     return 0
 
@@ -446,7 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         rest = args[1:]
         if not rest and os.environ.get("PRE_COMMIT") == "1":
             # The pre-commit framework passes git's arguments in the environment.
-            rest = [os.environ.get(f"PRE_COMMIT_{key}", "") for key in ("FROM_REF", "TO_REF", "CHECKOUT_TYPE")]
+            rest = [
+                os.environ.get(f"PRE_COMMIT_{key}", "") for key in ("FROM_REF", "TO_REF", "CHECKOUT_TYPE")
+            ]
         if len(rest) != 3:
             _say("post-checkout expects git's three arguments: PREVIOUS NEW FLAG; nothing done")
             return 0
@@ -459,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return pre_commit(root)
         except HookError as exc:
-            _say(str(exc))
+            _say(f"commit refused: {exc}")
             return 1
         except Exception as exc:  # noqa: BLE001 - report it as a refusal with the way out
             _say(

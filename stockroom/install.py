@@ -58,7 +58,11 @@ def render(name: str, python: str = "", pkgdirs: str = "") -> str:
     if name not in HOOK_NAMES:
         raise ValueError(f"stockroom has no {name!r} hook; it has {', '.join(HOOK_NAMES)}")
     text = template()
-    for key, value in (("@HOOK@", name), ("@PYTHON@", shlex.quote(python)), ("@PKGDIRS@", shlex.quote(pkgdirs))):
+    for key, value in (
+        ("@HOOK@", name),
+        ("@PYTHON@", shlex.quote(python)),
+        ("@PKGDIRS@", shlex.quote(pkgdirs)),
+    ):
         text = text.replace(key, value)
     return text
 

@@ -41,7 +41,7 @@ def enabled(file: IO[str] | None = None) -> bool:
         return False
 
 
-def _tqdm(total: int | None, desc: str, unit: str, file: IO[str] | None, delay: float, **extra: Any) -> Any:
+def _tqdm(total: int | None, desc: str, unit: str, file: IO[str] | None, delay: float | None, **extra: Any) -> Any:
     from tqdm import tqdm  # only when a bar is shown: importing it costs ~50 ms
 
     return tqdm(
@@ -49,7 +49,7 @@ def _tqdm(total: int | None, desc: str, unit: str, file: IO[str] | None, delay: 
         desc=desc,
         unit=unit,
         file=sys.stderr if file is None else file,
-        delay=delay,
+        delay=DELAY_S if delay is None else delay,
         dynamic_ncols=True,
         **extra,
     )
@@ -62,7 +62,7 @@ def track(
     unit: str = "it",
     *,
     file: IO[str] | None = None,
-    delay: float = DELAY_S,
+    delay: float | None = None,
 ) -> Iterable[T]:
     """``iterable``, with a progress bar while it is consumed (on a terminal).
 
@@ -98,7 +98,7 @@ class Progress:
         unit: str = "it",
         *,
         file: IO[str] | None = None,
-        delay: float = DELAY_S,
+        delay: float | None = None,
         unit_scale: bool = False,
     ) -> None:
         self._bar = _tqdm(total, desc, unit, file, delay, unit_scale=unit_scale) if enabled(file) else None
@@ -137,7 +137,7 @@ def bar(
     unit: str = "it",
     *,
     file: IO[str] | None = None,
-    delay: float = DELAY_S,
+    delay: float | None = None,
     unit_scale: bool = False,
 ) -> Progress:
     """A :class:`Progress` for an operation of ``total`` units (the hook for

@@ -53,6 +53,8 @@ BRANCH_PREFIX = "stock-"
 # Present while stock writes may be staged; lets the git hooks skip
 # importing hangar when it is absent (see Store.mark_dirty).
 STAGED_MARKER = "stockroom-staged"
+# Present while Hangar rebuilds its staging area for another branch.
+SWITCH_MARKER = "stockroom-switching"
 # A head.stock modified less than this long ago may be modified again
 # without its stat changing (file timestamps are coarse): such a stat is not
 # trusted for caching, and the file is read again on the next call.
@@ -369,6 +371,30 @@ class Store:
         hangar_dir = self.root / HANGAR_DIR
         for name in (DIR_DATA, DIR_DATA_STORE, DIR_DATA_STAGE, DIR_DATA_REMOTE):
             (hangar_dir / name).mkdir(exist_ok=True)
+        # Opening another branch makes Hangar empty the staging area, then
+        # fill it from that branch's commit (two transactions): a writer killed
+        # in between leaves an empty staging area, which reads as "delete
+        # everything". The marker spans the switch; found later, the staging
+        # area (clean before any switch) is reset to its branch's commit.
+        switching = hangar_dir / SWITCH_MARKER
+        staging = heads.get_staging_branch_head(self.repo._env.branchenv)
+        if switching.exists():
+            writer = self._hangar_writer(staging)
+            if writer.diff.status() == "DIRTY":
+                with _quiet():
+                    writer.reset_staging_area()  # closes the checkout
+            else:
+                writer.close()
+            switching.unlink()
+        if branch == staging:
+            return self._hangar_writer(branch)
+        switching.touch()
+        try:
+            return self._hangar_writer(branch)
+        finally:
+            switching.unlink()
+
+    def _hangar_writer(self, branch: str) -> Checkout:
         try:
             return self.repo.checkout(write=True, branch=branch)
         except PermissionError:

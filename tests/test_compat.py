@@ -35,6 +35,21 @@ def ok(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 # ------------------------------------------------------------ protobuf pb2
+def test_import_stockroom_then_hangar_works_and_stays_light(tmp_path: Path) -> None:
+    """`import stockroom` arms the patches without loading them (hooks import it)."""
+    code = """
+        import sys
+        import stockroom
+        assert "stockroom._compat" not in sys.modules
+        assert "numpy" not in sys.modules and "hangar" not in sys.modules
+        import hangar
+        from hangar.remote import hangar_service_pb2 as pb2
+        assert pb2.PingReply(result="x").SerializeToString() == b"\\n\\x01x"
+        print("ok")
+    """
+    assert ok(python(code, tmp_path)).strip() == "ok"
+
+
 def test_import_hangar_fails_without_the_patch(tmp_path: Path) -> None:
     proc = python("import hangar", tmp_path)
     assert proc.returncode != 0
@@ -63,13 +78,20 @@ ROUND_TRIP = """
     stock = stockroom.StockRoom()
     stock.tag["framework"] = FRAMEWORK
     stock.data["x"][0] = SAMPLE
-    stock.data["bias"][0] = np.arange(512, dtype=np.float32)  # HDF5 backend 00
+    # A column in Hangar's HDF5 backend 00 (its pick for a 1-D array of 512):
+    # h5py loaded beside the framework.
+    co = stock.get_hangar_checkout(write=True)
+    co.add_ndarray_column("bias", prototype=np.zeros(512, dtype=np.float32))[0] = np.arange(512, dtype=np.float32)
+    co.close()
     digest = stock.commit("from " + FRAMEWORK)
     stock.close()
     with stockroom.StockRoom() as again:
         assert again.head == digest
         assert again.tag["framework"] == FRAMEWORK
-        print(again.data["x"][0].tolist(), float(again.data["bias"][0].sum()))
+        co = again.get_hangar_checkout()
+        bias = co.columns["bias"]
+        print(again.data["x"][0].tolist(), float(bias[0].sum()), bias.backend)
+        co.close()
     assert "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION" not in os.environ
 """
 
@@ -101,7 +123,7 @@ def test_any_import_order_works_without_env_vars(
     pytest.importorskip(module)
     code = f"import os\nimport numpy as np\n{prelude}\nFRAMEWORK = {framework!r}\nSAMPLE = {sample}\n"
     code += textwrap.dedent(ROUND_TRIP)
-    assert ok(python(code, stock_repo)).strip() == "[1.0, 2.0] 130816.0"
+    assert ok(python(code, stock_repo)).strip() == "[1.0, 2.0] 130816.0 00"
 
 
 # ------------------------------------------------------------ numpy shims
@@ -111,9 +133,12 @@ NUMPY_00 = """
     import stockroom
     had_math = hasattr(numpy, "math")
     with stockroom.StockRoom() as stock:
-        stock.data["bias"][0] = numpy.arange(1000, dtype=numpy.float64)
-        stock.commit("backend 00")
-        print(float(stock.data["bias"][0].sum()), hasattr(numpy, "math") == had_math)
+        co = stock.get_hangar_checkout(write=True)
+        # Hangar picks its HDF5 backend 00 for 1-D arrays of 400 to 10M elements.
+        col = co.add_ndarray_column("bias", prototype=numpy.zeros(1000))
+        col[0] = numpy.arange(1000, dtype=numpy.float64)
+        print(col.backend, float(col[0].sum()), hasattr(numpy, "math") == had_math)
+        co.close()
 """
 
 
@@ -124,7 +149,7 @@ def test_numpy_math_in_hdf5_backend_fails_without_the_shim(stock_repo: Path) -> 
 
 
 def test_numpy_math_in_hdf5_backend_works_with_the_shim(stock_repo: Path) -> None:
-    assert ok(python(NUMPY_00.replace("DISABLE", ""), stock_repo)).strip() == "499500.0 True"
+    assert ok(python(NUMPY_00.replace("DISABLE", ""), stock_repo)).strip() == "00 499500.0 True"
 
 
 def test_variable_shape_column_and_real_numpy_untouched(stock: stockroom.StockRoom) -> None:

@@ -558,6 +558,13 @@ def test_get_hangar_checkout_write_is_the_staging_area(stock: stockroom.StockRoo
         co.columns["expert"]["k"] = "v"
         with pytest.raises(StockroomError, match="close it"):
             stock.tag["b"] = 2
+        # Reading meanwhile goes through the lent checkout: it neither opens a
+        # second writer (stealing Hangar's lock) nor drops the stock lock.
+        assert stock.tag["a"] == 1
+        assert co.columns["expert"]["k"] == "v"
+        with stockroom.StockRoom(lock_timeout=0) as other:
+            with pytest.raises(StockroomError, match="writer is held"):
+                other.tag["c"] = 3
         with pytest.raises(StockroomError, match="close it"):
             stock.get_hangar_checkout(write=True)
     finally:

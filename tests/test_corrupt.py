@@ -221,23 +221,21 @@ def test_store_from_an_older_incompatible_hangar_is_refused(repo: Path) -> None:
 
 
 def set_version(repo: Path, version: str) -> None:
-    """Rewrite Hangar's version record, in another process (as another Hangar would)."""
-    code = textwrap.dedent(
-        """
-        import sys, lmdb
-        import stockroom.store  # the compatibility patches, then hangar
-        from hangar.constants import LMDB_SETTINGS
-        from hangar.records.vcompat import set_repository_software_version
-        env = lmdb.open(sys.argv[1], **LMDB_SETTINGS)
-        set_repository_software_version(env, sys.argv[2], overwrite=True)
+    """Rewrite Hangar's version record, as another Hangar would have written it
+    (this process has not opened this store: no handle to invalidate)."""
+    import lmdb
+
+    from stockroom import store
+
+    assert store.hangar  # hangar is importable only after stockroom.store's patches
+    from hangar.constants import LMDB_SETTINGS
+    from hangar.records.vcompat import set_repository_software_version
+
+    env = lmdb.open(str(repo / ".hangar" / "branch.lmdb"), **LMDB_SETTINGS)
+    try:
+        set_repository_software_version(env, version, overwrite=True)
+    finally:
         env.close()
-        """
-    )
-    done = subprocess.run(
-        (sys.executable, "-c", code, str(repo / ".hangar" / "branch.lmdb"), version),
-        capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def test_unexpected_errors_are_one_line_too(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

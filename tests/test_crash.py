@@ -22,13 +22,17 @@ The short sweep always runs; ``pytest --slow`` tries every step.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +362,82 @@ def verify(root_arg: str, base_digest: str) -> dict[str, Any]:
     return report
 
 
+def switch_scenario(root: str) -> None:
+    """A writer whose base moved (head.stock names an older commit, as after a
+    git checkout): Hangar rebuilds its staging area for that commit first."""
+    import stockroom
+
+    with stockroom.StockRoom(root, lock_timeout=30) as stock:
+        stock.tag["switched"] = 1
+        stock.data[IMG][100] = img(100)
+        stock.commit("on the old base")
+    print("switch scenario done")
+
+
+def verify_switch(root_arg: str, base_digest: str, newer_digest: str) -> dict[str, Any]:
+    """After a crash while switching bases: nothing reads as deleted, both
+    commits read back exactly, the next writer builds on head.stock's commit."""
+    from click.testing import CliRunner
+
+    import stockroom
+    from stockroom.cli import cli
+    from stockroom.headfile import read_head, write_head
+
+    root = Path(root_arg)
+    os.chdir(root)
+    with_model = model_supported()
+    s0, s1, _ = states(with_model)
+    status = CliRunner().invoke(cli, ["status"])
+    assert status.exit_code == 0, status.output
+    assert "deleted" not in status.output, f"a crash made staged deletions: {status.output}"
+    head = read_head(root)
+    assert head == base_digest or "interrupted" not in status.output
+    with stockroom.StockRoom(root, lock_timeout=5) as stock:
+        if head == base_digest:
+            problems = diff_state(read_state(stock, with_model), s0)
+            assert not problems, problems
+        stock.tag["after crash"] = 1
+        stock.commit("after the crash")
+        after = read_state(stock, with_model)
+    # The old base, plus what the killed writer staged, plus the new tag.
+    extra_tags = {"switched": 1, "after crash": 1}
+    assert set(after["tag"]) - set(s0["tag"]) <= set(extra_tags), after["tag"]
+    assert not diff_state(
+        {**after, "tag": {k: v for k, v in after["tag"].items() if k not in extra_tags},
+         "data": {c: {k: v for k, v in d.items() if (c, k) != (IMG, 100)} for c, d in after["data"].items()}},
+        s0,
+    )
+    write_head(root, newer_digest)
+    with stockroom.StockRoom(root) as stock:
+        problems = diff_state(read_state(stock, with_model), s1)
+    assert not problems, f"the newer commit reads back wrong: {problems}"
+    lines = subprocess.run(
+        ("git", "status", "--porcelain", "--untracked-files=all"), cwd=root, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert all(line[3:] == "head.stock" for line in lines), lines
+    return {"staged_left": "staged writes: none" not in status.output}
+
+
+def setup_switch(root_arg: str, base_digest: str) -> None:
+    """Commit batch 1 on the base, then point head.stock back at the base."""
+    import stockroom
+    from stockroom.headfile import write_head
+
+    s1 = states(model_supported())[1]
+    with stockroom.StockRoom(root_arg) as stock:
+        with stock.optimize():
+            for i in range(20, 60):
+                stock.data[IMG][i] = s1["data"][IMG][i]
+            stock.data[NAMES]["e f"] = s1["data"][NAMES]["e f"]
+            for key in ("epochs", "huge", "note"):
+                stock.tag[key] = s1["tag"][key]
+            if s1["model"]:
+                stock.model["net"] = s1["model"]["net"]
+            digest = stock.commit("batch 1")
+    write_head(Path(root_arg), base_digest)
+    print(digest)
+
+
 def setup_base(root_arg: str) -> None:
     """A git repository with the base state committed in stock and in git."""
     import stockroom
@@ -470,10 +550,10 @@ def critical_steps(steps: list[str]) -> list[int]:
 
 
 def short_sweep(steps: list[str]) -> list[int]:
-    """About 15 steps: the first commit's journal, Hangar's commit record, the
-    middle of its staging-directory reset, its branch update, the head.stock
-    rename and the journal's removal; the second commit's head.stock rename;
-    and steps spread over the bulk writes before and between the commits."""
+    """11 steps: the first commit's journal write, the middle and end of
+    Hangar's staging-directory reset, its branch update, the head.stock rename
+    and the journal's removal; the second commit's head.stock rename; two
+    steps in the bulk writes inside optimize() and one between the commits."""
     critical = critical_steps(steps)
     windows: list[list[int]] = []
     for n in critical:
@@ -489,14 +569,13 @@ def short_sweep(steps: list[str]) -> list[int]:
     made = find(first, "mkdir stage_data")
     picked = {
         find(first, "-> stockroom-commit.json"),
-        find(first, "lmdb-commit ref.lmdb"),
         find(first, "rmdir stage_data"),
         made, made + 1, made + 2,
         find(first, "-> head.stock"),
         find(first, "unlink stockroom-commit.json"),
         find(second, "-> head.stock"),
     }
-    picked.update(int(n) for n in np.linspace(1, first[0] - 1, 5).round()[1:])
+    picked.update(int(n) for n in np.linspace(1, first[0] - 1, 4).round()[1:3])
     picked.add((first[-1] + second[0]) // 2)
     return sorted(picked)
 
@@ -511,9 +590,15 @@ def test_steps_cover_the_commit_window(lab: Lab) -> None:
     assert window and any(names[n - 1].startswith("lmdb-commit") for n in window)
 
 
+def crash_all(lab: Lab, points: list[int]) -> list[dict[str, Any]]:
+    # Two at a time: each trial is two processes that mostly wait on I/O and imports.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lab.crash_at, points))
+
+
 def test_crash_short_sweep(lab: Lab) -> None:
     points = short_sweep(lab.steps)
-    reports = [lab.crash_at(n) for n in points]
+    reports = crash_all(lab, points)
     levels = {r["level"] for r in reports}
     # The sweep reaches every outcome: nothing committed, one, both, and repairs.
     assert levels == {0, 1, 2}, levels
@@ -523,12 +608,243 @@ def test_crash_short_sweep(lab: Lab) -> None:
 
 @pytest.mark.slow
 def test_crash_every_step(lab: Lab) -> None:
-    reports = [lab.crash_at(n) for n in range(1, len(lab.steps) + 1)]
+    reports = crash_all(lab, list(range(1, len(lab.steps) + 1)))
     print(f"\ncrash points tried: {len(reports)}; repaired {sum(r['repaired'] for r in reports)}")
 
 
+# ------------------------------------------- kills while switching the base
+class SwitchLab:
+    """The base with batch 1 committed on top and head.stock back on the base."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.base = lab.copy("switch-base")
+        done = run_self("setup-switch", str(self.base), lab.base_digest, env=child_env(lab.home))
+        assert done.returncode == 0, done.stderr
+        self.newer = done.stdout.split()[-1]
+        trial = self.copy("switch-counted")
+        log = lab.tmp / "switch-steps.log"
+        done = self.run(trial, STOCK_CRASH_LOG=str(log))
+        assert done.returncode == 0, done.stderr
+        self.steps = [line.split("\t", 1)[1] for line in log.read_text(encoding="utf-8").splitlines()]
+        first = next(n for n, s in enumerate(self.steps, 1) if s == "create stockroom-switching")
+        last = next(n for n, s in enumerate(self.steps, 1) if s == "unlink stockroom-switching")
+        self.window = list(range(first, last + 1))
+        self.verify(trial)
+
+    def copy(self, name: str) -> Path:
+        target = self.lab.tmp / name
+        shutil.copytree(self.base, target, symlinks=True)
+        return target
+
+    def run(self, root: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+        return run_self("switch", str(root), env=child_env(self.lab.home, PYTHONPATH=str(self.lab.site), **extra))
+
+    def verify(self, root: Path) -> dict[str, Any]:
+        done = run_self("verify-switch", str(root), self.lab.base_digest, self.newer, env=child_env(self.lab.home))
+        assert done.returncode == 0, f"after the crash: {done.stderr[-3000:]}"
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    def crash_at(self, step: int) -> dict[str, Any]:
+        root = self.copy(f"switch-{step}")
+        done = self.run(root, STOCK_CRASH_AT=str(step))
+        assert done.returncode == -9, f"step {step}: expected SIGKILL, got {done.returncode}: {done.stderr[-2000:]}"
+        try:
+            report = self.verify(root)
+        except AssertionError as exc:
+            raise AssertionError(f"crash before switch step {step} ({self.steps[step - 1]}): {exc}") from None
+        shutil.rmtree(root)
+        return report
+
+
+@pytest.fixture(scope="module")
+def switch_lab(lab: Lab) -> SwitchLab:
+    return SwitchLab(lab)
+
+
+def test_crash_while_switching_base(switch_lab: SwitchLab) -> None:
+    """Hangar empties the staging area before refilling it for the new base: a
+    kill in between must not leave "delete everything" staged."""
+    window = switch_lab.window
+    emptied = next(n for n in window if switch_lab.steps[n - 1].startswith("lmdb-commit stage_ref"))
+    points = sorted({window[0], emptied, emptied + 1, window[-1]})
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(switch_lab.crash_at, points))
+    print(f"\nbase-switch crash points tried: {len(points)}")
+
+
+@pytest.mark.slow
+def test_crash_while_switching_base_every_step(switch_lab: SwitchLab) -> None:
+    points = list(range(1, len(switch_lab.steps) + 1))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(switch_lab.crash_at, points))
+    print(f"\nbase-switch crash points tried: {len(points)}")
+
+
+# ------------------------------------------------------- kills inside a hook
+# The installed hooks run Python with -S (no sitecustomize), so the kill
+# switch above cannot reach them: the parent kills the hook's Python
+# process itself, at delays spread over a measured run of the hook.
+def hooks_available() -> bool:
+    try:
+        import stockroom.hook  # noqa: F401
+        from stockroom.cli import cli
+    except ImportError:
+        return False
+    return "install" in getattr(cli, "commands", {})
+
+
+def hook_process(root: Path, name: str) -> int | None:
+    """The pid of the Python process running hook ``name`` in ``root``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"stockroom.hook" not in b" ".join(cmdline) or name.encode() not in cmdline:
+                continue
+            if Path(os.readlink(entry / "cwd")) != root:
+                continue
+        except OSError:
+            continue
+        return int(entry.name)
+    return None
+
+
+def run_git_killing_hook(
+    root: Path, env: dict[str, str], hook: str, delay: float | None, *args: str
+) -> tuple[float, bool]:
+    """Run ``git ARGS`` and SIGKILL hook ``hook`` ``delay`` seconds after it starts
+    (None: let it run). Returns how long the hook process was seen alive, and
+    whether the kill reached it."""
+    git = subprocess.Popen(("git", *args), cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pid = None
+    seen = 0.0
+    hit = False
+    while git.poll() is None and pid is None:
+        pid = hook_process(root, hook)
+        time.sleep(0.001)
+    if pid is not None:
+        start = time.monotonic()
+        if delay is not None:
+            time.sleep(delay)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                hit = True
+        while Path(f"/proc/{pid}").exists() and git.poll() is None:
+            time.sleep(0.001)
+        seen = time.monotonic() - start
+    out, err = git.communicate(timeout=CHILD_TIMEOUT)
+    if delay is None:
+        assert git.returncode == 0, err
+    return seen, hit
+
+
+class HookLab:
+    """A stock repository with the hooks installed and a stock commit that
+    head.stock names but git has not recorded yet."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.env = child_env(lab.home)
+        self.base = lab.tmp / "hook-base"
+        shutil.copytree(lab.base, self.base, symlinks=True)
+        done = subprocess.run((sys.executable, "-m", "stockroom", "install"), cwd=self.base, env=self.env,
+                              capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+        assert done.returncode == 0, done.stderr
+        code = "import stockroom; s = stockroom.StockRoom(); s.tag['hooked'] = 1; s.commit('for the hook')"
+        subprocess.run((sys.executable, "-c", code), cwd=self.base, env=self.env, check=True, timeout=CHILD_TIMEOUT)
+        # Code to commit beside it (the hook adds head.stock to that commit).
+        (self.base / "train.py").write_text("print('train')\n")
+        subprocess.run(("git", "add", "train.py"), cwd=self.base, env=self.env, check=True)
+        trial = self.copy("hook-measure")
+        self.pre_commit = run_git_killing_hook(trial, self.env, "pre-commit", None, "commit", "-q", "-m", "code")[0]
+        self.post_checkout = run_git_killing_hook(
+            trial, self.env, "post-checkout", None, "checkout", "-q", "HEAD~1"
+        )[0]
+        assert self.pre_commit > 0 and self.post_checkout > 0, "the hooks did not run Python"
+
+    def copy(self, name: str) -> Path:
+        target = self.lab.tmp / name
+        shutil.copytree(self.base, target, symlinks=True)
+        return target
+
+    def git(self, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(("git", *args), cwd=root, env=self.env, capture_output=True, text=True,
+                              timeout=CHILD_TIMEOUT)
+
+    def check_clean(self, root: Path, allowed: tuple[str, ...]) -> None:
+        status = self.git(root, "status", "--porcelain", "--untracked-files=all").stdout.splitlines()
+        assert all(line in allowed for line in status), status
+        assert not (root / ".git" / "index.lock").exists()
+
+    def kill_pre_commit(self, fraction: float) -> bool:
+        root = self.copy(f"hook-pre-{fraction}")
+        _, hit = run_git_killing_hook(
+            root, self.env, "pre-commit", self.pre_commit * fraction, "commit", "-q", "-m", "code"
+        )
+        self.check_clean(root, (" M head.stock", "M  head.stock", "A  train.py"))
+        head = (root / "head.stock").read_text()
+        if self.git(root, "show", "HEAD:head.stock").stdout != head:
+            # The killed hook stopped the commit; the next one goes through.
+            done = self.git(root, "commit", "-q", "-m", "code")
+            assert done.returncode == 0, done.stderr
+        assert self.git(root, "show", "HEAD:head.stock").stdout == head
+        self.check_clean(root, ())
+        self.check_state(root, {"hooked": 1})
+        shutil.rmtree(root)
+        return hit
+
+    def kill_post_checkout(self, fraction: float) -> bool:
+        root = self.copy(f"hook-post-{fraction}")
+        done = self.git(root, "commit", "-q", "-m", "code")
+        assert done.returncode == 0, done.stderr
+        _, hit = run_git_killing_hook(
+            root, self.env, "post-checkout", self.post_checkout * fraction, "checkout", "-q", "HEAD~1"
+        )
+        # A post-checkout hook cannot undo a checkout: the old state is there, whole.
+        assert self.git(root, "show", "HEAD:head.stock").stdout == (root / "head.stock").read_text()
+        self.check_clean(root, ())
+        self.check_state(root, {})
+        shutil.rmtree(root)
+        return hit
+
+    def check_state(self, root: Path, extra_tags: dict[str, Any]) -> None:
+        code = (
+            "import json, stockroom; s = stockroom.StockRoom(); "
+            "print(json.dumps({k: s.tag[k] for k in s.tag if k != 'neg0'}))"
+        )
+        done = subprocess.run((sys.executable, "-c", code), cwd=root, env=self.env, capture_output=True,
+                              text=True, timeout=CHILD_TIMEOUT)
+        assert done.returncode == 0, done.stderr
+        want = {k: v for k, v in base_state()["tag"].items() if k != "neg0"} | extra_tags
+        assert json.loads(done.stdout) == want
+
+
+@pytest.fixture(scope="module")
+def hook_lab(lab: Lab) -> HookLab:
+    if not hooks_available():
+        pytest.skip("the git hooks (stockroom.hook, `stock install`) are not there yet")
+    return HookLab(lab)
+
+
+def test_crash_inside_hooks(hook_lab: HookLab) -> None:
+    fractions = [0.0, 0.5]
+    hits = [hook_lab.kill_pre_commit(f) for f in fractions] + [hook_lab.kill_post_checkout(f) for f in fractions]
+    assert hits[0] and hits[len(fractions)], "the kill at the hook's start must reach it"
+    print(f"\nhook crash points tried: {len(hits)}, {sum(hits)} killed a running hook")
+
+
+@pytest.mark.slow
+def test_crash_inside_hooks_sweep(hook_lab: HookLab) -> None:
+    fractions = [i / 20 for i in range(20)]
+    hits = [hook_lab.kill_pre_commit(f) for f in fractions] + [hook_lab.kill_post_checkout(f) for f in fractions]
+    print(f"\nhook crash points tried: {len(hits)}, {sum(hits)} killed a running hook")
+
+
 def test_head_and_gitignore_writes_are_atomic(stock_repo: Path) -> None:
-    """A reader polling head.stock while it is rewritten never sees a partial file."""
+    """A reader polling head.stock and .gitignore while another process
+    rewrites them never sees a partial file, and no temporary file shows up."""
     import stockroom
     from stockroom.headfile import HEAD_FILE, parse_head
 
@@ -537,28 +853,32 @@ def test_head_and_gitignore_writes_are_atomic(stock_repo: Path) -> None:
         for i in range(3):
             stock.tag["i"] = i
             digests.append(stock.commit(f"c{i}"))
+    ignores = [".hangar\n", ".hangar\n" + "".join(f"build{i}/\n" for i in range(2000))]
     script = textwrap.dedent(
         f"""
-        import sys
-        from stockroom.headfile import write_head
-        digests = {digests!r}
-        for i in range(3000):
-            write_head(__import__("pathlib").Path({str(stock_repo)!r}), digests[i % 3])
+        from pathlib import Path
+        from stockroom.headfile import atomic_write, write_head
+        root = Path({str(stock_repo)!r})
+        for i in range(400):
+            write_head(root, {digests!r}[i % 3])
+            atomic_write(root / ".gitignore", {ignores!r}[i % 2].encode())
         """
     )
     writer = subprocess.Popen((sys.executable, "-c", script))
-    seen = set()
+    heads, gitignores = set(), set()
     try:
         while writer.poll() is None:
-            seen.add(parse_head((stock_repo / HEAD_FILE).read_bytes()))
+            heads.add(parse_head((stock_repo / HEAD_FILE).read_bytes()))
+            gitignores.add((stock_repo / ".gitignore").read_text())
+            status = subprocess.run(("git", "status", "--porcelain", "--untracked-files=all"), cwd=stock_repo,
+                                    capture_output=True, text=True, check=True).stdout
+            assert ".tmp" not in status, status
     finally:
-        writer.wait(timeout=60)
+        writer.wait(timeout=CHILD_TIMEOUT)
     assert writer.returncode == 0
-    assert seen <= set(digests) and len(seen) >= 2, seen
-    # No temporary file is left next to head.stock or .gitignore.
-    stockroom.init_repo(install_hooks=False)
-    leftovers = [p.name for p in stock_repo.iterdir() if p.name.endswith(".tmp")]
-    assert not leftovers
+    assert heads <= set(digests) and len(heads) >= 2, heads
+    assert gitignores <= set(ignores), "a reader saw a partial .gitignore"
+    assert not [p.name for p in stock_repo.iterdir() if p.name.endswith(".tmp")]
 
 
 if __name__ == "__main__":
@@ -567,6 +887,12 @@ if __name__ == "__main__":
         scenario(*rest)
     elif mode == "verify":
         print(json.dumps(verify(*rest)))
+    elif mode == "switch":
+        switch_scenario(*rest)
+    elif mode == "verify-switch":
+        print(json.dumps(verify_switch(*rest)))
+    elif mode == "setup-switch":
+        setup_switch(*rest)
     elif mode == "setup":
         setup_base(*rest)
     else:

@@ -294,17 +294,3 @@ def test_update_adds_samples_to_a_column(stock: stockroom.StockRoom) -> None:
     stock.data["c"].update({1: np.ones(2)}, **{"named": np.full(2, 2.0)})
     stock.data["c"].update([(2, np.full(2, 3.0))])
     assert sorted(stock.data["c"], key=repr) == sorted([0, 1, 2, "named"], key=repr)
-
-
-def test_variable_size_column_uses_hangar_backend_00(stock: stockroom.StockRoom) -> None:
-    """1-D arrays of 400 to 10M elements make Hangar pick its HDF5 '00' backend,
-    the one that needs the numpy compatibility shim."""
-    arr = np.linspace(0, 1, 5000, dtype=np.float32)
-    stock.data["bias"][0] = arr
-    stock.commit("bias")
-    assert_exact(stock.data["bias"][0], arr)
-    co = stock.get_hangar_checkout()
-    try:
-        assert co.columns["data.bias"].backend == "00"
-    finally:
-        co.close()

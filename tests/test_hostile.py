@@ -34,7 +34,7 @@ from hypothesis.extra import numpy as hnp
 import stockroom
 from stockroom import StockroomError
 
-EXAMPLES = 120
+EXAMPLES = 100
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -252,7 +252,7 @@ def array_is_storable(arr: np.ndarray) -> bool:
     return native in {np.dtype(t) for t in STORED_DTYPES} and arr.size > 0 and arr.ndim <= 31
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=80)
 @given(arr=arrays())
 def test_any_array_is_stored_exactly_or_refused(room: Room, arr: np.ndarray) -> None:
     room.count("array")

@@ -329,6 +329,7 @@ def test_standalone_copy_without_stock_says_so(stock_repo: Path) -> None:
     if not copies.is_dir():
         pytest.skip("not running from a source checkout (no hooks/ folder)")
     git("config", "core.hooksPath", str(copies), cwd=stock_repo)
+    stage_writes(stock_repo)  # something to check: the script needs stockroom
     (stock_repo / "a.py").write_text("a")
     git("add", "a.py", cwd=stock_repo)
     proc = git("commit", "-m", "a", cwd=stock_repo, env=_without_stock_on_path(), check=False)

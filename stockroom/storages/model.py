@@ -221,8 +221,9 @@ def _hashed_units(units: list[np.ndarray | bytes], have: frozenset[str]) -> Iter
     releases the GIL), overlapping with Hangar's own hashing and LMDB
     writes in the caller; the window bounds the extra memory.
     """
-    workers = min(4, os.cpu_count() or 1)
-    if workers < 2 or sum(len(u) for u in units) < _PARALLEL_MIN_BYTES:
+    # One core stays with the caller, which spends its time in Hangar.
+    workers = min(4, (os.cpu_count() or 1) - 1)
+    if workers < 1 or sum(len(u) for u in units) < _PARALLEL_MIN_BYTES:
         for unit in units:
             yield _hash_unit(unit, have)
         return

@@ -1,0 +1,300 @@
+"""Feeding stock data to training loops: a PyTorch ``Dataset`` and a ``tf.data`` source.
+
+``StockDataset(["images", "labels"])`` reads samples of stock data columns
+(the ones ``stock.data`` writes) at the commit ``head.stock`` names, and
+works with ``torch.utils.data.DataLoader``, ``num_workers`` included::
+
+    from torch.utils.data import DataLoader
+    from stockroom.loaders import StockDataset
+
+    loader = DataLoader(StockDataset(["images", "labels"]), batch_size=64,
+                        shuffle=True, num_workers=2)
+    for images, labels in loader:
+        ...
+
+How it reads, and why:
+
+* It reads committed data only (what ``head.stock`` names), never staged
+  writes, and never takes the writer lock: training beside a process that
+  writes is safe, and every worker sees the same samples.
+* Item ``i`` is the sample under the ``i``-th key: the keys given, or the
+  keys every column has, sorted (ints first, then text).
+* In the process that created it (and with ``num_workers=0``) it follows
+  ``head.stock`` at once, like ``stock.data``: after a ``git checkout`` the
+  next item comes from the new commit, and ``len()`` is the new length.
+* A worker forked by the DataLoader cannot open the store's LMDB files
+  itself (LMDB environments must not cross a fork, and py-lmdb refuses to
+  open them again in the child). Just before each fork this module brings
+  every live dataset up to date with ``head.stock``; the worker then reads
+  with the sample records its parent loaded, through data-file handles it
+  opens itself. A worker that finds ``head.stock`` moved raises
+  :class:`~stockroom.StockroomError`: start a new pass over the DataLoader
+  (without ``persistent_workers``) to read the new commit. Workers started
+  with ``multiprocessing_context="spawn"`` or ``"forkserver"`` open the
+  store themselves.
+
+``import stockroom`` does not import this module, nor torch: importing
+``stockroom.loaders`` imports torch when it is installed (the dataset then
+is a ``torch.utils.data.Dataset``) and works without it as a plain sequence.
+:func:`tf_dataset` imports tensorflow when called.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stockroom.core import find_root
+from stockroom.errors import StockroomError
+from stockroom.headfile import HANGAR_DIR, HEAD_FILE, read_head
+from stockroom.keys import SampleKey, decode_sample, encode_sample
+from stockroom.storages.data import column_name
+from stockroom.store import Store, damaged, detached_column
+
+if TYPE_CHECKING:
+    _Base = object
+else:
+    try:
+        from torch.utils.data import Dataset as _Base
+    except ImportError:  # torch is optional: the dataset is then a plain sequence
+        _Base = object
+
+__all__ = ["StockDataset", "tf_dataset"]
+
+
+@dataclass
+class _View:
+    """What a dataset reads from: one stock commit, as one process opened it."""
+
+    digest: str
+    pid: int
+    hkeys: tuple[str | int, ...]  # Hangar keys, item order
+    columns: list[Any]  # Hangar reader columns, in the dataset's column order
+    forked: bool = False  # inherited through fork: this process cannot reopen the store
+
+
+# Datasets alive in this process, brought up to date before every fork.
+_LIVE: weakref.WeakSet[StockDataset] = weakref.WeakSet()
+
+
+def _sort_key(hkey: str | int) -> tuple[int, Any]:
+    return (0, hkey) if isinstance(hkey, int) else (1, hkey)
+
+
+class StockDataset(_Base):
+    """Samples of stock data columns, for ``DataLoader`` (any ``num_workers``).
+
+    ``columns``: one column name (items are arrays) or a sequence of names
+    (items are tuples of arrays, in that order). ``keys``: the sample keys
+    to serve, in order (default: the keys all columns have, sorted).
+    ``path``: the stock root, or a ``StockRoom`` (default: found from the
+    current directory). ``transform``: applied to each item (in the worker).
+
+    Items are numpy arrays; ``DataLoader``'s default collation stacks them
+    into tensors. Missing columns or keys raise ``KeyError`` when the
+    dataset is created or moves to another commit.
+    """
+
+    def __init__(
+        self,
+        columns: str | Sequence[str],
+        keys: Iterable[SampleKey] | None = None,
+        *,
+        path: str | os.PathLike[str] | Any | None = None,
+        transform: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self._single = isinstance(columns, str)
+        names = (columns,) if isinstance(columns, str) else tuple(columns)
+        if not names:
+            raise ValueError("StockDataset needs at least one column name, e.g. StockDataset(['images', 'labels'])")
+        self.columns = names
+        self._hnames = [column_name(name) for name in names]  # ValueError for bad names
+        self.root = _stock_root(path)
+        if keys is None:
+            self._wanted: tuple[tuple[SampleKey, str | int], ...] | None = None
+        else:
+            self._wanted = tuple((key, encode_sample(key)) for key in keys)
+        self.transform = transform
+        self._store: Store | None = None
+        self._view: _View | None = None
+        _LIVE.add(self)
+        # Open now: a missing column fails here, and a view exists before the
+        # first fork (a forked worker cannot make one).
+        self._current_view()
+
+    # ---------------------------------------------------------------- views
+    def _current_view(self) -> _View:
+        view = self._view
+        pid = os.getpid()
+        if view is not None and view.pid != pid:
+            view = self._view = _View(
+                view.digest, pid, view.hkeys, [detached_column(col) for col in view.columns], forked=True
+            )
+            # self._store is the parent's now: never used here, and kept
+            # referenced so that nothing in this process closes its handles.
+        if view is not None and view.forked:
+            digest = read_head(self.root)
+            if digest != view.digest:
+                raise StockroomError(
+                    f"{HEAD_FILE} now names stock commit {digest or '(none)'}, but this DataLoader "
+                    f"worker reads {view.digest}: a forked worker cannot reopen the stock store. "
+                    f"Start a new pass over the DataLoader (without persistent_workers) to read it"
+                )
+            return view
+        store = self._open_store()
+        digest = store.head()
+        if view is None or view.digest != digest:
+            view = self._view = self._make_view(store, digest)
+        return view
+
+    def _open_store(self) -> Store:
+        if self._store is None:
+            try:
+                self._store = Store(self.root)
+            except StockroomError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - py-lmdb's errors have no common base we can name
+                raise StockroomError(
+                    f"cannot open the stock store at {self.root} in this process ({exc}); create the "
+                    f"StockDataset before the DataLoader starts its workers, or pass "
+                    f"multiprocessing_context='spawn' to the DataLoader"
+                ) from exc
+        return self._store
+
+    def _make_view(self, store: Store, digest: str) -> _View:
+        co = store.reader()
+        columns = []
+        for name, hname in zip(self.columns, self._hnames, strict=True):
+            if co is None or hname not in co.columns:
+                raise KeyError(
+                    f"data column {name!r} is not in stock commit {digest or '(none: nothing committed yet)'}; "
+                    f"write and commit it, or check out a git commit that has it"
+                )
+            columns.append(co.columns[hname])
+        if self._wanted is not None:
+            for key, hkey in self._wanted:
+                for name, col in zip(self.columns, columns, strict=True):
+                    if hkey not in col:
+                        raise KeyError(f"sample {key!r} is not in data column {name!r} at stock commit {digest}")
+            hkeys = tuple(hkey for _, hkey in self._wanted)
+        else:
+            common = set(columns[0].keys())
+            for col in columns[1:]:
+                common.intersection_update(col.keys())
+            hkeys = tuple(sorted(common, key=_sort_key))
+        return _View(digest, os.getpid(), hkeys, columns)
+
+    # ------------------------------------------------------------- sequence
+    def __len__(self) -> int:
+        return len(self._current_view().hkeys)
+
+    def __getitem__(self, index: int) -> Any:
+        view = self._current_view()
+        return self._item(view, view.hkeys[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        """Items for a whole batch (the DataLoader calls this): one head.stock check."""
+        view = self._current_view()
+        return [self._item(view, view.hkeys[i]) for i in indices]
+
+    def _item(self, view: _View, hkey: str | int) -> Any:
+        try:
+            if self._single:
+                item: Any = view.columns[0][hkey]
+            else:
+                item = tuple([col[hkey] for col in view.columns])
+        except OSError as exc:
+            raise damaged(self.root / HANGAR_DIR, f"reading failed: {exc}") from exc
+        return item if self.transform is None else self.transform(item)
+
+    def keys(self) -> list[SampleKey]:
+        """The sample key of each item, in item order."""
+        return [decode_sample(hkey) for hkey in self._current_view().hkeys]
+
+    @property
+    def digest(self) -> str:
+        """The stock commit the dataset reads now."""
+        return self._current_view().digest
+
+    # -------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to spawn/forkserver workers: they open the store themselves.
+        state = self.__dict__.copy()
+        state["_store"] = None
+        state["_view"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        _LIVE.add(self)
+
+    def close(self) -> None:
+        """Release the reader this dataset holds (it reopens when used again)."""
+        if self._view is not None and self._view.forked:
+            return  # a worker: its parent owns the store
+        store, self._store, self._view = self._store, None, None
+        if store is not None:
+            store.close()
+
+    def __repr__(self) -> str:
+        view = self._view
+        size = f"{len(view.hkeys)} samples at {view.digest}" if view is not None else "not open"
+        return f"StockDataset({list(self.columns)!r}, {size})"
+
+
+def _stock_root(path: Any) -> Path:
+    if path is None:
+        return find_root()
+    root_of_stock = getattr(path, "stockroot", None)  # a StockRoom
+    root = Path(root_of_stock if root_of_stock is not None else path).resolve()
+    if not (root / HANGAR_DIR).is_dir() or not (root / HEAD_FILE).is_file():
+        raise StockroomError(
+            f"{root} is not a stock repository (no {HEAD_FILE} and {HANGAR_DIR}); pass the "
+            f"directory that `stock init` set up, or a StockRoom"
+        )
+    return root
+
+
+def _before_fork() -> None:
+    """Bring every live dataset up to date with head.stock, for the child to inherit."""
+    for dataset in list(_LIVE):
+        try:
+            dataset._current_view()
+        except Exception:  # noqa: BLE001, S110 - a fork must not fail: the child reports it on first use
+            pass
+
+
+os.register_at_fork(before=_before_fork)
+
+
+def tf_dataset(
+    columns: str | Sequence[str],
+    keys: Iterable[SampleKey] | None = None,
+    *,
+    path: str | os.PathLike[str] | Any | None = None,
+) -> Any:
+    """A ``tf.data.Dataset`` of the same items as :class:`StockDataset`.
+
+    Elements are tensors (a tuple of them for several columns) with the
+    columns' dtypes and sample shapes; batch, shuffle and prefetch with the
+    usual ``tf.data`` methods. Reads happen in this process, following
+    ``head.stock`` like ``stock.data``.
+    """
+    import tensorflow as tf
+
+    source = StockDataset(columns, keys, path=path)
+    view = source._current_view()
+    specs = [tf.TensorSpec(shape=tuple(col.shape), dtype=tf.as_dtype(np.dtype(col.dtype))) for col in view.columns]
+
+    def generate() -> Any:
+        for index in range(len(source)):
+            yield source[index]
+
+    signature = specs[0] if source._single else tuple(specs)
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)
