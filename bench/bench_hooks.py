@@ -204,10 +204,15 @@ def interleave(ops: list[Op], runs: int, warmup: int = 2) -> None:
             op.run()
 
 
+def du(path: Path) -> int:
+    """Bytes on disk under ``path`` (Hangar preallocates sparse files: sizes would mislead)."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+
+
 def row(label: str, base: Op, others: list[Op]) -> str:
-    cells = [f"{label:<34}{base.median_ms:>9.1f}"]
+    cells = [f"{label:<34}{base.median_ms:>9.2f}"]
     for op in others:
-        cells.append(f"{op.median_ms:>9.1f} {op.median_ms - base.median_ms:>+8.1f} {op.median_ms / base.median_ms:>6.2f}x")
+        cells.append(f"{op.median_ms:>9.2f} {op.median_ms - base.median_ms:>+8.2f} {op.median_ms / base.median_ms:>6.2f}x")
     return "  ".join(cells)
 
 
@@ -233,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         large = make_repo(tmp / "large", env, args.large_mb, "direct")
         print(f"wrote {args.large_mb:g} MB of stock data in {time.perf_counter() - start:.1f} s", flush=True)
+        stored = {path.name: du(path / ".hangar") for path in (direct, large)}
 
         table: list[tuple[str, list[Op]]] = []
         for kind, label in (("commit", "git commit"), ("switch-same", "branch switch (same stock commit)")):
@@ -254,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, ops in table:
         print(row(label, ops[0], ops[1:]))
     print()
-    print(f"branch switch with stockroom hooks: 1 MB vs {args.large_mb:g} MB of stock data (baseline: no hooks, 1 MB)")
+    print(
+        f"branch switch with stockroom hooks: 1 MB vs {args.large_mb:g} MB of stock data (baseline: no hooks, 1 MB;"
+        f" .hangar holds {stored['direct'] / 1e6:.0f} MB vs {stored['large'] / 1e6:.0f} MB)"
+    )
     print(f"{'':<34}{'no hooks':>9}  {'hooks, 1 MB':>26}  {f'hooks, {args.large_mb:g} MB':>26}")
     for label, ops in sizes:
         print(row(label, ops[0], ops[1:]))

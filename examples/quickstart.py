@@ -38,7 +38,7 @@ def train(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, ste
         loss = torch.nn.functional.cross_entropy(net(x), y)
         loss.backward()
         opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def make_net() -> torch.nn.Module:
@@ -46,7 +46,7 @@ def make_net() -> torch.nn.Module:
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def main() -> int:
@@ -94,6 +94,13 @@ def main() -> int:
         stock.tag["loss"] = loss
         stock.data["features"][64] = torch.zeros(8)
         stock.data["labels"][64] = torch.tensor(0)
+        step("git commit before `stock commit`: the pre-commit hook refuses")
+        print("$ git commit -am 'experiment: lr 0.01'", flush=True)
+        refused = subprocess.run(("git", "commit", "-q", "-am", "experiment: lr 0.01"), cwd=repo)
+        print(f"(git commit exited {refused.returncode}: nothing was committed)")
+        if refused.returncode == 0:
+            print("FAILED: the pre-commit hook let uncommitted stock writes through")
+            return 1
         stock.commit("experiment: lr 0.01")
         sh("git", "commit", "-q", "-am", "experiment: lr 0.01", cwd=repo)
         experiment = make_net()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import stockroom
 
 
 def run_git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,9 +54,7 @@ def stock_repo(git_repo: Path) -> Path:
 
 
 @pytest.fixture
-def stock(stock_repo: Path) -> Iterator["stockroom.StockRoom"]:  # type: ignore[name-defined]  # noqa: F821
-    import stockroom
-
+def stock(stock_repo: Path) -> Iterator[stockroom.StockRoom]:
     with stockroom.StockRoom() as room:
         yield room
 

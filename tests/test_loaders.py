@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -210,6 +211,40 @@ def test_reads_committed_data_only_and_never_takes_the_writer(
     assert proc.returncode == 0, proc.stderr
     rest = list(batches)
     assert sum(len(b) for b in rest) == N - 8
+
+
+def collate_with_worker_state(batch: list[object]) -> tuple[object, tuple[int, bool, int, bool, frozenset[int]]]:
+    """Runs in the worker: the batch, and how the worker's dataset reads."""
+    from torch.utils.data import default_collate, get_worker_info
+
+    from stockroom import store
+
+    info = get_worker_info()
+    assert info is not None
+    view = info.dataset._view
+    pid = os.getpid()
+    opened_repository = any(key[0] == pid for key in store._REPOS)
+    handles = frozenset(id(files) for col in view.columns for files in col._be_fs.values())
+    return default_collate(batch), (pid, view.forked, view.pid, opened_repository, handles)
+
+
+def test_forked_workers_use_their_own_handles_and_no_lmdb(filled: dict[str, np.ndarray]) -> None:
+    ds = StockDataset(["image", "label"])
+    loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=collate_with_worker_state)
+    states = set()
+    labels = []
+    for (_, batch_labels), state in loader:
+        states.add(state)
+        labels.append(batch_labels)
+    assert torch.cat(labels).numpy().tolist() == filled["label"].tolist()
+    worker_pids = {pid for pid, *_ in states}
+    assert len(worker_pids) == 2 and os.getpid() not in worker_pids
+    # Addresses survive fork: a worker using the parent's file handles would report these.
+    parent_handles = {id(files) for col in ds._view.columns for files in col._be_fs.values()}
+    for pid, forked, view_pid, opened_repository, handles in states:
+        assert forked and view_pid == pid
+        assert handles and not handles & parent_handles  # data files reopened in the worker
+        assert not opened_repository  # and no LMDB environment opened there
 
 
 def test_spawned_workers_open_the_store_themselves(filled: dict[str, np.ndarray]) -> None:

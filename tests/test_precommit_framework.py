@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -144,10 +145,11 @@ def test_hooks_through_the_pre_commit_framework(stock_repo: Path, request: pytes
     proc = git("checkout", "other", cwd=stock_repo, env=env)
     assert "uncommitted stock writes" in proc.stdout + proc.stderr
     # The package the framework installed carries the hook template `stock install` writes.
-    pythons = sorted((cache / "home").glob("repo*/py_env-*/bin/python"), key=lambda p: p.stat().st_mtime)
-    assert pythons
+    with sqlite3.connect(cache / "home" / "db.db") as db:  # the framework's record of (repo, rev) -> clone
+        (clone,) = db.execute("SELECT path FROM repos WHERE repo = ? AND ref = ?", (str(source), rev)).fetchone()
+    (python,) = Path(clone).glob("py_env-*/bin/python")
     script = "from stockroom.install import render; print(render('pre-commit').splitlines()[1])"
-    out = subprocess.run([str(pythons[-1]), "-c", script], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.startswith("# stockroom-managed-hook")
     # Drop the framework's environments of earlier sources (kept: the one this config uses).
     subprocess.run([sys.executable, "-m", "pre_commit", "gc"], cwd=stock_repo, env=env, check=True, capture_output=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import pty
 import select
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +26,17 @@ def no_progress_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(progress.ENV, raising=False)
 
 
+def open_pty() -> tuple[int, int]:
+    """A pseudo-terminal 100 columns wide (a fresh one reports 0 columns)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    return master, slave
+
+
 @pytest.fixture
 def terminal() -> Iterator[tuple[IO[str], int]]:
     """A text stream on the slave side of a pseudo-terminal, and the master fd to read it."""
-    master, slave = pty.openpty()
+    master, slave = open_pty()
     stream = os.fdopen(slave, "w", buffering=1, encoding="utf-8")
     try:
         yield stream, master
@@ -124,7 +134,7 @@ BULK_IMPORT = """
     from stockroom import progress
     progress.DELAY_S = 0  # show the bar at once: the import is short here
     with stockroom.StockRoom() as stock:
-        stock.data["img"].update({i: np.full((4, 4), i, dtype=np.uint8) for i in range(3000)})
+        stock.data["img"].update({i: np.full((4, 4), i % 256, dtype=np.uint8) for i in range(3000)})
         assert stock.data["img"][2999][0, 0] == 2999 % 256
     print("done")
 """
@@ -138,7 +148,7 @@ def run_bulk_import(stock_repo: Path, stderr: int) -> subprocess.CompletedProces
 
 
 def test_bulk_import_shows_progress_on_a_terminal(stock_repo: Path) -> None:
-    master, slave = pty.openpty()
+    master, slave = open_pty()
     try:
         proc = run_bulk_import(stock_repo, slave)
         os.close(slave)
