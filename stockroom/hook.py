@@ -365,8 +365,16 @@ def pre_commit(root: str) -> int:
                 f"{HEAD_FILE} names stock commit {_short(digest)} in your work "
                 f"tree but is not staged; run `git add {HEAD_FILE}`, then commit again"
             )
+        # git decides "nothing to commit" before it runs this hook, so when
+        # head.stock is the only change it refuses even though we staged it.
+        only_change = _git("diff", "--cached", "--quiet")[0] == 0
         _stage_head(root)
         _say(f"staged {HEAD_FILE} (stock commit {_short(digest)}) into this commit")
+        if only_change:
+            _say(
+                f"{HEAD_FILE} is the only change: if git says 'no changes added to commit', "
+                f"run the same git commit again (it is staged now)"
+            )
     return 0
 
 

@@ -264,6 +264,8 @@ def _stock_root(path: Any) -> Path:
 def _before_fork() -> None:
     """Bring every live dataset up to date with head.stock, for the child to inherit."""
     for dataset in list(_LIVE):
+        if dataset._view is None:
+            continue  # closed: nothing to hand down, and not to be reopened behind the user
         try:
             dataset._current_view()
         except Exception:  # noqa: BLE001, S110 - a fork must not fail: the child reports it on first use

@@ -220,11 +220,38 @@ def test_bulk_write_is_complete_for_another_process(stock: stockroom.StockRoom, 
     assert proc.stdout.strip() == "True"
 
 
+def test_bulk_write_converts_every_kind_of_sample(stock: stockroom.StockRoom) -> None:
+    base = np.arange(6, dtype=np.int32).reshape(2, 3)
+    samples: dict[int, object] = {
+        0: base,
+        1: base.astype(">i4"),  # big-endian
+        2: np.ascontiguousarray(base.T).T,  # not C-contiguous
+        3: np.asfortranarray(base),  # Fortran order
+        4: np.int32(5) + base,  # computed array
+    }
+    torch = pytest.importorskip("torch")
+    samples[5] = torch.from_numpy(base.copy())
+    stock.data["m"].update(samples)
+    stock.data["s"].update({i: np.int32(i) for i in range(3)})  # numpy scalars: 0-dim samples
+    stock.data["l"].update({0: [[1, 2], [3, 4]], 1: [[5, 6], [7, 8]]})  # lists: numpy's int64
+    stock.commit("kinds")
+    for key in range(6):
+        got = stock.data["m"][key]
+        assert got.dtype == np.int32 and got.dtype.byteorder in "=|"
+        assert np.array_equal(got, base + (5 if key == 4 else 0))
+    assert [stock.data["s"][i].shape for i in range(3)] == [()] * 3
+    assert stock.data["l"][1].dtype == np.int64 and stock.data["l"][1].tolist() == [[5, 6], [7, 8]]
+
+
 def test_failed_bulk_write_stores_nothing(stock: stockroom.StockRoom) -> None:
     arr = images(5)
     bad = {**{i: arr[i] for i in range(4)}, 4: arr[4].astype(np.float32)}
     with pytest.raises(TypeError, match="uint8"):
         stock.data["img"].update(bad)
+    with pytest.raises(TypeError, match="sample 3"):
+        stock.data["img"].update({**{i: arr[i] for i in range(3)}, 3: np.zeros(2, dtype=np.complex64)})
+    with pytest.raises(ValueError, match="shape"):
+        stock.data["img"].update({0: arr[0], 1: arr[1][:2]})
     assert "img" not in stock.data and len(stock.data["img"]) == 0
 
 

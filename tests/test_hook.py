@@ -221,6 +221,22 @@ def test_path_commit_leaves_other_staged_files_alone(repo: Path) -> None:
     assert git("status", "--porcelain", cwd=repo).stdout == "A  staged_only.py\n"
 
 
+def test_head_stock_as_the_only_change_says_to_commit_again(repo: Path) -> None:
+    """git decides "nothing to commit" before pre-commit runs: the hook says so."""
+    digest = stock_commit(repo, lr=1)
+    first = git("commit", "-q", "-m", "stock only", cwd=repo, check=False)
+    assert any("run the same git commit again" in line for line in stock_lines(first))
+    if first.returncode != 0:  # git refused, as it does today: the retry records it
+        git("commit", "-q", "-m", "stock only", cwd=repo)
+    assert head_at(repo, "HEAD") == digest
+    # With a code change as well, no such hint.
+    digest = stock_commit(repo, lr=2)
+    code_change(repo)
+    both = git("commit", "-q", "-m", "code and stock", cwd=repo)
+    assert not any("again" in line for line in stock_lines(both))
+    assert head_at(repo, "HEAD") == digest
+
+
 def test_untracked_head_stock_is_added(git_repo: Path) -> None:
     stockroom.init_repo()  # hooks installed, nothing committed yet
     digest = stock_commit(git_repo, lr=1)

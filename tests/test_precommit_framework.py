@@ -75,7 +75,8 @@ def stock_commit(repo: Path, **tags: int) -> str:
 
 
 def test_hooks_through_the_pre_commit_framework(stock_repo: Path, request: pytest.FixtureRequest) -> None:
-    cache = Path(request.config.cache.mkdir("stockroom-pre-commit")) if request.config.cache else stock_repo.parent
+    config_cache = getattr(request.config, "cache", None)
+    cache = Path(config_cache.mkdir("stockroom-pre-commit")) if config_cache else stock_repo.parent
     source = cache / "stockroom-src"
     rev = hook_repository(source)
     env = dict(

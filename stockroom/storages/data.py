@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -41,6 +42,22 @@ _INT_KEY_LIMIT = 10**64
 def backend_options(prototype: np.ndarray) -> dict[str, str]:
     """Keyword arguments for ``add_ndarray_column`` for samples like ``prototype``."""
     return {"backend": MEMMAP_BACKEND} if prototype.nbytes <= MEMMAP_MAX_BYTES else {}
+
+
+def _as_sample(value: object) -> np.ndarray | None:
+    """``value`` as is when it already is a sample Hangar stores (the usual
+    case in bulk writes: no conversion, no message built); None otherwise,
+    for :func:`to_array` to convert or to explain."""
+    if type(value) is np.ndarray:
+        arr = value
+    elif isinstance(value, np.generic):  # a numpy scalar, e.g. one label
+        arr = np.asarray(value)
+    else:
+        return None
+    dtype = arr.dtype
+    if dtype in SUPPORTED and dtype.byteorder in "=|" and arr.flags.c_contiguous and arr.size and arr.ndim <= 31:
+        return arr
+    return None
 
 
 def _hangar_key(key: object) -> str | int:
@@ -185,38 +202,49 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
 
     def update(self, other: Mapping[SampleKey, object] | Iterable[tuple[SampleKey, object]] = (), /, **kwargs: object) -> None:  # type: ignore[override]
         """Write many samples in one go (one lock, one checkout)."""
-        items = list(other.items() if isinstance(other, Mapping) else other) + list(kwargs.items())
-        self._write(items, replace=False)
+        pairs = other.items() if isinstance(other, Mapping) else other
+        self._write(itertools.chain(pairs, kwargs.items()), replace=False)
 
-    def _write(self, items: list[tuple[Any, object]], replace: bool) -> None:
+    def _prepare(self, items: Iterable[tuple[Any, object]]) -> tuple[list[str | int], list[np.ndarray]]:
+        """Hangar keys and arrays for ``items``, checked (ValueError/TypeError).
+
+        Two flat lists, not a list of pairs: a bulk write of 60,000 samples
+        then leaves no 60,000 tuples for the garbage collector to walk.
+        """
+        hkeys: list[str | int] = []
+        arrays: list[np.ndarray] = []
+        for key, value in items:
+            hkeys.append(_hangar_key(key))
+            arr = _as_sample(value)
+            arrays.append(arr if arr is not None else to_array(value, f"column {self.name!r}, sample {key!r}"))
+        return hkeys, arrays
+
+    def _write(self, items: Iterable[tuple[Any, object]], replace: bool) -> None:
         """Store ``items``; with ``replace`` they become the column's only samples.
 
         Every key and sample is checked before anything is written, so a
         failed write stores nothing (not even a new column).
         """
-        prepared = [
-            (encode_sample(k), to_array(v, f"column {self.name!r}, sample {k!r}")) for k, v in items
-        ]
-        if not prepared and not replace:
+        hkeys, arrays = self._prepare(items)
+        if not arrays and not replace:
             return
         with self._store.writing() as co:
             exists = self._hname in co.columns
             if exists and not replace:
                 col = co.columns[self._hname]
                 dtype, shape = np.dtype(col.dtype), tuple(col.shape)
-            elif prepared:
-                dtype, shape = prepared[0][1].dtype, prepared[0][1].shape
-            for _, arr in prepared:
+            elif arrays:
+                dtype, shape = arrays[0].dtype, arrays[0].shape
+            for arr in arrays:
                 self._check_fits(dtype, shape, arr)
             if exists and replace:
                 del co.columns[self._hname]
-            if prepared:
+            if arrays:
                 if replace or not exists:
-                    col = co.add_ndarray_column(
-                        self._hname, prototype=prepared[0][1], **backend_options(prepared[0][1])
-                    )
+                    col = co.add_ndarray_column(self._hname, prototype=arrays[0], **backend_options(arrays[0]))
                 with col:
-                    for hkey, arr in track(prepared, desc=f"writing {self.name!r}", unit="sample"):
+                    samples = zip(hkeys, arrays, strict=True)
+                    for hkey, arr in track(samples, total=len(arrays), desc=f"writing {self.name!r}", unit="sample"):
                         col[hkey] = arr
         self._store.mark_dirty()
 
