@@ -19,8 +19,8 @@ labels) and large samples (2,000 x 3x224x224 float32). For each, in one run:
 * disk used in ``.hangar/`` against the raw bytes of the samples.
 
 Every time is the median of ``--runs`` runs (default 3; reads, which are
-cheap, get three times as many); the sides of a comparison alternate
-order from run to run. Raw Hangar runs with stockroom's
+cheap, get three times as many, and epochs two more); the sides of a
+comparison take turns going first. Raw Hangar runs with stockroom's
 compatibility patches in place (Hangar 0.5.2 does not import on today's
 numpy/protobuf without them), so both sides share the one that skips the
 per-sample msync; one extra row measures Hangar's writes as shipped.
@@ -322,9 +322,9 @@ def bench_dataset(ds: Dataset, workdir: Path, runs: int, rows: list[Row]) -> Non
     baseline = NumpyMmapDataset(npy_paths)
     for workers in WORKERS:
         times: dict[str, list[float]] = {"ours": [], "raw": [], "npy": []}
-        for run in range(runs):
-            order = [("ours", ours), ("raw", theirs), ("npy", baseline)]
-            for label, dataset in order if run % 2 == 0 else order[::-1]:
+        systems = [("ours", ours), ("raw", theirs), ("npy", baseline)]
+        for run in range(runs + 2):  # epochs swing with the allocator's state: two more runs
+            for label, dataset in systems[run % 3 :] + systems[: run % 3]:  # each one first in turn
                 gc.collect()
                 start = time.perf_counter()
                 assert epoch(dataset, ds.batch, workers) == ds.n
@@ -392,7 +392,11 @@ def print_table(rows: list[Row]) -> None:
     for name, what, ours, base, unit, target in rows:
         ratio = ours / base if base else float("nan")
         verdict = "" if target is None else f"<= {target:g}x {'ok' if ratio <= target else 'MISSED'}"
-        print(f"| {name} | {what} | {ours:.3g} | {base:.3g} | {unit} | {ratio:.2f}x | {verdict} |")
+        print(f"| {name} | {what} | {number(ours)} | {number(base)} | {unit} | {ratio:.2f}x | {verdict} |")
+
+
+def number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ What breaks without these patches, and why:
   ``make_*_dataset`` loads the real module on first call.
 * Hangar's numpy backend (``10``, stockroom's choice for data columns)
   msyncs its memory-mapped file after every sample it writes: 0.2 to 5 ms a
-  sample on the disks measured, 10 to 40 times the rest of the write. It
+  sample on the disks measured, 4 to 40 times the rest of the write. It
   adds no safety: the backend flushes again when a write block ends, before
   Hangar commits the block's records to LMDB, so records never name
   unflushed data either way. That per-sample msync is skipped (the flush
