@@ -168,3 +168,34 @@ def test_bulk_import_is_silent_when_not_a_terminal(stock_repo: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "done"
     assert proc.stderr == ""
+
+
+MODEL_SAVE_LOAD = """
+    import torch
+    import stockroom
+    from stockroom import progress
+    progress.DELAY_S = 0
+    with stockroom.StockRoom() as stock:
+        stock.model["net"] = {"w": torch.ones(1024, 1024), "b": torch.zeros(7)}
+        assert torch.equal(stock.model["net"]["w"], torch.ones(1024, 1024))
+    print("done")
+"""
+
+
+def test_model_save_and_load_show_progress_on_a_terminal(stock_repo: Path) -> None:
+    master, slave = open_pty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(MODEL_SAVE_LOAD)],
+            cwd=stock_repo, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120,
+        )
+        os.close(slave)
+        slave = -1
+        shown = drain(master)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", shown
+    assert "saving model 'net'" in shown
+    assert "loading model 'net'" in shown

@@ -35,6 +35,7 @@ import numpy as np
 
 from stockroom.errors import StockroomError
 from stockroom.keys import decode_text, encode_text
+from stockroom.progress import Progress, bar
 from stockroom.storages import _keras
 from stockroom.store import Store
 
@@ -359,13 +360,15 @@ class ModelStore(MutableMapping[str, Any]):
                 old_meta = {k: col[k] for k in before if k.startswith(META)}
                 added: list[str] = []
                 digests: list[str] = []
+                total = sum(len(u) if isinstance(u, bytes) else u.nbytes for u in units)
                 try:
-                    with col:
+                    with col, bar(total, f"saving model {name!r}", unit="B", unit_scale=True) as progress:
                         for digest, payload in _hashed_units(units, before):
                             digests.append(digest)
                             if payload is not None and digest not in col:
                                 col[digest] = payload
                                 added.append(digest)
+                            progress.update(len(payload) if payload is not None else 0)
                         meta = _meta_pieces(_encode_meta(kind, versions, tensors, digests))
                         for i, piece in enumerate(meta):
                             col[f"{META}{i}"] = piece
@@ -418,11 +421,15 @@ class ModelStore(MutableMapping[str, Any]):
             if co is None or hname not in co.columns:
                 raise KeyError(name)
             col = co.columns[hname]
+            progress: Progress | None = None
             try:
                 meta = self._read_meta(col, name)
                 raws: list[np.ndarray | None] = []
                 packs: dict[str, bytes] = {}
+                total = sum(e.get("nbytes", 0) for e in meta["tensors"] if "same_as" not in e)
+                progress = bar(total, f"loading model {name!r}", unit="B", unit_scale=True)
                 for entry in meta["tensors"]:
+                    progress.update(entry.get("nbytes", 0) if "same_as" not in entry else 0)
                     if "same_as" in entry:
                         raws.append(None)
                         continue
@@ -449,6 +456,9 @@ class ModelStore(MutableMapping[str, Any]):
                     f"stock.model[{name!r}] is damaged in this stock commit ({exc}); store the "
                     f"weights again, or check out a stock commit where they are whole"
                 ) from None
+            finally:
+                if progress is not None:
+                    progress.close()
         return meta, raws
 
     @staticmethod
