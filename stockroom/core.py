@@ -103,7 +103,9 @@ class StockRoom:
     ``model`` and ``tag``.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None
+    ) -> None:
         if path is None:
             root = find_root()
         else:

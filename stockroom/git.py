@@ -47,9 +47,7 @@ def work_tree_root(path: str | os.PathLike[str] | None = None) -> Path:
         top = git("rev-parse", "--show-toplevel", cwd=path, keep_env=False)
     except StockroomError:
         where = Path(path or os.getcwd()).resolve()
-        raise StockroomError(
-            f"{where} is not inside a git work tree; run `git init` first"
-        ) from None
+        raise StockroomError(f"{where} is not inside a git work tree; run `git init` first") from None
     return Path(top)
 
 

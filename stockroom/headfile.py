@@ -68,8 +68,7 @@ def read_head(root: Path) -> str:
                 )
     except FileNotFoundError:
         raise StockroomError(
-            f"{path} is missing; run `stock init` in {root} or restore it with "
-            f"`git checkout -- {HEAD_FILE}`"
+            f"{path} is missing; run `stock init` in {root} or restore it with `git checkout -- {HEAD_FILE}`"
         ) from None
     except OSError as exc:
         raise StockroomError(f"cannot read {path}: {exc.strerror}; check its permissions") from None

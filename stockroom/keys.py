@@ -34,9 +34,7 @@ def encode_text(text: object, what: str = "key", room: int = MAX_HANGAR_KEY) -> 
     if _SAFE_RUN.fullmatch(text):
         encoded = text
     else:
-        encoded = "".join(
-            chr(b) if b < 128 and _SAFE.match(chr(b)) else f"-{b:02x}" for b in raw
-        )
+        encoded = "".join(chr(b) if b < 128 and _SAFE.match(chr(b)) else f"-{b:02x}" for b in raw)
     if len(encoded) > room:
         raise ValueError(
             f"{what} {text[:40]!r}{'...' if len(text) > 40 else ''} is too long to store: "

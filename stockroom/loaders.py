@@ -112,7 +112,9 @@ class StockDataset(_Base):
         self._single = isinstance(columns, str)
         names = (columns,) if isinstance(columns, str) else tuple(columns)
         if not names:
-            raise ValueError("StockDataset needs at least one column name, e.g. StockDataset(['images', 'labels'])")
+            raise ValueError(
+                "StockDataset needs at least one column name, e.g. StockDataset(['images', 'labels'])"
+            )
         self.columns = names
         self._hnames = [column_name(name) for name in names]  # ValueError for bad names
         self.root = _stock_root(path)
@@ -181,7 +183,9 @@ class StockDataset(_Base):
             for key, hkey in self._wanted:
                 for name, col in zip(self.columns, columns, strict=True):
                     if hkey not in col:
-                        raise KeyError(f"sample {key!r} is not in data column {name!r} at stock commit {digest}")
+                        raise KeyError(
+                            f"sample {key!r} is not in data column {name!r} at stock commit {digest}"
+                        )
             hkeys = tuple(hkey for _, hkey in self._wanted)
         else:
             common = set(columns[0].keys())
@@ -292,7 +296,9 @@ def tf_dataset(
 
     source = StockDataset(columns, keys, path=path)
     view = source._current_view()
-    specs = [tf.TensorSpec(shape=tuple(col.shape), dtype=tf.as_dtype(np.dtype(col.dtype))) for col in view.columns]
+    specs = [
+        tf.TensorSpec(shape=tuple(col.shape), dtype=tf.as_dtype(np.dtype(col.dtype))) for col in view.columns
+    ]
 
     def generate() -> Any:
         for index in range(len(source)):

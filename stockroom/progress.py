@@ -41,7 +41,9 @@ def enabled(file: IO[str] | None = None) -> bool:
         return False
 
 
-def _tqdm(total: int | None, desc: str, unit: str, file: IO[str] | None, delay: float | None, **extra: Any) -> Any:
+def _tqdm(
+    total: int | None, desc: str, unit: str, file: IO[str] | None, delay: float | None, **extra: Any
+) -> Any:
     from tqdm import tqdm  # only when a bar is shown: importing it costs ~50 ms
 
     return tqdm(

@@ -139,7 +139,9 @@ def _clear_damaged(root: Path, overwrite: bool) -> None:
         _check_complete(hangar_dir)
         return
     except StockroomError:
-        never_used = not (hangar_dir / LMDB_BRANCH_NAME).exists() and not (hangar_dir / LMDB_REF_NAME).exists()
+        never_used = (
+            not (hangar_dir / LMDB_BRANCH_NAME).exists() and not (hangar_dir / LMDB_REF_NAME).exists()
+        )
         if not (overwrite or never_used):
             raise
     lock = WriterLock(hangar_dir)
@@ -177,8 +179,14 @@ def open_repository(root: Path) -> Any:
 # What Hangar's init creates. Hangar re-creates a missing LMDB file empty
 # when it opens the repository (an empty staging area reads as "delete
 # everything"), so their absence must be caught before it opens.
-_HANGAR_FILES = (LMDB_BRANCH_NAME, LMDB_REF_NAME, LMDB_HASH_NAME, LMDB_STAGE_REF_NAME,
-                 LMDB_STAGE_HASH_NAME, CONFIG_USER_NAME)
+_HANGAR_FILES = (
+    LMDB_BRANCH_NAME,
+    LMDB_REF_NAME,
+    LMDB_HASH_NAME,
+    LMDB_STAGE_REF_NAME,
+    LMDB_STAGE_HASH_NAME,
+    CONFIG_USER_NAME,
+)
 _HANGAR_DIRS = (DIR_DATA, DIR_DATA_STORE)
 
 
@@ -541,8 +549,10 @@ class Store:
                         count(getattr(key, "column", str(key)), kind)
                     for column in changes.schema:
                         name = getattr(column, "column", str(column))
-                        count(name, {"added": "new column", "deleted": "column deleted"}.get(
-                            kind, "column changed"))
+                        count(
+                            name,
+                            {"added": "new column", "deleted": "column deleted"}.get(kind, "column changed"),
+                        )
         lines = []
         for column, kinds in sorted(counts.items(), key=lambda item: column_label(item[0])):
             parts: list[str] = [k for k in ("new column", "column deleted", "column changed") if k in kinds]
@@ -569,7 +579,9 @@ class Store:
                 # Written before the Hangar commit, removed once head.stock names
                 # it: a crash in between is found and repaired (stock repair).
                 env = self.repo._env.branchenv
-                journal.begin(self.root / HANGAR_DIR, self._staging_base(), heads.get_staging_branch_head(env))
+                journal.begin(
+                    self.root / HANGAR_DIR, self._staging_base(), heads.get_staging_branch_head(env)
+                )
             with _quiet():
                 digest = str(writer.commit(message))
             if update_head:
@@ -757,8 +769,7 @@ class Store:
         digest = self.head()
         if digest == "":
             raise StockroomError(
-                f"{HEAD_FILE} is empty: there is no stock commit to read yet; write and "
-                f"`stock commit` first"
+                f"{HEAD_FILE} is empty: there is no stock commit to read yet; write and `stock commit` first"
             )
         self._require_commit(digest)
         with _quiet():

@@ -18,8 +18,18 @@ PREFIX = "data."
 SUPPORTED = frozenset(
     np.dtype(t)
     for t in (
-        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
-        np.uint32, np.uint64, np.float16, np.float32, np.float64,
+        np.bool_,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.float16,
+        np.float32,
+        np.float64,
     )
 )
 
@@ -56,7 +66,13 @@ def _as_sample(value: object) -> np.ndarray | None:
     else:
         return None
     dtype = arr.dtype
-    if dtype in SUPPORTED and dtype.byteorder in "=|" and arr.flags.c_contiguous and arr.size and arr.ndim <= 31:
+    if (
+        dtype in SUPPORTED
+        and dtype.byteorder in "=|"
+        and arr.flags.c_contiguous
+        and arr.size
+        and arr.ndim <= 31
+    ):
         return arr
     return None
 
@@ -169,11 +185,15 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         """
         co = self._store.reader()
         if co is not self._seen_checkout:
-            self._seen_column = co.columns[self._hname] if co is not None and self._hname in co.columns else None
+            self._seen_column = (
+                co.columns[self._hname] if co is not None and self._hname in co.columns else None
+            )
             self._seen_checkout = co
         return self._seen_column
 
-    def _read(self, keys: list[Any], hkeys: list[str | int]) -> tuple[list[np.ndarray], np.dtype, tuple[int, ...]]:
+    def _read(
+        self, keys: list[Any], hkeys: list[str | int]
+    ) -> tuple[list[np.ndarray], np.dtype, tuple[int, ...]]:
         if self._store.dirty:
             with self._store.reading() as co:
                 col = co.columns[self._hname] if co is not None and self._hname in co.columns else None
@@ -201,7 +221,9 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
     def __setitem__(self, key: SampleKey, value: object) -> None:
         self.update({key: value})
 
-    def update(self, other: Mapping[SampleKey, object] | Iterable[tuple[SampleKey, object]] = (), /, **kwargs: object) -> None:  # type: ignore[override]
+    def update(  # type: ignore[override]
+        self, other: Mapping[SampleKey, object] | Iterable[tuple[SampleKey, object]] = (), /, **kwargs: object
+    ) -> None:
         """Write many samples in one go (one lock, one checkout)."""
         pairs = other.items() if isinstance(other, Mapping) else other
         self._write(itertools.chain(pairs, kwargs.items()), replace=False)
@@ -217,7 +239,9 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         for key, value in items:
             hkeys.append(_hangar_key(key))
             arr = _as_sample(value)
-            arrays.append(arr if arr is not None else to_array(value, f"column {self.name!r}, sample {key!r}"))
+            arrays.append(
+                arr if arr is not None else to_array(value, f"column {self.name!r}, sample {key!r}")
+            )
         return hkeys, arrays
 
     def _write(self, items: Iterable[tuple[Any, object]], replace: bool) -> None:
@@ -242,10 +266,14 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
                 del co.columns[self._hname]
             if arrays:
                 if replace or not exists:
-                    col = co.add_ndarray_column(self._hname, prototype=arrays[0], **backend_options(arrays[0]))
+                    col = co.add_ndarray_column(
+                        self._hname, prototype=arrays[0], **backend_options(arrays[0])
+                    )
                 with col:
                     samples = zip(hkeys, arrays, strict=True)
-                    for hkey, arr in track(samples, total=len(arrays), desc=f"writing {self.name!r}", unit="sample"):
+                    for hkey, arr in track(
+                        samples, total=len(arrays), desc=f"writing {self.name!r}", unit="sample"
+                    ):
                         col[hkey] = arr
         self._store.mark_dirty()
 

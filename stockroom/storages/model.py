@@ -110,8 +110,7 @@ def _numpy_dtype(name: str) -> np.dtype:
         import ml_dtypes
     except ImportError:
         raise ImportError(
-            f"these weights have dtype {name}, which needs the ml_dtypes package; "
-            f"{_keras.EXTRA_HINT}"
+            f"these weights have dtype {name}, which needs the ml_dtypes package; {_keras.EXTRA_HINT}"
         ) from None
     found = getattr(ml_dtypes, name, None)
     if found is None:
@@ -136,7 +135,9 @@ def _array_alias_key(arr: object) -> tuple[Any, ...] | None:
 # ------------------------------------------------------------- preparing
 def _from_state_dict(state_dict: Mapping[Any, Any]) -> tuple[dict[str, str], list[_Tensor]]:
     if not state_dict:
-        return ({"torch": str(sys.modules["torch"].__version__).split("+")[0]} if "torch" in sys.modules else {}), []
+        return (
+            {"torch": str(sys.modules["torch"].__version__).split("+")[0]} if "torch" in sys.modules else {}
+        ), []
     if "torch" not in sys.modules:  # no torch imported: nothing in here can be a tensor
         key, value = next(iter(state_dict.items()))
         raise TypeError(
@@ -168,7 +169,9 @@ def _from_state_dict(state_dict: Mapping[Any, Any]) -> tuple[dict[str, str], lis
     return {"torch": _torch.version()}, tensors
 
 
-def _from_weight_list(weights: list[Any] | tuple[Any, ...], names: list[str] | None = None) -> tuple[dict[str, str], list[_Tensor]]:
+def _from_weight_list(
+    weights: list[Any] | tuple[Any, ...], names: list[str] | None = None
+) -> tuple[dict[str, str], list[_Tensor]]:
     tensors: list[_Tensor] = []
     seen: dict[tuple[Any, ...], int] = {}
     for i, value in enumerate(weights):
@@ -215,7 +218,9 @@ def _hash_unit(unit: np.ndarray | bytes, have: frozenset[str]) -> tuple[str, byt
     return digest, (unit if isinstance(unit, bytes) else unit.tobytes())
 
 
-def _hashed_units(units: list[np.ndarray | bytes], have: frozenset[str]) -> Iterator[tuple[str, bytes | None]]:
+def _hashed_units(
+    units: list[np.ndarray | bytes], have: frozenset[str]
+) -> Iterator[tuple[str, bytes | None]]:
     """``(sha256 hex, bytes, or None when ``have`` holds the digest)`` for each unit, in order.
 
     Hashing and copying run a few units ahead in worker threads (hashlib
@@ -297,7 +302,12 @@ def _encode_meta(kind: str, versions: dict[str, str], tensors: list[_Tensor], di
             entries.append({"name": t.name, "same_as": t.same_as})
             continue
         assert t.raw is not None
-        entry: dict[str, Any] = {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "nbytes": int(t.raw.size)}
+        entry: dict[str, Any] = {
+            "name": t.name,
+            "dtype": t.dtype,
+            "shape": list(t.shape),
+            "nbytes": int(t.raw.size),
+        }
         if t.pack is not None:
             entry["pack"], entry["offset"] = digests[t.pack[0]], t.pack[1]
         else:
@@ -438,7 +448,9 @@ class ModelStore(MutableMapping[str, Any]):
                         digest = entry["pack"]
                         if digest not in packs:
                             packs[digest] = col[digest]
-                        raw[:] = np.frombuffer(packs[digest], np.uint8, count=raw.size, offset=entry["offset"])
+                        raw[:] = np.frombuffer(
+                            packs[digest], np.uint8, count=raw.size, offset=entry["offset"]
+                        )
                         raws.append(raw)
                         continue
                     # All of a tensor's pieces first, then the copies: measured

@@ -106,5 +106,3 @@ class TagStore(MutableMapping[str, TagValue]):
 
     def __repr__(self) -> str:
         return f"<stock.tag: {len(self)} tags>"
-
-
