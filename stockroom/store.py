@@ -432,6 +432,15 @@ class Store:
                 "check out a branch to write (`git switch BRANCH` or `git switch -c NEW`)"
             )
 
+    def _locked_writer(self) -> Checkout:
+        """Take the writer lock and open the writer; the lock is not kept on failure."""
+        self.lock.acquire()
+        try:
+            return self._open_writer()
+        except BaseException:
+            self.lock.release()
+            raise
+
     @contextlib.contextmanager
     def writing(self, check_branch: bool = True) -> Iterator[Checkout]:
         """The writer checkout, on the commit ``head.stock`` names.
@@ -456,12 +465,7 @@ class Store:
                 self._touch_marker()
             yield self._writer
             return
-        self.lock.acquire()
-        try:
-            writer = self._open_writer()
-        except BaseException:
-            self.lock.release()
-            raise
+        writer = self._locked_writer()
         self._writer = writer
         self._writer_base = self.head()
         try:
@@ -756,12 +760,7 @@ class Store:
                     "asking for a write checkout"
                 )
             self._check_can_write()
-            self.lock.acquire()
-            try:
-                writer = self._open_writer()
-            except BaseException:
-                self.lock.release()
-                raise
+            writer = self._locked_writer()
             self._lent_writer = writer
             self.mark_dirty()  # the expert may write through it
             self._release_on_close(writer)

@@ -11,6 +11,7 @@ import numpy as np
 from stockroom.headfile import HANGAR_DIR
 from stockroom.keys import SampleKey, decode_sample, decode_text, encode_sample, encode_text
 from stockroom.progress import track
+from stockroom.storages._named import NamedColumns
 from stockroom.store import Store, damaged, register_column_label
 
 PREFIX = "data."
@@ -312,13 +313,19 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         return f"<stock.data[{self.name!r}]: {len(self)} samples>"
 
 
-class DataStore(MutableMapping[str, Column]):
+class DataStore(NamedColumns, MutableMapping[str, Column]):
     """All data columns: ``stock.data["images"]`` is a :class:`Column`.
 
     Indexing returns a column handle even before the column exists, so that
     ``stock.data["new"][0] = array`` creates it; ``in``, ``keys()`` and
     ``len`` list only columns that exist.
     """
+
+    PREFIX = PREFIX  # the module constant, seen by NamedColumns
+
+    @classmethod
+    def _column_name(cls, name: str) -> str:
+        return column_name(name)
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -357,26 +364,6 @@ class DataStore(MutableMapping[str, Column]):
 
     def get(self, name: str, default: Any = None) -> Any:
         return Column(self._store, name) if name in self else default
-
-    def _names(self) -> list[str]:
-        with self._store.reading() as co:
-            if co is None:
-                return []
-            return [decode_text(n[len(PREFIX) :]) for n in co.columns.keys() if n.startswith(PREFIX)]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __contains__(self, name: object) -> bool:
-        try:
-            hname = column_name(name)  # type: ignore[arg-type]
-        except ValueError:
-            return False
-        with self._store.reading() as co:
-            return co is not None and hname in co.columns
 
     def __repr__(self) -> str:
         return f"<stock.data: columns {self._names()}>"

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from stockroom.errors import StockroomError
-from stockroom.keys import decode_text, encode_text
+from stockroom.keys import encode_text
 from stockroom.progress import Progress, bar
 from stockroom.storages import _keras
+from stockroom.storages._named import NamedColumns
 from stockroom.store import Store
 
 PREFIX = "model."
@@ -321,13 +322,19 @@ def _encode_meta(kind: str, versions: dict[str, str], tensors: list[_Tensor], di
 
 
 # ----------------------------------------------------------------- store
-class ModelStore(MutableMapping[str, Any]):
+class ModelStore(NamedColumns, MutableMapping[str, Any]):
     """Model weights by name: ``stock.model["resnet"] = net.state_dict()``.
 
     Values are PyTorch state dicts (returned as an ``OrderedDict`` of CPU
     tensors) or Keras weight lists (returned as a list of numpy arrays),
     exact to the bit. Storing a name again replaces it wholly.
     """
+
+    PREFIX = PREFIX  # the module constant, seen by NamedColumns
+
+    @classmethod
+    def _column_name(cls, name: str) -> str:
+        return column_name(name)
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -558,25 +565,5 @@ class ModelStore(MutableMapping[str, Any]):
             )
 
     # ------------------------------------------------------------ listing
-    def _names(self) -> list[str]:
-        with self._store.reading() as co:
-            if co is None:
-                return []
-            return [decode_text(n[len(PREFIX) :]) for n in co.columns.keys() if n.startswith(PREFIX)]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __contains__(self, name: object) -> bool:
-        try:
-            hname = column_name(name)  # type: ignore[arg-type]
-        except ValueError:
-            return False
-        with self._store.reading() as co:
-            return co is not None and hname in co.columns
-
     def __repr__(self) -> str:
         return f"<stock.model: {self._names()}>"
