@@ -80,6 +80,7 @@ def init_repo(
     from stockroom import store
 
     store.init_hangar(root, name, email, overwrite)
+    store.release_repository(root)  # closed unless a StockRoom here uses it
     head = root / HEAD_FILE
     if overwrite or not head.exists():
         write_head(root, "")

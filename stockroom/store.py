@@ -48,6 +48,24 @@ Checkout = Any  # hangar's ReaderCheckout / WriterCheckout (untyped library)
 # One Repository per (process, path): LMDB forbids opening the same
 # environment twice in one process, and a forked child must open its own.
 _REPOS: dict[tuple[int, str], Any] = {}
+# How many open Stores use each cached Repository: the last one to close
+# closes it, so a process that opens many repositories (a test suite, a
+# sweep over projects) does not keep every one's files open.
+_USERS: dict[tuple[int, str], int] = {}
+
+
+def release_repository(root: Path) -> None:
+    """Close this process's cached Repository of ``root`` if no Store uses it."""
+    key = (os.getpid(), str(root))
+    if _USERS.get(key, 0) > 0:
+        return
+    _USERS.pop(key, None)
+    repo = _REPOS.pop(key, None)
+    if repo is not None and repo._env.repo_is_initialized:
+        with contextlib.suppress(Exception):
+            repo._env._close_environments()
+        repo._env.cmtenv.clear()
+
 
 BRANCH_PREFIX = "stock-"
 # Present while stock writes may be staged; lets the git hooks skip
@@ -233,6 +251,9 @@ class Store:
     def __init__(self, root: Path, lock_timeout: float | None = None) -> None:
         self.root = root
         self.repo = open_repository(root)
+        self._repo_key = (os.getpid(), str(root))
+        _USERS[self._repo_key] = _USERS.get(self._repo_key, 0) + 1
+        self._released = False
         self.lock = WriterLock(root / HANGAR_DIR, lock_timeout)
         self._git_dir = git_dir_of(root)
         self._head_key: tuple[int, int, int, int] | None = None
@@ -817,6 +838,10 @@ class Store:
         if self._writer is not None:
             self._close_writer()
         self.lock.release()
+        if not self._released and self._repo_key[0] == os.getpid():
+            self._released = True
+            _USERS[self._repo_key] = _USERS.get(self._repo_key, 1) - 1
+            release_repository(self.root)
 
 
 def detached_column(column: Any) -> Any:

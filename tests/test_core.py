@@ -684,3 +684,26 @@ def test_write_on_a_branch_from_before_the_first_stock_commit(stock: stockroom.S
     assert [e["digest"] for e in stock._store.log()] == [on_early, on_main]
     with contextlib.redirect_stdout(io.StringIO()):
         assert stock._store.repo.verify_repo_integrity()
+
+
+def test_closing_releases_the_repository_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that opens many stock repositories does not keep them all open."""
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def one_round(i: int) -> None:
+        repo = tmp_path / f"p{i}"
+        repo.mkdir()
+        run_git("init", "-q", cwd=repo)
+        stockroom.init_repo(path=repo, install_hooks=False)
+        with stockroom.StockRoom(repo) as room:
+            room.tag["i"] = i
+            room.commit("one")
+            assert room.tag["i"] == i
+
+    one_round(0)
+    before = open_fds()
+    for i in range(1, 16):
+        one_round(i)
+    assert open_fds() <= before + 2

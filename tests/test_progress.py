@@ -48,7 +48,10 @@ def terminal() -> Iterator[tuple[IO[str], int]]:
 def drain(master: int) -> str:
     """Everything written to the terminal so far."""
     chunks = []
-    while select.select([master], [], [], 0.2)[0]:
+    # poll, not select: select() cannot watch descriptors above 1024.
+    poller = select.poll()
+    poller.register(master, select.POLLIN)
+    while poller.poll(200):
         try:
             data = os.read(master, 65536)
         except OSError:
