@@ -29,6 +29,9 @@ What breaks without these patches, and why:
   Writable ones skip LMDB's fsync per transaction (hangar makes one
   transaction per sample) and sync once when hangar closes them, which it
   does before writing a commit.
+* ``hangar.context`` unpacks a commit's records into a scratch LMDB for
+  every reader checkout and fsyncs it; scratch copies (``<digest>.lmdb``)
+  are opened without fsync there, the repository's own files keep it.
 * ``hangar/__init__`` imports ``hangar.dataloaders.torchloader``, which
   subclasses ``torch.utils.data.Dataset`` at import time: with torch
   installed, every ``import hangar`` paid for ``import torch`` (about 2 s),
@@ -52,6 +55,7 @@ import importlib.machinery
 import importlib.util
 import math
 import os
+import re
 import sys
 import types
 from collections.abc import Sequence
@@ -75,6 +79,9 @@ LAZY_MODULES = {
 }
 # hangar modules that open the same LMDB file from several checkouts.
 LMDB_SHIM_MODULES = frozenset({"hangar.backends.lmdb_30", "hangar.backends.lmdb_31"})
+# Opens, per reader checkout, a throw-away LMDB copy of the commit's records.
+CONTEXT_MODULE = "hangar.context"
+_COMMIT_COPY_RE = re.compile(r"a=[0-9a-f]{40}\.lmdb")
 # hangar's numpy backend: msyncs after every sample (see _defer_numpy_flush).
 NUMPY_FLUSH_MODULE = "hangar.backends.numpy_10"
 
@@ -146,6 +153,35 @@ def _shared_open(path: str, **kwargs: Any) -> _SharedEnv:
     shared = _SharedEnv(key, lmdb.open(path, **kwargs), wants_write)
     _OPEN_ENVS[key] = shared
     return shared
+
+
+def _scratch_aware_open(path: str, **kwargs: Any) -> Any:
+    """``lmdb.open`` for ``hangar.context``: no fsync for its throw-away copies.
+
+    Every reader checkout of a commit unpacks the commit's records into a
+    temporary ``<digest>.lmdb`` (deleted when the process ends) and, with
+    LMDB's defaults, fsyncs it: a third of a first model load after a commit.
+    A scratch copy needs no durability; the repository's own files keep it.
+    """
+    import lmdb
+
+    if _COMMIT_COPY_RE.fullmatch(os.path.basename(str(path))):
+        kwargs.setdefault("sync", False)
+        kwargs.setdefault("metasync", False)
+    return lmdb.open(path, **kwargs)
+
+
+def _context_lmdb_shim() -> types.ModuleType:
+    import lmdb
+
+    shim = types.ModuleType("lmdb")
+
+    def _forward(name: str) -> Any:
+        return getattr(lmdb, name)
+
+    shim.__getattr__ = _forward  # type: ignore[method-assign]
+    shim.open = _scratch_aware_open  # type: ignore[attr-defined]
+    return shim
 
 
 def _lmdb_shim() -> types.ModuleType:
@@ -314,6 +350,7 @@ class HangarCompatFinder(importlib.abc.MetaPathFinder):
             and fullname not in NUMPY_SHIM_MODULES | LMDB_SHIM_MODULES
             and fullname not in LAZY_MODULES
             and fullname != NUMPY_FLUSH_MODULE
+            and fullname != CONTEXT_MODULE
         ):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
@@ -323,6 +360,8 @@ class HangarCompatFinder(importlib.abc.MetaPathFinder):
             spec.loader = _Pb2Loader(spec.origin)
         elif fullname in LAZY_MODULES:
             spec.loader = _LazyLoader(spec.origin, LAZY_MODULES[fullname])
+        elif fullname == CONTEXT_MODULE:
+            spec.loader = _ShimLoader(spec.loader, "lmdb", "lmdb", _context_lmdb_shim)
         elif fullname == NUMPY_FLUSH_MODULE:
             spec.loader = _PatchLoader(spec.loader, _defer_numpy_flush)
         elif fullname in NUMPY_SHIM_MODULES:

@@ -278,3 +278,24 @@ def test_install_is_idempotent_and_only_touches_hangar() -> None:
     assert len(finders) == 1
     assert finders[0].find_spec("json", None) is None
     assert finders[0].find_spec("numpy", None) is None
+
+
+# ------------------------------------------------------- scratch commit copies
+def test_commit_copies_skip_fsync_repository_files_keep_it(stock: stockroom.StockRoom) -> None:
+    """Reader checkouts unpack a commit into a scratch LMDB: no fsync there,
+    while the repository's own databases stay durable."""
+    stock.tag["lr"] = 0.5
+    digest = stock.commit("one")
+    assert stock.tag["lr"] == 0.5  # opens a reader checkout on the new commit
+    env = stock._store.repo._env
+    scratch = env.cmtenv[digest]
+    assert os.path.basename(scratch.path()) == f"{digest}.lmdb"
+    assert scratch.flags()["sync"] is False and scratch.flags()["metasync"] is False
+    for durable in (env.refenv, env.branchenv, env.hashenv, env.stageenv):
+        assert durable.flags()["sync"] is True
+
+
+def test_scratch_open_only_matches_commit_copies() -> None:
+    assert _compat._COMMIT_COPY_RE.fullmatch("a=" + "0" * 40 + ".lmdb")
+    for name in ("ref.lmdb", "branch.lmdb", "a=123.lmdb", "a=" + "0" * 40 + ".lmdb.bak"):
+        assert not _compat._COMMIT_COPY_RE.fullmatch(name)
