@@ -171,7 +171,8 @@ def _scratch_aware_open(path: str, **kwargs: Any) -> Any:
     return lmdb.open(path, **kwargs)
 
 
-def _context_lmdb_shim() -> types.ModuleType:
+def _lmdb_with_open(open_fn: Any) -> types.ModuleType:
+    """A module that forwards to ``lmdb`` except for ``open``."""
     import lmdb
 
     shim = types.ModuleType("lmdb")
@@ -180,22 +181,17 @@ def _context_lmdb_shim() -> types.ModuleType:
         return getattr(lmdb, name)
 
     shim.__getattr__ = _forward  # type: ignore[method-assign]
-    shim.open = _scratch_aware_open  # type: ignore[attr-defined]
+    shim.open = open_fn  # type: ignore[attr-defined]
     return shim
+
+
+def _context_lmdb_shim() -> types.ModuleType:
+    return _lmdb_with_open(_scratch_aware_open)
 
 
 def _lmdb_shim() -> types.ModuleType:
-    """A module that forwards to ``lmdb`` but shares environments per path."""
-    import lmdb
-
-    shim = types.ModuleType("lmdb")
-
-    def _forward(name: str) -> Any:
-        return getattr(lmdb, name)
-
-    shim.__getattr__ = _forward  # type: ignore[method-assign]
-    shim.open = _shared_open  # type: ignore[attr-defined]
-    return shim
+    """``lmdb`` for the data backends: environments shared per path."""
+    return _lmdb_with_open(_shared_open)
 
 
 def _serialized_descriptor(source: str) -> bytes:

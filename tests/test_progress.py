@@ -12,7 +12,7 @@ import subprocess
 import sys
 import termios
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -150,10 +150,11 @@ def run_bulk_import(stock_repo: Path, stderr: int) -> subprocess.CompletedProces
     )
 
 
-def test_bulk_import_shows_progress_on_a_terminal(stock_repo: Path) -> None:
+def on_terminal(run: Callable[[int], subprocess.CompletedProcess[str]]) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``run(stderr_fd)`` with stderr on a pseudo-terminal; returns what it showed there."""
     master, slave = open_pty()
     try:
-        proc = run_bulk_import(stock_repo, slave)
+        proc = run(slave)
         os.close(slave)
         slave = -1
         shown = drain(master)
@@ -161,6 +162,11 @@ def test_bulk_import_shows_progress_on_a_terminal(stock_repo: Path) -> None:
         if slave >= 0:
             os.close(slave)
         os.close(master)
+    return proc, shown
+
+
+def test_bulk_import_shows_progress_on_a_terminal(stock_repo: Path) -> None:
+    proc, shown = on_terminal(lambda fd: run_bulk_import(stock_repo, fd))
     assert proc.returncode == 0 and proc.stdout.strip() == "done", shown
     assert "writing 'img'" in shown
     assert "3000/3000" in shown
@@ -186,19 +192,12 @@ MODEL_SAVE_LOAD = """
 
 
 def test_model_save_and_load_show_progress_on_a_terminal(stock_repo: Path) -> None:
-    master, slave = open_pty()
-    try:
-        proc = subprocess.run(
+    proc, shown = on_terminal(
+        lambda fd: subprocess.run(
             [sys.executable, "-c", textwrap.dedent(MODEL_SAVE_LOAD)],
-            cwd=stock_repo, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120,
+            cwd=stock_repo, stdout=subprocess.PIPE, stderr=fd, text=True, timeout=120,
         )
-        os.close(slave)
-        slave = -1
-        shown = drain(master)
-    finally:
-        if slave >= 0:
-            os.close(slave)
-        os.close(master)
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "done", shown
     assert "saving model 'net'" in shown
     assert "loading model 'net'" in shown

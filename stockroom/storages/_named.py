@@ -1,4 +1,4 @@
-"""What ``stock.data`` and ``stock.model`` share: listing their own Hangar columns."""
+"""What ``stock.data`` and ``stock.model`` share: listing and deleting their own Hangar columns."""
 
 from __future__ import annotations
 
@@ -31,6 +31,15 @@ class NamedColumns:
 
     def __len__(self) -> int:
         return len(self._names())
+
+    def __delitem__(self, name: str) -> None:
+        """Delete the whole data column or model (staged until commit)."""
+        hname = self._column_name(name)
+        with self._store.writing() as co:
+            if hname not in co.columns:
+                raise KeyError(name)
+            del co.columns[hname]
+        self._store.mark_dirty()
 
     def __contains__(self, name: object) -> bool:
         try:

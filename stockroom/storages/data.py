@@ -354,14 +354,6 @@ class DataStore(NamedColumns, MutableMapping[str, Column]):
             )
         column._write(list(samples.items()), replace=True)
 
-    def __delitem__(self, name: str) -> None:
-        hname = column_name(name)
-        with self._store.writing() as co:
-            if hname not in co.columns:
-                raise KeyError(name)
-            del co.columns[hname]
-        self._store.mark_dirty()
-
     def get(self, name: str, default: Any = None) -> Any:
         return Column(self._store, name) if name in self else default
 

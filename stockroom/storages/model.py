@@ -423,14 +423,6 @@ class ModelStore(NamedColumns, MutableMapping[str, Any]):
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
 
-    def __delitem__(self, name: str) -> None:
-        hname = column_name(name)
-        with self._store.writing() as co:
-            if hname not in co.columns:
-                raise KeyError(name)
-            del co.columns[hname]
-        self._store.mark_dirty()
-
     # ------------------------------------------------------------ reading
     def _read(self, name: str) -> tuple[dict[str, Any], list[np.ndarray | None]]:
         hname = column_name(name)
