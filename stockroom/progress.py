@@ -133,15 +133,5 @@ class Progress:
         self.close()
 
 
-def bar(
-    total: int | None,
-    desc: str = "",
-    unit: str = "it",
-    *,
-    file: IO[str] | None = None,
-    delay: float | None = None,
-    unit_scale: bool = False,
-) -> Progress:
-    """A :class:`Progress` for an operation of ``total`` units (the hook for
-    model save/load: ``unit="B", unit_scale=True`` counts bytes)."""
-    return Progress(total, desc, unit, file=file, delay=delay, unit_scale=unit_scale)
+# The hook for model save/load: ``bar(nbytes, "saving", unit="B", unit_scale=True)``.
+bar = Progress
