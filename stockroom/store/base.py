@@ -1,0 +1,164 @@
+"""A Store's state and the parts every room of the access layer shares:
+where ``head.stock`` points now, the raw Hangar writer, the staged marker."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import warnings
+from pathlib import Path
+
+from hangar.constants import DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STAGE, DIR_DATA_STORE
+from hangar.records import commiting, heads
+
+from stockroom.errors import StockroomError
+from stockroom.git import git_dir_of
+from stockroom.headfile import HANGAR_DIR, HEAD_FILE, read_head
+from stockroom.lock import WriterLock
+from stockroom.store.repository import _USERS, Checkout, _quiet, open_repository
+
+BRANCH_PREFIX = "stock-"
+# Present while stock writes may be staged; lets the git hooks skip
+# importing hangar when it is absent (see StoreBase.mark_dirty).
+STAGED_MARKER = "stockroom-staged"
+# Present while Hangar rebuilds its staging area for another branch.
+SWITCH_MARKER = "stockroom-switching"
+# A head.stock modified less than this long ago may be modified again
+# without its stat changing (file timestamps are coarse): such a stat is not
+# trusted for caching, and the file is read again on the next call.
+_RACY_NS = 2_000_000_000
+
+
+class StoreBase:
+    """State shared by the rooms of :class:`stockroom.store.Store`."""
+
+    def __init__(self, root: Path, lock_timeout: float | None = None) -> None:
+        self.root = root
+        self.repo = open_repository(root)
+        self._repo_key = (os.getpid(), str(root))
+        _USERS[self._repo_key] = _USERS.get(self._repo_key, 0) + 1
+        self._released = False
+        self.lock = WriterLock(root / HANGAR_DIR, lock_timeout)
+        self._git_dir = git_dir_of(root)
+        self._head_key: tuple[int, int, int, int] | None = None
+        # A str, built once: head() stats it on every read.
+        self._head_path = str(root / HEAD_FILE)
+        self._head = ""
+        self._reader: Checkout | None = None
+        self._reader_digest = ""
+        self._writer: Checkout | None = None
+        self._writer_base = ""
+        self._lent_writer: Checkout | None = None
+        self.optimizing = False
+        # This object staged writes since its last commit (read-your-writes).
+        self.dirty = False
+
+    def head(self) -> str:
+        """The digest ``head.stock`` names now ('' before the first commit)."""
+        path = self._head_path
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return read_head(self.root)  # raises the explanatory error
+        key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+        if key != self._head_key:
+            self._head = read_head(self.root)
+            recent = time.time_ns() - st.st_mtime_ns < _RACY_NS
+            self._head_key = None if recent else key
+        return self._head
+
+    def has_commit(self, digest: str) -> bool:
+        return bool(commiting.check_commit_hash_in_history(self.repo._env.refenv, digest))
+
+    def _require_commit(self, digest: str) -> None:
+        if not self.has_commit(digest):
+            raise StockroomError(
+                f"{HEAD_FILE} names stock commit {digest}, which {HANGAR_DIR} does not "
+                f"have; fetch the stock data that belongs to this git commit, or check "
+                f"out a git commit whose stock data is here"
+            )
+
+    def _staging_base(self) -> str:
+        env = self.repo._env.branchenv
+        return str(heads.get_branch_head_commit(env, heads.get_staging_branch_head(env)))
+
+    def _checkout_writer(self, branch: str) -> Checkout:
+        # A Hangar commit empties its staging directory by deleting and
+        # re-creating it: a writer killed in between leaves it missing, and
+        # every later writer checkout fails. Re-create what Hangar expects.
+        hangar_dir = self.root / HANGAR_DIR
+        for name in (DIR_DATA, DIR_DATA_STORE, DIR_DATA_STAGE, DIR_DATA_REMOTE):
+            (hangar_dir / name).mkdir(exist_ok=True)
+        # Opening another branch makes Hangar empty the staging area, then
+        # fill it from that branch's commit (two transactions): a writer killed
+        # in between leaves an empty staging area, which reads as "delete
+        # everything". The marker spans the switch; found later, the staging
+        # area (clean before any switch) is reset to its branch's commit.
+        switching = hangar_dir / SWITCH_MARKER
+        staging = heads.get_staging_branch_head(self.repo._env.branchenv)
+        if switching.exists():
+            writer = self._hangar_writer(staging)
+            if writer.diff.status() == "DIRTY":
+                with _quiet():
+                    writer.reset_staging_area()  # closes the checkout
+            else:
+                writer.close()
+            switching.unlink()
+        if branch == staging:
+            return self._hangar_writer(branch)
+        switching.touch()
+        try:
+            return self._hangar_writer(branch)
+        finally:
+            switching.unlink()
+
+    def _hangar_writer(self, branch: str) -> Checkout:
+        try:
+            return self.repo.checkout(write=True, branch=branch)
+        except PermissionError:
+            # We hold the stock writer lock, so Hangar's lock was left by a
+            # writer that died: release it (see stockroom.lock), without
+            # Hangar's ResourceWarning: recovering is stockroom's job, not news.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                self.repo.force_release_writer_lock()
+            return self.repo.checkout(write=True, branch=branch)
+
+    def _check_not_lent(self) -> None:
+        if self._lent_writer is not None:
+            if hasattr(self._lent_writer, "_writer_lock"):
+                raise StockroomError(
+                    "a write checkout from get_hangar_checkout(write=True) is open; "
+                    "close it before writing through stockroom"
+                )
+            self._lent_writer = None  # the expert closed it
+            self.lock.release()
+
+    def mark_dirty(self) -> None:
+        """Record that this object staged writes (call after each write).
+
+        Reads then come from the staging area (read your writes). The
+        ``.hangar/stockroom-staged`` marker that tells the git hooks, without
+        opening Hangar, that writes may be staged is left by
+        :meth:`writing` before the write; this only makes sure of it.
+        """
+        self.dirty = True
+        self._touch_marker()
+
+    def _touch_marker(self) -> None:
+        # Before any staged write reaches Hangar, so that a crash cannot leave
+        # staged writes without it. It may outlive them (a failed write).
+        marker = self.root / HANGAR_DIR / STAGED_MARKER
+        if not marker.exists():
+            marker.touch()
+
+    def _clear_marker(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / HANGAR_DIR / STAGED_MARKER).unlink()
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                reader.close()
