@@ -124,6 +124,29 @@ def uninstall() -> None:
     _run(run)
 
 
+@cli.command()
+@click.option("--ours", "side", flag_value="ours", help="Keep this branch's side (git's --ours).")
+@click.option("--theirs", "side", flag_value="theirs", help="Keep the other side (git's --theirs).")
+@click.argument("keys", nargs=-1)
+def merge(side: str | None, keys: tuple[str, ...]) -> None:
+    """Resolve an unfinished stock merge: keep one side for KEY... (default: every conflict)."""
+    from stockroom.commands.merge import merge as run
+
+    _run(run, side, list(keys))
+
+
+@cli.command("merge-driver", hidden=True)
+@click.argument("base")
+@click.argument("ours")
+@click.argument("theirs")
+@click.argument("path", required=False)
+def merge_driver(base: str, ours: str, theirs: str, path: str | None) -> None:
+    """What git runs to merge head.stock (%O %A %B %P)."""
+    from stockroom.commands.merge import driver as run
+
+    _run(run, base, ours, theirs)
+
+
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)

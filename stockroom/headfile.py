@@ -20,6 +20,19 @@ HANGAR_DIR = ".hangar"
 DIGEST_RE = re.compile(r"a=[0-9a-f]{40}")
 # A head.stock is one digest line; anything much bigger is not ours.
 _MAX_HEAD_BYTES = 1024
+# First line of the block the merge driver leaves in head.stock when a stock
+# merge has conflicts (stockroom.commands.merge): never a digest, so neither a
+# read nor a commit can take it for one side's stock state.
+MERGE_MARKER = "<<<<<<< unfinished stock merge"
+
+
+def unfinished_merge(where: Path | str) -> StockroomError:
+    """The error for a head.stock that holds an unfinished stock merge."""
+    return StockroomError(
+        f"{where} holds an unfinished stock merge: run `stock status` to see the conflicts, "
+        f"`stock merge --ours|--theirs [KEY...]` to resolve them, then `git add {HEAD_FILE}` "
+        f"and commit (or `git merge --abort`)"
+    )
 
 
 def parse_head(raw: bytes, where: Path | str = HEAD_FILE) -> str:
@@ -28,6 +41,8 @@ def parse_head(raw: bytes, where: Path | str = HEAD_FILE) -> str:
     Raises :class:`StockroomError` naming the file and the fix when the
     content is not a digest (merge-conflict markers, binary data, ...).
     """
+    if raw.startswith(MERGE_MARKER.encode()):
+        raise unfinished_merge(where)
     if len(raw) > _MAX_HEAD_BYTES:
         raise StockroomError(
             f"{where} is {len(raw)} bytes, not a stock commit digest; "
@@ -61,7 +76,7 @@ def read_head(root: Path) -> str:
         with open(path, "rb") as handle:
             # Capped: head.stock is one line, and a huge file is refused unread.
             raw = handle.read(_MAX_HEAD_BYTES + 1)
-            if len(raw) > _MAX_HEAD_BYTES:
+            if len(raw) > _MAX_HEAD_BYTES and not raw.startswith(MERGE_MARKER.encode()):
                 raise StockroomError(
                     f"{path} is {os.fstat(handle.fileno()).st_size} bytes, not a stock commit "
                     f"digest; restore it with `git checkout -- {HEAD_FILE}`"

@@ -327,9 +327,10 @@ def pre_commit(root: str) -> int:
     """Refuse a commit whose stock state is not committed or not readable."""
     if not os.path.isfile(os.path.join(root, HEAD_FILE)) or not os.path.isdir(os.path.join(root, HANGAR_DIR)):
         return 0  # not a stock repository (or no stock data in this clone)
+    # Read first: an unfinished stock merge must not be committed, replaying or not.
+    digest = _read_head(root)
     if replaying(git_dir(root)):
         return 0  # rebase, am, cherry-pick, revert: replayed commits were checked when made
-    digest = _read_head(root)
 
     changes, _ = staged_writes(root)
     if changes:

@@ -247,10 +247,88 @@ def uninstall_hooks(root: Path) -> list[HookChange]:
 
 
 def install(root: Path) -> None:
-    """Install the git hooks for the stock root ``root`` (``stock init`` calls this)."""
+    """Install the git hooks and the merge driver for the stock root ``root`` (``stock init`` calls this)."""
     install_hooks(root)
+    install_merge_driver(root)
 
 
 def uninstall(root: Path) -> None:
-    """Remove stockroom's git hooks from ``root``, restoring what was there before."""
+    """Remove stockroom's git hooks and merge driver from ``root``, restoring what was there before."""
     uninstall_hooks(root)
+    uninstall_merge_driver(root)
+
+
+# ------------------------------------------------------------ merge driver
+DRIVER_NAME = "stock"
+DRIVER_SCRIPT = "stockroom-merge-driver"
+DRIVER_MARKER = "# stockroom-managed-merge-driver"
+ATTRIBUTE_LINE = f"head.stock merge={DRIVER_NAME}"
+# git runs merge drivers through the shell at the top of the work tree; the
+# script is found through git so that a moved or linked work tree still runs it.
+DRIVER_COMMAND = f'sh "$(git rev-parse --git-common-dir)/{DRIVER_SCRIPT}" %O %A %B %P'
+
+
+def driver_script() -> str:
+    """The merge driver script ``stock install`` writes, pinned to this interpreter."""
+    text = resources.files("stockroom").joinpath("resources", "merge-driver.sh").read_text(encoding="utf-8")
+    return text.replace("@PYTHON@", shlex.quote(sys.executable)).replace(
+        "@PKGDIRS@", shlex.quote(_import_dirs())
+    )
+
+
+def _driver_path(root: Path) -> Path:
+    where = gitutil.git("rev-parse", "--git-common-dir", cwd=root, keep_env=False)
+    return (Path(where) if os.path.isabs(where) else root / where) / DRIVER_SCRIPT
+
+
+def _attributes(root: Path) -> tuple[Path, list[str]]:
+    path = root / ".gitattributes"
+    try:
+        return path, path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return path, []
+
+
+def install_merge_driver(root: Path) -> list[str]:
+    """Register the ``head.stock`` merge driver: the script, ``merge.stock.*`` in
+    the repository's git config, the line in ``.gitattributes``. What changed."""
+    done = []
+    script, path = driver_script(), _driver_path(root)
+    if not (path.is_file() and path.read_text(encoding="utf-8", errors="replace") == script):
+        _write_script(path, script)
+        done.append(f"merge driver: wrote {path}")
+    for key, value in (("name", "stockroom: three-way merge of stock commits"), ("driver", DRIVER_COMMAND)):
+        if gitutil.config_value(f"merge.{DRIVER_NAME}.{key}", root) != value:
+            gitutil.git("config", "--local", f"merge.{DRIVER_NAME}.{key}", value, cwd=root, keep_env=False)
+            done.append(f"merge driver: set merge.{DRIVER_NAME}.{key} in the git config")
+    attributes, lines = _attributes(root)
+    if ATTRIBUTE_LINE not in (line.strip() for line in lines):
+        text = "".join(line + "\n" for line in lines) + ATTRIBUTE_LINE + "\n"
+        attributes.write_text(text, encoding="utf-8")
+        done.append(f"merge driver: added `{ATTRIBUTE_LINE}` to .gitattributes (commit it)")
+    return done
+
+
+def uninstall_merge_driver(root: Path) -> list[str]:
+    """Remove exactly what :func:`install_merge_driver` added; what changed."""
+    done = []
+    path = _driver_path(root)
+    try:
+        ours = DRIVER_MARKER in path.read_text(encoding="utf-8", errors="replace")[:512]
+    except OSError:
+        ours = False
+    if ours:
+        path.unlink()
+        done.append(f"merge driver: removed {path}")
+    if gitutil.config_value(f"merge.{DRIVER_NAME}.driver", root) == DRIVER_COMMAND:
+        gitutil.git("config", "--local", "--remove-section", f"merge.{DRIVER_NAME}", cwd=root, keep_env=False)
+        done.append(f"merge driver: removed merge.{DRIVER_NAME} from the git config")
+    attributes, lines = _attributes(root)
+    kept = [line for line in lines if line.strip() != ATTRIBUTE_LINE]
+    if len(kept) != len(lines):
+        if any(line.strip() for line in kept):
+            attributes.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        else:
+            attributes.unlink()
+        done.append(f"merge driver: removed `{ATTRIBUTE_LINE}` from .gitattributes")
+    return done

@@ -20,6 +20,13 @@ _GIT_STATES = {
 
 def status() -> int:
     with StockRoom() as stock:
+        from stockroom.commands.merge import unfinished
+
+        merging = unfinished(stock.path)
+        if merging is not None:
+            # head.stock holds the merge block, not a digest: show the merge, not an error.
+            click.echo("\n".join(merging))
+            return 0
         head = stock.head
         if head:
             stock._store._require_commit(head)  # a digest .hangar lacks: say so, exit 1
