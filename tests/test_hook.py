@@ -71,6 +71,9 @@ def code_change(repo: Path, name: str = "train.py", text: str = "print('hi')\n")
 def repo(stock_repo: Path) -> Path:
     """A stock repository with one git commit and stockroom's hooks installed."""
     install(stock_repo)
+    # the merge driver's .gitattributes line is committed, as users do
+    git("add", ".gitattributes", cwd=stock_repo)
+    git("commit", "-q", "--amend", "--no-edit", "--no-verify", cwd=stock_repo)
     return stock_repo
 
 
@@ -277,7 +280,7 @@ def test_merge_commits(repo: Path) -> None:
     # Committing the conflict markers is refused, even once git thinks it is resolved.
     git("add", HEAD_FILE, cwd=repo)
     proc = git("commit", "--no-edit", cwd=repo, check=False)
-    assert proc.returncode == 1 and "merge-conflict" in proc.stderr
+    assert proc.returncode == 1 and "unfinished stock merge" in proc.stderr  # the merge driver's block
     git("checkout", "feature", "--", HEAD_FILE, cwd=repo)  # take their stock state
     git("commit", "-q", "--no-edit", cwd=repo)
     assert head_at(repo, "HEAD") == theirs
