@@ -83,7 +83,9 @@ def main() -> None:
         home = Path(tmp) / "home"
         home.mkdir()
         (home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n")
-        env = dict(os.environ, HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=str(home / ".gitconfig"))
+        env = dict(
+            os.environ, HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=str(home / ".gitconfig")
+        )
         os.environ.update(env)
         rows = []
         for n in (args.small, args.large):
