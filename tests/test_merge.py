@@ -337,3 +337,62 @@ def test_the_other_sides_commit_missing_says_how_to_fetch(repo: Path, tmp_path: 
     assert (repo / HEAD_FILE).read_text().startswith(MERGE_MARKER)
     git("merge", "--abort", cwd=repo)
     assert read_head(repo) == ours
+
+
+def test_rebase_with_a_conflict_is_resolved_with_stock_merge(repo: Path) -> None:
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    write(repo, "side", tags={"lr": 0.2, "s": 1})
+    git("checkout", "-q", "main", cwd=repo)
+    write(repo, "main", tags={"lr": 0.1, "m": 2})
+    git("checkout", "-q", "side", cwd=repo)
+    proc = git("rebase", "main", cwd=repo, check=False)
+    assert proc.returncode != 0 and "tag:lr" in proc.stderr
+    # during a rebase, --theirs is the commit being replayed, as in git
+    assert stock_cli("merge", "--theirs", "lr", cwd=repo).returncode == 0
+    git("add", HEAD_FILE, cwd=repo)
+    env = dict(os.environ, GIT_EDITOR="true")
+    git("rebase", "--continue", cwd=repo, env=env)
+    with read(repo) as stock:
+        assert dict(stock.tag) == {"seed": 1, "lr": 0.2, "s": 1, "m": 2}
+
+
+def test_a_hasty_rebase_continue_commits_the_block_and_loses_nothing(repo: Path) -> None:
+    """git runs no pre-commit hook when a rebase replays a commit: the block can reach
+    history, where every read refuses it clearly and `stock merge` still finishes it."""
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    write(repo, "side", tags={"lr": 0.2, "s": 1})
+    git("checkout", "-q", "main", cwd=repo)
+    write(repo, "main", tags={"lr": 0.1, "m": 2})
+    git("checkout", "-q", "side", cwd=repo)
+    assert git("rebase", "main", cwd=repo, check=False).returncode != 0
+    git("add", HEAD_FILE, cwd=repo)
+    git("rebase", "--continue", cwd=repo, env=dict(os.environ, GIT_EDITOR="true"))
+    with pytest.raises(stockroom.StockroomError, match="unfinished stock merge"):
+        with read(repo) as stock:
+            stock.tag["lr"]
+    assert stock_cli("merge", "--ours", cwd=repo).returncode == 0
+    git("commit", "-q", "-a", "--amend", "--no-edit", cwd=repo)
+    with read(repo) as stock:
+        assert dict(stock.tag) == {"seed": 1, "lr": 0.1, "s": 1, "m": 2}
+
+
+def test_revert_undoes_one_stock_commit_and_keeps_later_ones(repo: Path) -> None:
+    write(repo, "add a", tags={"a": 1})
+    write(repo, "add b", tags={"b": 2})
+    proc = git("revert", "--no-edit", "HEAD~1", cwd=repo, check=False)
+    assert proc.returncode == 0, proc.stderr
+    with read(repo) as stock:
+        assert dict(stock.tag) == {"seed": 1, "b": 2}
+
+
+def test_a_text_conflict_made_without_the_driver_is_resolved_from_gits_index(repo: Path) -> None:
+    branches(repo, {"tags": {"a": 1, "lr": 0.1}}, {"tags": {"b": 2, "lr": 0.2}})
+    git("config", "--remove-section", "merge.stock", cwd=repo)  # a clone that never ran `stock install`
+    proc = git("merge", "--no-edit", "side", cwd=repo, check=False)
+    assert proc.returncode != 0 and "<<<<<<<" in (repo / HEAD_FILE).read_text()
+    listed = stock_cli("merge", cwd=repo)
+    assert listed.returncode == 1 and "tag:lr" in listed.stdout
+    assert stock_cli("merge", "--ours", cwd=repo).returncode == 0
+    git("commit", "-q", "-a", "--no-edit", cwd=repo)
+    with read(repo) as stock:
+        assert dict(stock.tag) == {"seed": 1, "lr": 0.1, "a": 1, "b": 2}
