@@ -396,3 +396,66 @@ def test_a_text_conflict_made_without_the_driver_is_resolved_from_gits_index(rep
     git("commit", "-q", "-a", "--no-edit", cwd=repo)
     with read(repo) as stock:
         assert dict(stock.tag) == {"seed": 1, "lr": 0.1, "a": 1, "b": 2}
+
+
+def stock_and_git_commit(
+    root: Path, message: str, samples: dict[str, dict[int, np.ndarray]], drop: tuple[str, ...] = ()
+) -> None:
+    with stockroom.StockRoom(root) as stock:
+        for column in drop:
+            del stock.data[column]
+        for column, values in samples.items():
+            for key, value in values.items():
+                stock.data[column][key] = value
+        stock.commit(message)
+    git("commit", "-q", "-am", message, cwd=root)
+
+
+def test_columns_created_or_recreated_merge_by_schema(repo: Path) -> None:
+    """Both sides create one column alike: samples merge one by one. One side re-creates a
+    column with another shape that the other side left alone: that side's column, whole."""
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    stock_and_git_commit(repo, "theirs", {"fresh": {1: np.ones(2, np.int64)}})
+    git("checkout", "-q", "main", cwd=repo)
+    stock_and_git_commit(
+        repo, "ours", {"fresh": {0: np.zeros(2, np.int64)}, "img": {7: np.ones(5, np.float32)}}, drop=("img",)
+    )
+    git("merge", "-q", "--no-edit", "side", cwd=repo)
+    with read(repo) as stock:
+        assert sorted(stock.data["fresh"].keys()) == [0, 1]
+        assert list(stock.data["img"].keys()) == [7] and stock.data["img"][7].shape == (5,)
+
+
+def test_both_create_one_column_with_different_shapes_conflict(repo: Path) -> None:
+    git("checkout", "-q", "-b", "side", cwd=repo)
+    stock_and_git_commit(repo, "theirs", {"fresh": {1: np.ones(2, np.int64)}})
+    git("checkout", "-q", "main", cwd=repo)
+    stock_and_git_commit(repo, "ours", {"fresh": {0: np.zeros(4, np.int64)}})
+    proc = conflicted(repo)
+    assert (
+        "data:fresh: ours column of 1 samples (int64 (4,)); theirs column of 1 samples (int64 (2,))"
+        in proc.stderr
+    )
+    assert stock_cli("merge", "--theirs", "fresh", cwd=repo).returncode == 0
+    git("commit", "-q", "-a", "--no-edit", cwd=repo)
+    with read(repo) as stock:
+        assert list(stock.data["fresh"].keys()) == [1]
+
+
+def test_a_clean_merge_reads_records_only_never_sample_data(repo: Path, tmp_path: Path) -> None:
+    branches(
+        repo, {"data": {"img": {5: 5.0}}, "tags": {"a": 1}}, {"data": {"img": {6: 6.0}}, "tags": {"b": 2}}
+    )
+    store = repo / ".hangar" / "data"
+    aside = tmp_path / "aside"
+    shutil.move(str(store), str(aside))  # no sample data anywhere: the merge must not need any
+    store.mkdir()
+    try:
+        proc = git("merge", "--no-edit", "side", cwd=repo, check=False)
+    finally:
+        store.rmdir()
+        shutil.move(str(aside), str(store))
+    assert proc.returncode == 0, proc.stderr
+    with read(repo) as stock:
+        assert float(stock.data["img"][6][0]) == 6.0 and float(stock.data["img"][5][0]) == 5.0
+    open_repository(repo).verify_repo_integrity()
