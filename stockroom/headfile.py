@@ -59,8 +59,9 @@ def parse_head(raw: bytes, where: Path | str = HEAD_FILE) -> str:
         return text
     if "<<<<<<<" in text or ">>>>>>>" in text:
         raise StockroomError(
-            f"{where} has merge-conflict markers; keep one side with "
-            f"`git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
+            f"{where} has merge-conflict markers (git merged it as text: run `stock install` to "
+            f"register the merge driver); run `stock merge` to merge both sides' stock, or keep one "
+            f"side with `git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
         )
     shown = text.splitlines()[0][:60]
     raise StockroomError(

@@ -354,8 +354,8 @@ def pre_commit(root: str) -> int:
     xy = out[:2].decode("ascii", "replace") if out else "  "
     if "U" in xy or xy in ("AA", "DD"):
         raise HookError(
-            f"{HEAD_FILE} has a merge conflict; keep one side with "
-            f"`git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
+            f"{HEAD_FILE} has a merge conflict; run `stock merge` to merge both sides' stock, or keep "
+            f"one side with `git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
         )
     framework = os.environ.get("PRE_COMMIT") == "1"
     unstaged = xy[1] in "MT?"  # changed in the work tree, or not tracked yet

@@ -98,11 +98,11 @@ def _listing(result: object) -> list[str]:
     return lines
 
 
-def _run(root: Path, pending: Pending) -> object:
+def _run(root: Path, pending: Pending, write: bool = True) -> object:
     from stockroom.store.merge import Unit, merge
 
     chosen = {Unit.decode(unit): side for unit, side in pending.chosen.items()}
-    return merge(root, pending.base, pending.ours, pending.theirs, chosen)
+    return merge(root, pending.base, pending.ours, pending.theirs, chosen, write=write)
 
 
 # -------------------------------------------------------------- the driver
@@ -181,7 +181,7 @@ def unfinished(root: Path) -> list[str] | None:
         return None
     lines = [f"unfinished stock merge of {pending.theirs} into {pending.ours}"]
     try:
-        result = _run(root, pending)
+        result = _run(root, pending, write=False)  # status only looks
     except StockroomError as exc:
         return [*lines, f"  {exc}"]
     from stockroom.store.merge import MergeResult

@@ -278,13 +278,15 @@ def merge(
     theirs: str,
     chosen: dict[Unit, str] | None = None,
     lock_timeout: float | None = None,
+    write: bool = True,
 ) -> MergeResult:
     """Three-way merge the stock commits ``ours`` and ``theirs`` (``base``: the
     stock commit of the git merge base, '' when unknown).
 
     Conflicting units listed in ``chosen`` take that side. Reads commit
     records only, never sample data (conflicts are described by reading the
-    few samples concerned). Writes the merged commit when nothing conflicts.
+    few samples concerned). Writes the merged commit when nothing conflicts
+    (with ``write`` off, only says whether something does: ``digest`` stays '').
     """
     chosen = chosen or {}
     repo = open_repository(root)
@@ -308,6 +310,8 @@ def merge(
     if conflicts:
         result.conflicts = [Conflict(unit) for unit in conflicts]
         _describe(repo, result)
+        return result
+    if not write:
         return result
     if records == _records(repo, ours):
         result.digest = ours
