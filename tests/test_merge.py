@@ -459,3 +459,34 @@ def test_a_clean_merge_reads_records_only_never_sample_data(repo: Path, tmp_path
     with read(repo) as stock:
         assert float(stock.data["img"][6][0]) == 6.0 and float(stock.data["img"][5][0]) == 5.0
     open_repository(repo).verify_repo_integrity()
+
+
+def test_resolving_some_keys_keeps_the_rest_open(repo: Path) -> None:
+    branches(repo, {"tags": {"lr": 0.1, "wd": 1}}, {"tags": {"lr": 0.2, "wd": 2}})
+    conflicted(repo)
+    wrong = stock_cli("merge", "--ours", "nope", cwd=repo)
+    assert (
+        wrong.returncode == 1 and "'nope' is not among the conflicting keys: tag:lr, tag:wd" in wrong.stderr
+    )
+    part = stock_cli("merge", "--ours", "lr", cwd=repo)
+    assert part.returncode == 0 and "1 stock conflict" in part.stdout and "tag:wd" in part.stdout
+    assert "tag:lr" not in part.stdout
+    assert (repo / HEAD_FILE).read_text().startswith(MERGE_MARKER)  # still unfinished
+    status = stock_cli("status", cwd=repo)
+    assert "tag:wd" in status.stdout and "tag:lr" not in status.stdout
+    assert stock_cli("merge", "--theirs", "tag:wd", cwd=repo).returncode == 0
+    git("commit", "-q", "-a", "--no-edit", cwd=repo)
+    with read(repo) as stock:
+        assert (stock.tag["lr"], stock.tag["wd"]) == (0.1, 2)
+
+
+def test_merge_with_staged_stock_writes_keeps_them(repo: Path) -> None:
+    branches(repo, {"tags": {"a": 1}}, {"tags": {"b": 2}})
+    ours = read_head(repo)
+    with stockroom.StockRoom(repo) as stock:
+        stock.tag["pending"] = 7  # staged, not committed
+    git("merge", "-q", "--no-edit", "side", cwd=repo)
+    with read(repo) as stock:
+        assert stock.tag["b"] == 2 and "pending" not in stock.tag
+    status = stock_cli("status", cwd=repo)
+    assert f"based on stock commit {ours}" in status.stdout and "tags" in status.stdout
