@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import importlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -249,21 +250,21 @@ def _has(repo: Any, digest: str) -> bool:
 
 
 def _fetch_missing(root: Path, missing: list[str]) -> None:
-    """Bring missing stock commits' records from the default stock remote, when
-    stockroom has remotes; else say which command fixes it."""
-    fetch = None
-    with contextlib.suppress(ImportError):
-        from stockroom import remote
+    """Bring missing stock commits' records (no sample data) from the default
+    stock remote, where stockroom has remotes; else say which command fixes it."""
+    reason = ""
+    try:  # stock remotes (stockroom.remote) may not be part of this stockroom
+        sync: Any = importlib.import_module("stockroom.remote.sync")
+    except ImportError:
+        sync = None
+    from stockroom.git import config_value
 
-        fetch = getattr(remote, "fetch_commits", None)
-    if fetch is not None:
+    if sync is not None and config_value("stock.autofetch", root) != "false":
         try:
-            fetch(root, missing)
+            sync.fetch(root, None, missing, columns=set())  # records only: a merge reads no data
             return
         except StockroomError as exc:
-            reason = f" (fetching from the stock remote failed: {exc})"
-    else:
-        reason = ""
+            reason = f" (fetching it from the stock remote failed: {exc})"
     raise MissingCommit(
         f"stock commit {', '.join(missing)} is not in {HANGAR_DIR}{reason}; run `stock fetch` to bring it "
         f"from the stock remote (or copy that stock data here), then `stock merge` to finish this merge",
