@@ -73,6 +73,25 @@ def timed_merge(root: Path, env: dict[str, str], into: str, other: str) -> float
     return took
 
 
+def heads(root: Path, env: dict[str, str]) -> tuple[str, str, str]:
+    """head.stock at the merge base, on main and on side."""
+    base = git("merge-base", "main", "side", cwd=root, env=env).strip()
+    return tuple(  # type: ignore[return-value]
+        git("show", f"{rev}:head.stock", cwd=root, env=env).strip() for rev in (base, "main", "side")
+    )
+
+
+def timed_store_merge(root: Path, digests: tuple[str, str, str]) -> float:
+    """The three-way merge of records alone, in this process (no git, no start-up)."""
+    from stockroom.store.merge import merge
+
+    start = time.perf_counter()
+    result = merge(root, *digests)
+    took = time.perf_counter() - start
+    assert result.digest and not result.conflicts
+    return took
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -95,17 +114,25 @@ def main() -> None:
             with stockroom.StockRoom(root) as check:  # the merge holds both sides
                 assert len(check.data["features"]) == 10 + 2 * n and check.tag["side"] == n
             git("reset", "-q", "--hard", "HEAD~1", cwd=root, env=env)
-            base, stock = [], []
-            for _ in range(args.runs):  # interleaved: load hits both alike
+            base, stock, records = [], [], []
+            digests = heads(root, env)
+            for _ in range(args.runs):  # interleaved: load hits all alike
                 base.append(timed_merge(root, env, "code-a", "code-b"))
                 stock.append(timed_merge(root, env, "main", "side"))
+                records.append(timed_store_merge(root, digests))
             with stockroom.StockRoom(root) as check:
                 assert len(check.data["features"]) == 10 + n  # not merged yet (reset)
-            rows.append((n, statistics.median(base), statistics.median(stock)))
-    print(f"{'samples added per side':>24} | {'git merge, code only':>20} | {'git merge, stock':>16} | ratio")
-    print("-" * 24 + "-|-" + "-" * 20 + "-|-" + "-" * 16 + "-|------")
-    for n, base_s, stock_s in rows:
-        print(f"{n:>24,} | {base_s:>18.3f} s | {stock_s:>14.3f} s | {stock_s / base_s:5.1f}x")
+            rows.append((n, statistics.median(base), statistics.median(stock), statistics.median(records)))
+    print(
+        f"{'samples added per side':>24} | {'git merge, code only':>20} | {'git merge, stock':>16} | ratio "
+        f"| {'records merge alone':>19} | share"
+    )
+    print("-" * 24 + "-|-" + "-" * 20 + "-|-" + "-" * 16 + "-|-------|-" + "-" * 19 + "-|------")
+    for n, base_s, stock_s, rec_s in rows:
+        print(
+            f"{n:>24,} | {base_s:>18.3f} s | {stock_s:>14.3f} s | {stock_s / base_s:5.1f}x "
+            f"| {rec_s:>17.3f} s | {rec_s / stock_s:5.0%}"
+        )
     print(f"(medians of {args.runs} runs, {sys.platform}, python {sys.version.split()[0]})")
 
 
