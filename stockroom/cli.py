@@ -93,6 +93,24 @@ def log(max_count: int) -> None:
 
 
 @cli.command()
+@click.argument("rev1", required=False)
+@click.argument("rev2", required=False)
+@click.option("--json", "fmt", flag_value="json", help="Machine-readable JSON.")
+@click.option("--csv", "fmt", flag_value="csv", help="One CSV row per tag, column, model and layer.")
+@click.option("--md", "fmt", flag_value="md", help="Markdown tables (for pull requests, CI comments).")
+@click.option("--all", "show_all", is_flag=True, help="Also show what did not change.")
+@click.option("--samples", is_flag=True, help="List the keys of samples added, removed and changed.")
+def diff(rev1: str | None, rev2: str | None, fmt: str | None, show_all: bool, samples: bool) -> None:
+    """Show what changed in the stock between two git revisions.
+
+    REV1 defaults to HEAD, REV2 to the work tree (staged stock writes included).
+    """
+    from stockroom.commands.diff import diff as run
+
+    _run(run, rev1, rev2, fmt or "text", show_all, samples)
+
+
+@cli.command()
 def reset() -> None:
     """Drop all uncommitted stock writes."""
     from stockroom.commands.reset import reset as run
