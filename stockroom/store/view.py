@@ -67,6 +67,7 @@ class ReadOnlyStore(Store):
         # live store's business, not a view's.
         super(Store, self).__init__(root)
         self.where = where
+        self._closed = False
         self._digest = digest
         if not self.has_commit(digest):
             self.close()
@@ -74,6 +75,18 @@ class ReadOnlyStore(Store):
 
     def head(self) -> str:
         return self._digest
+
+    def _read_checkout(self) -> Checkout | None:
+        if self._closed:
+            raise StockroomError(
+                f"this view of the stock at {self.where} is closed (closed with it, or with "
+                f"the StockRoom that made it); open another with stock.at(REV)"
+            )
+        return super()._read_checkout()
+
+    def close(self) -> None:
+        self._closed = True
+        super().close()
 
     def _refuse(self) -> NoReturn:
         raise StockroomError(
