@@ -85,11 +85,35 @@ def status() -> None:
 
 @cli.command()
 @click.option("-n", "--max-count", default=20, show_default=True, help="How many git commits.")
-def log(max_count: int) -> None:
+@click.option(
+    "--tags",
+    "tags",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[KEY,...]",
+    help="A table with these tags as columns (all tags when none are named).",
+)
+@click.option("--branches", is_flag=True, help="With --tags: the tip of every local branch.")
+@click.option("--sort", metavar="KEY", help="With --tags: sort by this tag (-KEY: descending).")
+@click.option("--json", "fmt", flag_value="json", help="With --tags: JSON.")
+@click.option("--csv", "fmt", flag_value="csv", help="With --tags: CSV.")
+@click.option("--plot", metavar="FILE", help="With --tags: draw the numeric tags into FILE (.png or .html).")
+def log(
+    max_count: int, tags: str | None, branches: bool, sort: str | None, fmt: str | None, plot: str | None
+) -> None:
     """List git commits beside the stock commit each one records."""
-    from stockroom.commands.log import log as run
+    if tags is None:
+        if branches or sort or fmt or plot:
+            raise click.UsageError("--branches, --sort, --json, --csv and --plot go with --tags")
+        from stockroom.commands.log import log as run
 
-    _run(run, max_count)
+        _run(run, max_count)
+        return
+    from stockroom.commands.log_tags import log_tags
+
+    keys = [k.strip() for k in tags.split(",") if k.strip()] or None
+    _run(log_tags, max_count, keys, branches, sort, fmt or "text", plot)
 
 
 @cli.command()
