@@ -302,3 +302,20 @@ def test_keras_model(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     assert name.endswith("kernel") and layers[name]["status"] == "changed"
     assert layers[name]["rel_l2"] == pytest.approx(1.0, rel=1e-6)
     assert layers[name]["max_abs_diff"] == pytest.approx(float(np.abs(kernel).max()), rel=1e-6)
+
+
+def test_staged_writes_on_another_base_are_left_out_with_a_warning(
+    stock: stockroom.StockRoom, stock_repo: Path
+) -> None:
+    stock.tag["lr"] = 0.1
+    commit_both(stock, stock_repo, "one")
+    stock.tag["lr"] = 0.2
+    commit_both(stock, stock_repo, "two")
+    stock.tag["lr"] = 0.3  # staged on "two"
+    run_git("checkout", "-q", "HEAD~1", cwd=stock_repo)  # head.stock moves to "one"
+    proc = stock_cli("diff", "--json", "HEAD", cwd=stock_repo)
+    doc = json.loads(ok(proc))
+    assert doc["changed"] is False and doc["to"]["staged"] is False
+    assert proc.stderr.startswith("stock: warning: staged stock writes are based on stock commit")
+    run_git("checkout", "-q", "main", cwd=stock_repo)
+    assert by(diff_json(stock_repo)["tags"], "key")["lr"]["new"] == 0.3  # back on their base: shown

@@ -177,7 +177,7 @@ def log_tags(
         _print_table(rows, keys, branches)
         if missing:
             click.echo(
-                f"{missing} commit{'s' if missing > 1 else ''} name stock commits that are not here: "
+                f"{missing} commit{'s name' if missing > 1 else ' names'} stock commits that are not here: "
                 f"`stock fetch` brings them from a stock remote"
             )
     if plot is not None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,11 +219,19 @@ def snapshot_of_work_tree(store: Store) -> Iterator[Snapshot]:
     """
     digest = store.head()
     marker = store.root / HANGAR_DIR / "stockroom-staged"
-    if marker.exists() and store.staged_base() == digest:
+    if marker.exists():
         with store._staging_area() as writer:
             if writer.diff.status() == "DIRTY":
-                yield Snapshot(digest, True, _staged_records(store), writer)
-                return
+                base = store.staged_base()
+                if base == digest:
+                    yield Snapshot(digest, True, _staged_records(store), writer)
+                    return
+                warnings.warn(
+                    f"staged stock writes are based on stock commit {base or '(none)'}, not on "
+                    f"head.stock's {digest or '(none)'}: they are not part of this comparison "
+                    f"(see `stock status`)",
+                    stacklevel=2,
+                )
     with snapshot_at(store, digest, "head.stock") as snap:
         yield snap
 
