@@ -319,3 +319,38 @@ def test_staged_writes_on_another_base_are_left_out_with_a_warning(
     assert proc.stderr.startswith("stock: warning: staged stock writes are based on stock commit")
     run_git("checkout", "-q", "main", cwd=stock_repo)
     assert by(diff_json(stock_repo)["tags"], "key")["lr"]["new"] == 0.3  # back on their base: shown
+
+
+def test_colour_only_on_a_terminal(stock: stockroom.StockRoom, stock_repo: Path) -> None:
+    import os
+    import pty
+
+    stock.tag["lr"] = 0.1
+    commit_both(stock, stock_repo, "one")
+    stock.tag["lr"] = 0.2
+    stock.tag["new"] = 1
+
+    def on_terminal(env: dict[str, str]) -> str:
+        assert STOCK is not None
+        parent, child = pty.openpty()
+        proc = subprocess.run(
+            (STOCK, "diff"), cwd=stock_repo, stdout=child, stderr=child, env=env, timeout=120
+        )
+        os.close(child)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(parent, 65536)
+            except OSError:  # the child side is closed: all read
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(parent)
+        assert proc.returncode == 0, out
+        return out.decode()
+
+    coloured = on_terminal(dict(os.environ))
+    assert "\x1b[32madded" in coloured and "\x1b[33m" in coloured  # green added, yellow changed
+    plain = on_terminal({**os.environ, "NO_COLOR": "1"})
+    assert "\x1b[" not in plain and "added" in plain

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -124,13 +125,15 @@ def _count(n: int) -> str:
 def _table(header: list[str], rows: list[tuple[list[str], str]], status_col: int, indent: str) -> list[str]:
     """Aligned columns; the cell ``status_col`` of each row coloured by the row's status
     (click drops the colour when the output is not a terminal)."""
+    # https://no-color.org: an empty value does not count.
+    no_colour = bool(os.environ.get("NO_COLOR"))
     widths = [max(len(r[i]) for r in [header, *(cells for cells, _ in rows)]) for i in range(len(header))]
     lines = [indent + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     for cells, status in rows:
         # The last cell is not padded: no trailing blanks.
         padded = [cell.ljust(w) for cell, w in zip(cells[:-1], widths, strict=False)] + [cells[-1]]
         colour = _COLOURS.get(status)
-        if colour:
+        if colour and not no_colour:
             padded[status_col] = click.style(padded[status_col], fg=colour)
         lines.append(indent + "  ".join(padded).rstrip())
     return lines
