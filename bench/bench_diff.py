@@ -16,7 +16,9 @@ Rows (medians of ``runs`` warm runs, contenders alternating):
 * end to end: the ``stock`` console script against ``python -c`` doing
   that torch baseline (each pays its interpreter and imports);
 * ``stock log --tags`` over ``commits`` git commits, each with its own
-  stock commit and tags, end to end.
+  stock commit and four tags, end to end: the first time (every tag value
+  read from its data file) and again (values found in the digest-keyed
+  cache the first run left in ``.hangar``).
 
 Targets (issue 11): diff at most 1.0x the torch baseline; the table of
 200 commits under 1 s.
@@ -177,8 +179,16 @@ def main() -> None:
                 capture_output=True,
             )
 
+        cache = table / ".hangar" / "stockroom-text-cache.json"
+
+        def log_tags_cold() -> None:
+            cache.unlink(missing_ok=True)  # as on the first table after these commits
+            log_tags()
+
         log_tags()
-        log_time = median_time(log_tags, args.runs)
+        log_cold = median_time(log_tags_cold, args.runs)
+        log_tags()
+        log_warm = median_time(log_tags, args.runs)
 
     rows = [
         (f"diff in process ({mb:.0f} MB model, 1 of {args.layers} layers changed)", ours_in, base_in),
@@ -188,7 +198,12 @@ def main() -> None:
     for label, ours, theirs in rows:
         o, t = statistics.median(ours), statistics.median(theirs)
         print(f"{label:<62} {o * 1e3:>8.1f}ms {t * 1e3:>8.1f}ms {o / t:>6.2f}x")
-    print(f"{f'stock log --tags over {args.commits} commits (end to end)':<62} {log_time * 1e3:>8.1f}ms")
+    print(
+        f"{f'stock log --tags, {args.commits} commits, first time (end to end)':<62} {log_cold * 1e3:>8.1f}ms"
+    )
+    print(
+        f"{f'stock log --tags, {args.commits} commits, values cached (end to end)':<62} {log_warm * 1e3:>8.1f}ms"
+    )
     print(f"targets: diff <= 1.0x; log --tags < 1000 ms (medians of {args.runs} runs)")
 
 

@@ -137,3 +137,15 @@ def test_user_errors(git_repo: Path, runs: dict[str, str], tmp_path: Path) -> No
     assert ".png or .html" in user_error(stock_cli("log", "--tags", "--plot", "x.jpg", cwd=git_repo))
     # Plain `stock log` is unchanged by all this.
     assert ok(stock_cli("log", cwd=git_repo)).splitlines()[1].startswith(runs["r3"][:7])
+
+
+def test_tag_values_cache(git_repo: Path, runs: dict[str, str]) -> None:
+    cache = git_repo / ".hangar" / "stockroom-text-cache.json"
+    first = ok(stock_cli("log", "--tags", "--json", cwd=git_repo))
+    assert cache.is_file()
+    entries = json.loads(cache.read_text())
+    assert "s:best?" in entries.values()  # tag text by its digest
+    assert ok(stock_cli("log", "--tags", "--json", cwd=git_repo)) == first
+    cache.write_text("{not json")  # a damaged cache is rebuilt, never trusted
+    assert ok(stock_cli("log", "--tags", "--json", cwd=git_repo)) == first
+    assert json.loads(cache.read_text()) == entries

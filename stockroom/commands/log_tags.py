@@ -71,7 +71,7 @@ def _read_tags(root: Path, rows: list[Row]) -> None:
 
     refs = revisions.stock_refs(root, [row.commit for row in rows])
     store = Store(root)
-    reader = DigestReader(store)
+    reader = DigestReader(store, text_cache=True)
     cache: dict[str, tuple[str, dict[str, Any]]] = {}
     try:
         for row, ref in zip(rows, refs, strict=True):

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from hangar.records.queries import RecordQuery
 from hangar.txnctx import TxnRegister
 
 from stockroom.errors import StockroomError
-from stockroom.headfile import HANGAR_DIR
+from stockroom.headfile import HANGAR_DIR, atomic_write
 from stockroom.store import Store
 from stockroom.store.repository import Checkout, _quiet, damaged
 
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 SampleKey = str | int
+# DigestReader's cache of text samples by digest, and the most it keeps.
+TEXT_CACHE = "stockroom-text-cache.json"
+TEXT_CACHE_MAX = 500_000
 
 
 def missing_commit(digest: str, where: str) -> StockroomError:
@@ -244,11 +248,24 @@ class DigestReader:
     a table over hundreds of commits needs only a few values from each.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, text_cache: bool = False) -> None:
         self._store = store
         self._schemas: dict[str, Any] = {}
         self._handles: dict[tuple[str, str], Any] = {}
         self._values: dict[str, Any] = {}
+        # Text samples (tags) seen before, kept in .hangar by digest: a
+        # digest names its content, so an entry never goes stale, and a
+        # second table over the same commits reads no data file at all.
+        self._cache_path = store.root / HANGAR_DIR / TEXT_CACHE if text_cache else None
+        self._cached = 0
+        if self._cache_path is not None:
+            try:
+                loaded = json.loads(self._cache_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                loaded = {}  # none yet, or unreadable: start over
+            if isinstance(loaded, dict):
+                self._values.update((k, v) for k, v in loaded.items() if isinstance(v, str))
+            self._cached = len(self._values)
 
     def _lookup(self, key: bytes) -> bytes:
         env = self._store.repo._env.hashenv
@@ -287,6 +304,13 @@ class DigestReader:
         return value
 
     def close(self) -> None:
+        """Close the data files; save new text values to the cache (best effort)."""
+        if self._cache_path is not None and len(self._values) > self._cached:
+            texts = {k: v for k, v in self._values.items() if isinstance(v, str)}
+            if len(texts) <= TEXT_CACHE_MAX:
+                with contextlib.suppress(OSError):
+                    atomic_write(self._cache_path, json.dumps(texts).encode("utf-8"))
+            self._cached = len(self._values)
         for handles in self._handles.values():
             for handle in handles.values():
                 with contextlib.suppress(Exception):
