@@ -354,3 +354,20 @@ def test_colour_only_on_a_terminal(stock: stockroom.StockRoom, stock_repo: Path)
     assert "\x1b[32madded" in coloured and "\x1b[33m" in coloured  # green added, yellow changed
     plain = on_terminal({**os.environ, "NO_COLOR": "1"})
     assert "\x1b[" not in plain and "added" in plain
+
+
+def test_weight_lists_without_names_match_by_position(stock: stockroom.StockRoom, stock_repo: Path) -> None:
+    weights = [np.ones((3, 2), np.float32), np.zeros(2, np.float16), np.arange(4, dtype=np.int64)]
+    stock.model["plain"] = weights
+    stock.model["kept"] = [np.ones(2)]
+    commit_both(stock, stock_repo, "v1")
+    stock.model["plain"] = [weights[0], np.full(2, 0.5, np.float16), weights[2], np.ones(1)]
+    commit_both(stock, stock_repo, "v2")
+    doc = diff_json(stock_repo, "HEAD~1", "HEAD", "--all")
+    models = by(doc["models"], "model")
+    assert models["kept"]["status"] == "unchanged" and models["plain"]["status"] == "changed"
+    layers = by(models["plain"]["layers"], "name")
+    assert [layers[f"[{i}]"]["status"] for i in range(4)] == ["unchanged", "changed", "unchanged", "added"]
+    assert layers["[1]"]["rel_l2"] is None and layers["[1]"]["max_abs_diff"] == 0.5
+    assert layers["[1]"]["old_dtype"] == "float16"
+    assert "kept" not in {m["model"] for m in diff_json(stock_repo, "HEAD~1", "HEAD")["models"]}
