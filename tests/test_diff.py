@@ -153,6 +153,9 @@ def test_data_samples_and_columns(stock: stockroom.StockRoom, stock_repo: Path) 
     assert "column added (int64 ())" in text and "column removed (float64 (3,))" in text
     assert "schema float32 (3,) -> int16 (2, 2)" in text
 
+    md = ok(stock_cli("diff", "HEAD~1", "HEAD", "--samples", "--md", cwd=stock_repo))
+    assert "| img | 2 | 1 | 1 | 3 | changed |" in md and "- `img` removed: 4" in md
+
     rows = list(
         csv.DictReader(
             io.StringIO(ok(stock_cli("diff", "HEAD~1", "HEAD", "--csv", "--samples", cwd=stock_repo)))

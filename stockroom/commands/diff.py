@@ -403,6 +403,13 @@ def _markdown(result: Any, a: Side, b: Side, show_all: bool, samples: bool) -> s
             ]
             out.append(_md_row([c.name, *counts, _column_note(c)]))
         out.append("")
+        for c in data if samples else ():
+            for kind in ("added", "removed", "changed"):
+                keys = getattr(c, kind)
+                if keys:
+                    out.append(f"- `{c.name}` {kind}: {', '.join(_value(k) for k in keys)}")
+        if samples and any(c.added or c.removed or c.changed for c in data):
+            out.append("")
     models = _visible(result.models, show_all)
     if models:
         out += ["**models**", ""]
