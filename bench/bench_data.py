@@ -181,8 +181,14 @@ def msync_rows(workdir: Path, images: np.ndarray, runs: int) -> Row:
                 handles.write_data = patched
             shutil.rmtree(where, ignore_errors=True)
     per = 1e6 / len(images)
-    return (f"{len(images):,} MNIST-sized images", "raw Hangar write: msync per block (stockroom) vs per sample (shipped)",
-            statistics.median(times[patched]) * per, statistics.median(times[shipped]) * per, "us/sample", None)
+    return (
+        f"{len(images):,} MNIST-sized images",
+        "raw Hangar write: msync per block (stockroom) vs per sample (shipped)",
+        statistics.median(times[patched]) * per,
+        statistics.median(times[shipped]) * per,
+        "us/sample",
+        None,
+    )
 
 
 # ------------------------------------------------------------------ loaders
@@ -205,7 +211,10 @@ def epoch(dataset: Any, batch: int, workers: int) -> int:
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
-        dataset, batch_size=batch, shuffle=True, num_workers=workers,
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
         generator=torch.Generator().manual_seed(0),
     )
     seen = 0
@@ -245,8 +254,16 @@ def bench_dataset(ds: Dataset, workdir: Path, runs: int, rows: list[Row]) -> Non
             shutil.rmtree(stock_dir, ignore_errors=True)
             shutil.rmtree(raw_dir, ignore_errors=True)
     assert stock is not None and raw is not None
-    rows.append((ds.name, "write, inside optimize()", statistics.median(stock_times),
-                 statistics.median(raw_times), f"s/{n_samples:,} samples", 1.15))
+    rows.append(
+        (
+            ds.name,
+            "write, inside optimize()",
+            statistics.median(stock_times),
+            statistics.median(raw_times),
+            f"s/{n_samples:,} samples",
+            1.15,
+        )
+    )
     stock.commit("bench")
     commit_raw(raw)
     # head.stock was just written: for 2 s stockroom re-reads it on every read
@@ -275,8 +292,16 @@ def bench_dataset(ds: Dataset, workdir: Path, runs: int, rows: list[Row]) -> Non
                 start = time.perf_counter()
                 fn()
                 times.append(time.perf_counter() - start)
-    rows.append((ds.name, "read (get_many), inside optimize()", statistics.median(stock_times),
-                 statistics.median(raw_times), f"s/{n_samples:,} samples", 1.15))
+    rows.append(
+        (
+            ds.name,
+            "read (get_many), inside optimize()",
+            statistics.median(stock_times),
+            statistics.median(raw_times),
+            f"s/{n_samples:,} samples",
+            1.15,
+        )
+    )
 
     # Per-sample reads of the first column: outside vs inside optimize(), and vs raw.
     first = next(iter(ds.columns))
@@ -295,16 +320,36 @@ def bench_dataset(ds: Dataset, workdir: Path, runs: int, rows: list[Row]) -> Non
         with stock.optimize():
             per_item()
 
-    timed: list[tuple[list[float], Callable[[], None]]] = [([], per_item), ([], inside_optimize), ([], raw_item)]
+    timed: list[tuple[list[float], Callable[[], None]]] = [
+        ([], per_item),
+        ([], inside_optimize),
+        ([], raw_item),
+    ]
     for run in range(read_runs):
         for times, fn in timed if run % 2 == 0 else timed[::-1]:
             times.append(median_time(fn, 1))
     outside, inside, raw_t = (times for times, _ in timed)
     per = 1e6 / len(some)
-    rows.append((ds.name, "per-sample read: outside vs inside optimize()", statistics.median(outside) * per,
-                 statistics.median(inside) * per, "us/sample", 2.0))
-    rows.append((ds.name, "per-sample read: inside optimize() vs raw Hangar", statistics.median(inside) * per,
-                 statistics.median(raw_t) * per, "us/sample", None))
+    rows.append(
+        (
+            ds.name,
+            "per-sample read: outside vs inside optimize()",
+            statistics.median(outside) * per,
+            statistics.median(inside) * per,
+            "us/sample",
+            2.0,
+        )
+    )
+    rows.append(
+        (
+            ds.name,
+            "per-sample read: inside optimize() vs raw Hangar",
+            statistics.median(inside) * per,
+            statistics.median(raw_t) * per,
+            "us/sample",
+            None,
+        )
+    )
     print("   reads done", file=sys.stderr, flush=True)
 
     # DataLoader epochs.
@@ -330,14 +375,34 @@ def bench_dataset(ds: Dataset, workdir: Path, runs: int, rows: list[Row]) -> Non
                 assert epoch(dataset, ds.batch, workers) == ds.n
                 times[label].append(time.perf_counter() - start)
         med = {label: statistics.median(t) for label, t in times.items()}
-        rows.append((ds.name, f"DataLoader epoch, {workers} workers: vs raw Hangar", med["ours"], med["raw"], "s", 1.25))
-        rows.append((ds.name, f"DataLoader epoch, {workers} workers: vs numpy mmap", med["ours"], med["npy"], "s", None))
+        rows.append(
+            (
+                ds.name,
+                f"DataLoader epoch, {workers} workers: vs raw Hangar",
+                med["ours"],
+                med["raw"],
+                "s",
+                1.25,
+            )
+        )
+        rows.append(
+            (
+                ds.name,
+                f"DataLoader epoch, {workers} workers: vs numpy mmap",
+                med["ours"],
+                med["npy"],
+                "s",
+                None,
+            )
+        )
     print("   epochs done", file=sys.stderr, flush=True)
 
     # Disk.
     stock_disk = disk_used(stock.path / ".hangar")
     raw_disk = disk_used(workdir / f"raw-{runs - 1}" / ".hangar")
-    rows.append((ds.name, "disk: .hangar vs raw bytes", stock_disk / 2**20, ds.raw_bytes / 2**20, "MiB", None))
+    rows.append(
+        (ds.name, "disk: .hangar vs raw bytes", stock_disk / 2**20, ds.raw_bytes / 2**20, "MiB", None)
+    )
     rows.append((ds.name, "disk: .hangar vs raw Hangar's", stock_disk / 2**20, raw_disk / 2**20, "MiB", None))
     ours.close()
     raw_co.close()
@@ -381,8 +446,11 @@ def bench_backends(workdir: Path, quick: bool, runs: int) -> None:
                 reader.close()
                 disk = disk_used(where / ".hangar")
                 shutil.rmtree(where, ignore_errors=True)
-            print(f"| {label} | {backend} | {statistics.median(writes) * 1e6:.0f} | "
-                  f"{statistics.median(reads) * 1e6:.1f} | {disk / ds.raw_bytes:.2f} |", flush=True)
+            print(
+                f"| {label} | {backend} | {statistics.median(writes) * 1e6:.0f} | "
+                f"{statistics.median(reads) * 1e6:.1f} | {disk / ds.raw_bytes:.2f} |",
+                flush=True,
+            )
 
 
 def print_table(rows: list[Row]) -> None:
@@ -403,9 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the samples")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median), default 3")
-    parser.add_argument("--workdir", type=Path, default=None, help="where to put the stores (default: a temp dir)")
-    parser.add_argument("--backends", action="store_true",
-                        help="only compare Hangar's backends for data columns (raw Hangar)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where to put the stores (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--backends", action="store_true", help="only compare Hangar's backends for data columns (raw Hangar)"
+    )
     args = parser.parse_args(argv)
     began = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="bench_data_", dir=args.workdir))
@@ -425,8 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(rows)
-    print(f"\n{sys.platform}, {os.cpu_count()} CPUs, numpy {np.__version__}, hangar {hangar.__version__}; "
-          f"medians of {args.runs} runs; whole run {time.perf_counter() - began:.0f} s")
+    print(
+        f"\n{sys.platform}, {os.cpu_count()} CPUs, numpy {np.__version__}, hangar {hangar.__version__}; "
+        f"medians of {args.runs} runs; whole run {time.perf_counter() - began:.0f} s"
+    )
     return 0
 
 

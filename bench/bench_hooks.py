@@ -154,7 +154,16 @@ def use_framework(repo: Path, env: dict[str, str], no_op: bool = False) -> None:
             f"      - id: stockroom-pre-commit\n      - id: stockroom-post-checkout\n"
         )
     subprocess.run(
-        [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "post-checkout"],
+        [
+            sys.executable,
+            "-m",
+            "pre_commit",
+            "install",
+            "--hook-type",
+            "pre-commit",
+            "--hook-type",
+            "post-checkout",
+        ],
         cwd=repo,
         env=env,
         check=True,
@@ -212,7 +221,9 @@ def du(path: Path) -> int:
 def row(label: str, base: Op, others: list[Op]) -> str:
     cells = [f"{label:<34}{base.median_ms:>9.2f}"]
     for op in others:
-        cells.append(f"{op.median_ms:>9.2f} {op.median_ms - base.median_ms:>+8.2f} {op.median_ms / base.median_ms:>6.2f}x")
+        cells.append(
+            f"{op.median_ms:>9.2f} {op.median_ms - base.median_ms:>+8.2f} {op.median_ms / base.median_ms:>6.2f}x"
+        )
     return "  ".join(cells)
 
 
@@ -234,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
             configs.append(("framework, no-op hook", make_repo(tmp / "no-op", env, 1, "framework-no-op")))
             configs.append(("framework, stockroom", make_repo(tmp / "framework", env, 1, "framework")))
             # Drop the framework's environments of earlier sources (this run's is in use).
-            subprocess.run([sys.executable, "-m", "pre_commit", "gc"], env=env, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "pre_commit", "gc"], env=env, check=True, capture_output=True
+            )
         start = time.perf_counter()
         large = make_repo(tmp / "large", env, args.large_mb, "direct")
         print(f"wrote {args.large_mb:g} MB of stock data in {time.perf_counter() - start:.1f} s", flush=True)
@@ -252,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             sizes.append((label, ops))
 
     print()
-    print(f"medians of {args.runs} runs, ms; +ms and ratio against 'no hooks'  (python {sys.version.split()[0]})")
+    print(
+        f"medians of {args.runs} runs, ms; +ms and ratio against 'no hooks'  (python {sys.version.split()[0]})"
+    )
     header = f"{'':<34}{'no hooks':>9}"
     for name, _ in configs[1:]:
         header += f"  {name:>26}"

@@ -127,7 +127,9 @@ def profile_save(stock: stockroom.StockRoom, state: dict[str, torch.Tensor]) -> 
         seconds = sum(v[2] for k, v in stats.items() if any(n in str(k) for n in needles))
         accounted += seconds
         lines.append(f"  {label:62} {seconds:7.3f} s {100 * seconds / wall:5.1f} %")
-    lines.append(f"  {'everything else':62} {wall - accounted:7.3f} s {100 * (wall - accounted) / wall:5.1f} %")
+    lines.append(
+        f"  {'everything else':62} {wall - accounted:7.3f} s {100 * (wall - accounted) / wall:5.1f} %"
+    )
     return lines
 
 
@@ -145,11 +147,15 @@ class Net(torch.nn.Module):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--layers", type=int, default=25)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--profile", action="store_true", help="also break one save down by where it spends time")
+    parser.add_argument(
+        "--profile", action="store_true", help="also break one save down by where it spends time"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_model_"))
@@ -164,8 +170,10 @@ def run(work: Path, layers: int, size: int, runs: int, profile: bool) -> None:
     net = Net(layers, size)
     state = net.state_dict()
     nbytes = sum(t.numel() * t.element_size() for t in state.values())
-    print(f"state dict: {layers} x {size}x{size} float32 = {nbytes / 1e6:.1f} MB; "
-          f"median of {runs} warm runs; torch {torch.__version__}; {os.cpu_count()} CPUs\n")
+    print(
+        f"state dict: {layers} x {size}x{size} float32 = {nbytes / 1e6:.1f} MB; "
+        f"median of {runs} warm runs; torch {torch.__version__}; {os.cpu_count()} CPUs\n"
+    )
 
     stock = new_stock(work, "speed")
     floor = new_stock(work, "floor")
@@ -208,8 +216,11 @@ def run(work: Path, layers: int, size: int, runs: int, profile: bool) -> None:
         # The first read after a commit opens Hangar's reader checkout on it.
         record("stock.model[name], first after commit", timed(lambda: stock.model["m"]), warm)
         record("stock.model[name]", timed(lambda: stock.model["m"]), warm)
-        record("torch.load + load_state_dict",
-               timed(lambda: target.load_state_dict(torch.load(pt, weights_only=True))), warm)
+        record(
+            "torch.load + load_state_dict",
+            timed(lambda: target.load_state_dict(torch.load(pt, weights_only=True))),
+            warm,
+        )
         record("stock.model.load_weights", timed(lambda: stock.model.load_weights("m", target)), warm)
         change_all()
 

@@ -124,6 +124,13 @@ def main() -> int:
         checks["lr tag is the experiment's (0.01)"] = stock.tag["lr"] == 0.01
         checks["65 samples on the experiment"] = len(stock.data["features"]) == 65
         checks["weights equal the experiment's"] = same_weights(loaded, experiment)
+
+        step("compare: stock diff, the experiment table, and main's stock without a checkout")
+        sh("stock", "diff", "main", "experiment", cwd=repo)
+        sh("stock", "log", "--tags", "--branches", cwd=repo)
+        with stock.at("main") as main:
+            print(f"stock.at('main').tag['lr'] = {main.tag['lr']} (checked out: experiment, lr {stock.tag['lr']})")
+            checks["stock.at('main') reads main's tags"] = main.tag["lr"] == 0.1
         stock.close()
 
         step("did the stock state follow git checkout?")

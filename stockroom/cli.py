@@ -85,11 +85,53 @@ def status() -> None:
 
 @cli.command()
 @click.option("-n", "--max-count", default=20, show_default=True, help="How many git commits.")
-def log(max_count: int) -> None:
+@click.option(
+    "--tags",
+    "tags",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[KEY,...]",
+    help="A table with these tags as columns (all tags when none are named).",
+)
+@click.option("--branches", is_flag=True, help="With --tags: the tip of every local branch.")
+@click.option("--sort", metavar="KEY", help="With --tags: sort by this tag (-KEY: descending).")
+@click.option("--json", "fmt", flag_value="json", help="With --tags: JSON.")
+@click.option("--csv", "fmt", flag_value="csv", help="With --tags: CSV.")
+@click.option("--plot", metavar="FILE", help="With --tags: draw the numeric tags into FILE (.png or .html).")
+def log(
+    max_count: int, tags: str | None, branches: bool, sort: str | None, fmt: str | None, plot: str | None
+) -> None:
     """List git commits beside the stock commit each one records."""
-    from stockroom.commands.log import log as run
+    if tags is None:
+        if branches or sort or fmt or plot:
+            raise click.UsageError("--branches, --sort, --json, --csv and --plot go with --tags")
+        from stockroom.commands.log import log as run
 
-    _run(run, max_count)
+        _run(run, max_count)
+        return
+    from stockroom.commands.log_tags import log_tags
+
+    keys = [k.strip() for k in tags.split(",") if k.strip()] or None
+    _run(log_tags, max_count, keys, branches, sort, fmt or "text", plot)
+
+
+@cli.command()
+@click.argument("rev1", required=False)
+@click.argument("rev2", required=False)
+@click.option("--json", "fmt", flag_value="json", help="Machine-readable JSON.")
+@click.option("--csv", "fmt", flag_value="csv", help="One CSV row per tag, column, model and layer.")
+@click.option("--md", "fmt", flag_value="md", help="Markdown tables (for pull requests, CI comments).")
+@click.option("--all", "show_all", is_flag=True, help="Also show what did not change.")
+@click.option("--samples", is_flag=True, help="List the keys of samples added, removed and changed.")
+def diff(rev1: str | None, rev2: str | None, fmt: str | None, show_all: bool, samples: bool) -> None:
+    """Show what changed in the stock between two git revisions.
+
+    REV1 defaults to HEAD, REV2 to the work tree (staged stock writes included).
+    """
+    from stockroom.commands.diff import diff as run
+
+    _run(run, rev1, rev2, fmt or "text", show_all, samples)
 
 
 @cli.command()

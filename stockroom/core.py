@@ -7,11 +7,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stockroom import git as gitutil
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, atomic_write, write_head
+
+if TYPE_CHECKING:
+    from stockroom.view import StockView
 
 GITIGNORE_LINE = ".hangar"
 _IGNORE_FORMS = {".hangar", ".hangar/", "/.hangar", "/.hangar/"}
@@ -128,6 +131,7 @@ class StockRoom:
         self.data = DataStore(self._store)
         self.model = ModelStore(self._store)
         self.tag = TagStore(self._store)
+        self._views: list[StockView] = []
 
     @property
     def stockroot(self) -> Path:
@@ -172,8 +176,27 @@ class StockRoom:
         """
         return self._store.hangar_checkout(write)
 
+    def at(self, rev: str) -> StockView:
+        """A read-only view of the stock that git revision ``rev`` records.
+
+        ``rev`` is anything git names a commit by (a branch, tag, sha,
+        ``HEAD~2``). The view has ``tag``, ``data`` and ``model`` as this
+        object has, nothing is checked out, and writes raise
+        :class:`StockroomError`. It closes with this object (or earlier,
+        with its own ``close()``).
+        """
+        from stockroom.view import StockView
+
+        view = StockView(self.path, rev)
+        self._views = [v for v in self._views if not v.closed]
+        self._views.append(view)
+        return view
+
     def close(self) -> None:
-        """Release the checkouts and the writer lock."""
+        """Release the checkouts and the writer lock (and close views from :meth:`at`)."""
+        views, self._views = self._views, []
+        for view in views:
+            view.close()
         self._store.close()
 
     def __enter__(self) -> StockRoom:

@@ -10,6 +10,8 @@ module per concept:
 * :mod:`~stockroom.store.staging`: the writer checkout, its lock, commits;
 * :mod:`~stockroom.store.reading`: the reader that follows ``head.stock``;
 * :mod:`~stockroom.store.labels`: user-facing names of Hangar columns.
+* :mod:`~stockroom.store.view`: read-only stores at any commit, commit
+  records by digest, reading samples by digest (imported on use).
 
 Storages (``stock.data``, ``stock.tag``, ``stock.model``) ask a
 :class:`Store` for a checkout to read from or write to and know nothing
