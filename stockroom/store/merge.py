@@ -218,7 +218,7 @@ def _merge_records(
             continue  # both deleted it
         samples: dict[bytes, bytes] = {}
         bs, os_, ts = (b[1] if b[0] == schema else {}), o[1], t[1]
-        for key in set(bs) | set(os_) | set(ts):
+        for key in sorted(set(bs) | set(os_) | set(ts)):  # a stable order for listings
             ok, value = pick(Unit(name, key), (bs.get(key), os_.get(key), ts.get(key)))
             if ok and value is not None:
                 samples[key] = value
