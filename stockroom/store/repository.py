@@ -140,6 +140,9 @@ def open_repository(root: Path) -> Any:
         try:
             with _quiet():
                 repo = hangar.Repository(root, exists=True)
+        except PermissionError as exc:
+            # Not damage: never advise deleting a store that only needs its permissions fixed.
+            raise StockroomError(f"cannot open {root / HANGAR_DIR}: {exc}; check its permissions") from None
         except (OSError, RuntimeError, ValueError) as exc:
             raise StockroomError(
                 f"{root / HANGAR_DIR} is not a readable stock repository ({exc}); "
