@@ -269,3 +269,18 @@ def test_reset(stock_repo: Path) -> None:
         assert dict(stock.tag) == {"a": 1}
     assert "nothing to commit" in user_error(stock_cli("commit", "-m", "x", cwd=stock_repo))
     assert not (stock_repo / ".hangar" / "stockroom-staged").exists()
+
+
+# ---------------------------------------------------------------- issue 14
+@pytest.mark.parametrize("args", [("status",), ("log", "-n", "1000")])
+def test_output_to_a_closed_pipe_exits_quietly(stock_repo: Path, args: tuple[str, ...]) -> None:
+    """Issue 14.2: `stock status | head -1` stops quietly, as git does (no error line)."""
+    write_stock(stock_repo, a=1)
+    assert STOCK is not None
+    proc = subprocess.Popen((STOCK, *args), cwd=stock_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line is written (stock starts slower)
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=120)
+    assert err == ""
+    assert code == 141  # what a shell shows for git killed by SIGPIPE
