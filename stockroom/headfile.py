@@ -19,6 +19,17 @@ HANGAR_DIR = ".hangar"
 # Hangar 0.5 commit digests: "a=" and 40 lowercase hex digits.
 DIGEST_RE = re.compile(r"a=[0-9a-f]{40}")
 # A head.stock is one digest line; anything much bigger is not ours.
+_BOM = b"\xef\xbb\xbf"
+# How to leave a head.stock merge conflict. Names revisions, not --ours/--theirs:
+# these work before and after `git add head.stock` (once the file is added,
+# `git checkout --ours` finds no conflict left in the index and changes nothing).
+# Keeping one side keeps only that side's stock, which must be said.
+CONFLICT_ADVICE = (
+    f"keep one side with `git checkout HEAD -- {HEAD_FILE}` (the checked-out branch's) or "
+    f"`git checkout MERGE_HEAD -- {HEAD_FILE}` (the merged branch's; in a rebase, REBASE_HEAD is "
+    f"your commit's), which stages it. The other side's stock writes (tags, data, models) are "
+    f"then not in it: write them again and `stock commit`"
+)
 _MAX_HEAD_BYTES = 1024
 
 
@@ -33,6 +44,11 @@ def parse_head(raw: bytes, where: Path | str = HEAD_FILE) -> str:
             f"{where} is {len(raw)} bytes, not a stock commit digest; "
             f"restore it with `git checkout -- {HEAD_FILE}`"
         )
+    if raw.startswith(_BOM):
+        raise StockroomError(
+            f"{where} starts with a UTF-8 byte-order mark (an editor added it); a {HEAD_FILE} "
+            f"is one plain ASCII digest line: restore it with `git checkout -- {HEAD_FILE}`"
+        )
     try:
         text = raw.decode("ascii").strip()
     except UnicodeDecodeError:
@@ -43,11 +59,15 @@ def parse_head(raw: bytes, where: Path | str = HEAD_FILE) -> str:
     if text == "" or DIGEST_RE.fullmatch(text):
         return text
     if "<<<<<<<" in text or ">>>>>>>" in text:
+        raise StockroomError(f"{where} has merge-conflict markers; {CONFLICT_ADVICE}")
+    lines = text.splitlines()
+    if len(lines) > 1:
+        digests = sum(1 for line in lines if DIGEST_RE.fullmatch(line.strip()))
         raise StockroomError(
-            f"{where} has merge-conflict markers; keep one side with "
-            f"`git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
+            f"{where} has {len(lines)} lines ({digests} of them digests), but a {HEAD_FILE} "
+            f"names one stock commit on one line; restore it with `git checkout -- {HEAD_FILE}`"
         )
-    shown = text.splitlines()[0][:60]
+    shown = lines[0][:60]
     raise StockroomError(
         f"{where} does not hold a stock commit digest (found {shown!r}); "
         f"restore it with `git checkout -- {HEAD_FILE}`"

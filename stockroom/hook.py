@@ -352,10 +352,9 @@ def pre_commit(root: str) -> int:
         raise HookError(f"`git status -- {HEAD_FILE}` failed; check the repository with `git status`")
     xy = out[:2].decode("ascii", "replace") if out else "  "
     if "U" in xy or xy in ("AA", "DD"):
-        raise HookError(
-            f"{HEAD_FILE} has a merge conflict; keep one side with "
-            f"`git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
-        )
+        from stockroom.headfile import CONFLICT_ADVICE  # rare path: the import cost is fine
+
+        raise HookError(f"{HEAD_FILE} has a merge conflict; {CONFLICT_ADVICE}")
     framework = os.environ.get("PRE_COMMIT") == "1"
     unstaged = xy[1] in "MT?"  # changed in the work tree, or not tracked yet
     if unstaged or (framework and _framework_stashed_head()):

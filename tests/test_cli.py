@@ -138,7 +138,7 @@ def test_corrupt_head_stock_is_a_user_error(stock_repo: Path) -> None:
     (stock_repo / "head.stock").write_text("<<<<<<< HEAD\na=1\n=======\na=2\n>>>>>>> dev\n")
     for command in (("status",), ("commit", "-m", "x")):
         line = user_error(stock_cli(*command, cwd=stock_repo))
-        assert "head.stock has merge-conflict markers" in line and "git checkout --ours" in line
+        assert "head.stock has merge-conflict markers" in line and "git checkout MERGE_HEAD -- head.stock" in line
     (stock_repo / "head.stock").write_text("a=" + "0" * 40 + "\n")
     write_stock_error = stock_cli("commit", "-m", "x", cwd=stock_repo)
     assert "does not have" in user_error(write_stock_error)

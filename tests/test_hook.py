@@ -278,7 +278,9 @@ def test_merge_commits(repo: Path) -> None:
     git("add", HEAD_FILE, cwd=repo)
     proc = git("commit", "--no-edit", cwd=repo, check=False)
     assert proc.returncode == 1 and "merge-conflict" in proc.stderr
-    git("checkout", "feature", "--", HEAD_FILE, cwd=repo)  # take their stock state
+    # The advice works after `git add` too (issue 14.4), unlike `git checkout --theirs`.
+    assert f"git checkout MERGE_HEAD -- {HEAD_FILE}" in proc.stderr
+    git("checkout", "MERGE_HEAD", "--", HEAD_FILE, cwd=repo)  # take their stock state
     git("commit", "-q", "--no-edit", cwd=repo)
     assert head_at(repo, "HEAD") == theirs
     assert git("rev-list", "--parents", "-n", "1", "HEAD", cwd=repo).stdout.count(" ") == 2
