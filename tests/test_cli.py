@@ -168,9 +168,9 @@ def test_status_reports_head_staged_writes_and_git_state(stock_repo: Path) -> No
     assert out == [
         "stock head: (no stock commit yet)",
         "staged writes (run `stock commit -m MSG`):",
-        "  data column 'a/b': new column, 1 added",
-        "  data column 'img': new column, 2 added",
-        "  tags: new column, 2 added",
+        "  data column 'a/b': new, 1 sample added",
+        "  data column 'img': new, 2 samples added",
+        "  tags: 2 added",
         "head.stock: in sync with git (committed)",
     ]
     ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
@@ -192,8 +192,8 @@ def test_status_reports_head_staged_writes_and_git_state(stock_repo: Path) -> No
     assert out == [
         f"stock head: {digest}",
         "staged writes (run `stock commit -m MSG`):",
-        "  data column 'a/b': 1 added",
-        "  data column 'img': column deleted, 2 deleted",
+        "  data column 'a/b': 1 sample added",
+        "  data column 'img': column deleted, 2 samples deleted",
         "  tags: 1 added, 1 changed, 1 deleted",
         "head.stock: staged in git's index, not committed yet",
     ]
@@ -284,3 +284,21 @@ def test_output_to_a_closed_pipe_exits_quietly(stock_repo: Path, args: tuple[str
     code = proc.wait(timeout=120)
     assert err == ""
     assert code == 141  # what a shell shows for git killed by SIGPIPE
+
+
+def test_status_lists_models_by_their_names_not_hangar_internals(stock_repo: Path) -> None:
+    """Issue 14.9: a model is listed as `model 'a/b': new`, not its encoded column and unit count."""
+    write_stock(stock_repo, a=1)
+    with stockroom.StockRoom(stock_repo) as stock:
+        stock.commit("tags")
+        stock.model["a/b"] = [np.zeros((150, 3), dtype=np.float32) for _ in range(150)]
+        stock.model["gone"] = [np.zeros(2)]
+        stock.commit("models")
+        stock.model["a/b"] = [np.ones((150, 3), dtype=np.float32) for _ in range(150)]
+        del stock.model["gone"]
+        stock.model["c"] = [np.ones(3)]
+    out = ok(stock_cli("status", cwd=stock_repo))
+    assert "Hangar" not in out and "model." not in out
+    assert "  model 'a/b': changed\n" in out
+    assert "  model 'c': new\n" in out
+    assert "  model 'gone': deleted\n" in out

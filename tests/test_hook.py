@@ -502,3 +502,23 @@ def test_stock_hook_command(repo: Path) -> None:
     assert proc.returncode == 1 and "not committed" in proc.stderr
     proc = subprocess.run([*run, "pre-push"], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 1 and "pre-commit, post-checkout" in proc.stderr
+
+
+def test_refusal_lists_staged_writes_in_the_users_names(repo: Path) -> None:
+    """Issue 14.9: the hook (which imports no storage) names columns, models and tags as users do."""
+    import numpy as np
+
+    stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "stock", cwd=repo)
+    with stockroom.StockRoom(repo) as room:
+        room.data["x"].update({i: np.zeros(2) for i in range(5)})
+        room.model["a/b"] = [np.zeros(3)]
+        room.tag["lr"] = 2
+        room.tag["bs"] = 3
+    code_change(repo)
+    proc = git("commit", "-m", "code", cwd=repo, check=False)
+    assert proc.returncode == 1
+    assert "data column 'x': new, 5 samples added" in proc.stderr
+    assert "model 'a/b': new" in proc.stderr
+    assert "tags: 1 added, 1 changed" in proc.stderr
+    assert "Hangar column" not in proc.stderr
