@@ -88,7 +88,8 @@ def read_head(root: Path) -> str:
                 )
     except FileNotFoundError:
         raise StockroomError(
-            f"{path} is missing; run `stock init` in {root} or restore it with `git checkout -- {HEAD_FILE}`"
+            f"{path} is missing; restore it with `git checkout HEAD -- {HEAD_FILE}` "
+            f"(in a repository whose git commits never had one: `stock init`)"
         ) from None
     except OSError as exc:
         raise StockroomError(f"cannot read {path}: {exc.strerror}; check its permissions") from None

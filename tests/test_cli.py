@@ -127,9 +127,11 @@ def test_unknown_command_and_bad_option_are_one_line_errors(stock_repo: Path) ->
 
 
 def test_outside_a_stock_repository(git_repo: Path, tmp_path: Path) -> None:
-    for command in (("status",), ("commit", "-m", "x"), ("log",), ("reset",)):
+    for command in (("status",), ("commit", "-m", "x"), ("reset",)):
         line = user_error(stock_cli(*command, cwd=git_repo))
         assert "stock init" in line
+    # stock log reads only git's history: it needs no stock repository.
+    assert ok(stock_cli("log", cwd=git_repo)).strip() == "no git commits yet"
 
 
 def test_corrupt_head_stock_is_a_user_error(stock_repo: Path) -> None:
@@ -302,3 +304,35 @@ def test_status_lists_models_by_their_names_not_hangar_internals(stock_repo: Pat
     assert "  model 'a/b': changed\n" in out
     assert "  model 'c': new\n" in out
     assert "  model 'gone': deleted\n" in out
+
+
+def test_deleted_head_stock_names_the_git_restore(stock_repo: Path) -> None:
+    """Issue 14.10: after `git rm head.stock` the advice is `git checkout HEAD -- head.stock`,
+    `stock log` still works, `stock init` restores it, and git states are said in words."""
+    write_stock(stock_repo, a=1)
+    ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
+    git("commit", "-q", "-am", "stock one", cwd=stock_repo)
+    digest = (stock_repo / "head.stock").read_text().strip()
+    git("rm", "-q", "head.stock", cwd=stock_repo)
+    for command in (("status",), ("commit", "-m", "x")):
+        line = user_error(stock_cli(*command, cwd=stock_repo))
+        assert "head.stock is missing (.hangar is there); restore it with `git checkout HEAD -- head.stock`" in line
+        assert "stock init" not in line
+    with pytest.raises(stockroom.StockroomError, match=r"git checkout HEAD -- head\.stock"):
+        stockroom.StockRoom()
+    assert digest in ok(stock_cli("log", cwd=stock_repo))  # only git history needed
+    # Following the old advice (`stock init`) now restores the file instead of emptying it.
+    proc = stock_cli("init", "--no-hooks", cwd=stock_repo)
+    assert proc.returncode == 0 and "restored it from git's HEAD" in proc.stderr
+    assert (stock_repo / "head.stock").read_text().strip() == digest
+    assert ok(stock_cli("status", cwd=stock_repo)).splitlines()[0] == f"stock head: {digest}"
+    # States that used to show as raw porcelain codes.
+    git("rm", "-q", "--cached", "head.stock", cwd=stock_repo)
+    (stock_repo / "head.stock").write_text("")
+    out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
+    assert out[0] == (
+        f"stock head: (none: head.stock is empty, but git's HEAD records stock commit {digest}; "
+        "restore it with `git checkout HEAD -- head.stock`)"
+    )
+    assert out[-1].startswith("head.stock: deleted in git's index (`git rm`)")
+    assert "'D '" not in "\n".join(out)

@@ -63,7 +63,7 @@ def test_corrupt_contents_name_the_file_and_the_fix(raw: bytes, problem: str, fi
 
 
 def test_read_head_missing_and_unreadable(tmp_path: Path) -> None:
-    with pytest.raises(StockroomError, match=r"head\.stock is missing.*stock init.*git checkout -- head\.stock"):
+    with pytest.raises(StockroomError, match=r"head\.stock is missing; restore it with `git checkout HEAD -- head\.stock`"):
         read_head(tmp_path)
     (tmp_path / HEAD_FILE).mkdir()  # not a file: reading it fails
     with pytest.raises(StockroomError, match=r"cannot read .*head\.stock"):
