@@ -336,3 +336,27 @@ def test_deleted_head_stock_names_the_git_restore(stock_repo: Path) -> None:
     )
     assert out[-1].startswith("head.stock: deleted in git's index (`git rm`)")
     assert "'D '" not in "\n".join(out)
+
+
+@pytest.mark.parametrize("operation", ["merge", "rebase"])
+def test_status_shows_status_during_a_conflicted_merge_or_rebase(stock_repo: Path, operation: str) -> None:
+    """Issue 14.14: `stock status` shows the conflict instead of failing with exit 1."""
+    def stock_commit(value: int) -> None:
+        write_stock(stock_repo, lr=value)
+        ok(stock_cli("commit", "-m", f"lr {value}", cwd=stock_repo))
+        git("commit", "-q", "-am", f"lr {value}", cwd=stock_repo)
+
+    stock_commit(1)
+    git("checkout", "-q", "-b", "feature", cwd=stock_repo)
+    stock_commit(2)
+    git("checkout", "-q", "main", cwd=stock_repo)
+    stock_commit(3)
+    if operation == "rebase":
+        git("checkout", "-q", "feature", cwd=stock_repo)
+    proc = subprocess.run(("git", operation, "feature" if operation == "merge" else "main"), cwd=stock_repo,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "CONFLICT" in proc.stdout + proc.stderr
+    out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
+    assert out[0].startswith("stock head: unreadable: ") and "merge-conflict markers" in out[0]
+    assert "git checkout MERGE_HEAD -- head.stock" in out[0]
+    assert out[-1] == "head.stock: merge conflict: both sides changed it (see `git status`)"

@@ -31,10 +31,16 @@ _GIT_STATES = {
 
 def status() -> int:
     with StockRoom() as stock:
-        head = stock.head
+        try:
+            head = stock.head
+        except StockroomError as exc:
+            # Conflict markers in a merge or rebase: that is the status to show, not an error.
+            head = None
+            click.echo(f"stock head: unreadable: {exc}")
         if head:
             stock._store._require_commit(head)  # a digest .hangar lacks: say so, exit 1
-        click.echo(f"stock head: {head or _empty_head(stock.path)}")
+        if head is not None:
+            click.echo(f"stock head: {head or _empty_head(stock.path)}")
         try:
             staged = stock._store.staged_changes()
         except StockroomError as exc:
