@@ -27,6 +27,18 @@ STAGED_MARKER = "stockroom-staged"
 # script can trust it to skip starting Python when head.stock still names it.
 VERIFIED_FILE = "stockroom-hook-verified"
 HOOK_NAMES = ("pre-commit", "post-checkout")
+# What Hangar's init creates (stockroom.store.repository checks the same; a
+# test keeps the lists equal). Without them the store is damaged, whatever
+# the verified-digest shortcut remembers.
+HANGAR_FILES = (
+    "branch.lmdb",
+    "ref.lmdb",
+    "hash.lmdb",
+    "stage_ref.lmdb",
+    "stage_hash.lmdb",
+    "config_user.ini",
+)
+HANGAR_DIRS = ("data", "store_data")
 
 # How long a hook waits for the stock writer held by another process (a
 # notebook in optimize()) before giving up with a message naming it.
@@ -210,8 +222,23 @@ def _remember_verified(root: str, digest: str) -> None:
             pass
 
 
+def check_complete(root: str) -> None:
+    """HookError when a file or directory Hangar's init creates is missing (a few stats)."""
+    hangar_dir = os.path.join(root, HANGAR_DIR)
+    missing = [name for name in HANGAR_FILES if not os.path.isfile(os.path.join(hangar_dir, name))]
+    missing += [name + "/" for name in HANGAR_DIRS if not os.path.isdir(os.path.join(hangar_dir, name))]
+    if missing:
+        _load_site()
+        from pathlib import Path
+
+        from stockroom.store.repository import damaged  # rare: the import cost does not matter
+
+        raise HookError(str(damaged(Path(hangar_dir), f"missing {', '.join(missing)}")))
+
+
 def has_commit(root: str, digest: str) -> bool:
     """Whether ``.hangar`` has ``digest``: remembered, the fast check, else the store's."""
+    check_complete(root)  # the remembered digest says nothing about a store that lost files
     if digest and digest == _verified(root):
         return True
     known = hangar_has_commit(root, digest)

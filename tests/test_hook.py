@@ -80,6 +80,9 @@ def test_constants_match_the_modules_the_fast_path_avoids() -> None:
 
     assert (hook.HEAD_FILE, hook.HANGAR_DIR) == (headfile.HEAD_FILE, headfile.HANGAR_DIR)
     assert hook.STAGED_MARKER == store.STAGED_MARKER
+    from stockroom.store import repository
+
+    assert hook.HANGAR_FILES == repository._HANGAR_FILES and hook.HANGAR_DIRS == repository._HANGAR_DIRS
 
 
 def test_parse_agrees_with_headfile() -> None:
@@ -522,3 +525,19 @@ def test_refusal_lists_staged_writes_in_the_users_names(repo: Path) -> None:
     assert "model 'a/b': new" in proc.stderr
     assert "tags: 1 added, 1 changed" in proc.stderr
     assert "Hangar column" not in proc.stderr
+
+
+@pytest.mark.parametrize("lost", ["ref.lmdb", "hash.lmdb", "stage_ref.lmdb", "store_data"])
+def test_commit_refused_when_the_store_lost_a_file_despite_the_verified_digest(repo: Path, lost: str) -> None:
+    """Issue 14.14: the remembered verified digest must not pass a damaged store."""
+    import shutil
+
+    stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "stock", cwd=repo)  # the hook verifies and remembers the digest
+    assert (repo / HANGAR_DIR / hook.VERIFIED_FILE).is_file()
+    target = repo / HANGAR_DIR / lost
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    code_change(repo)
+    proc = git("commit", "-m", "code", cwd=repo, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert f"is damaged (missing {lost}" in proc.stderr

@@ -42,7 +42,10 @@ if [ "$hook" = post-checkout ]; then
             fi
             ;;
     esac
-elif [ -d .hangar ] && [ -f .hangar/ref.lmdb ] && [ ! -e .hangar/stockroom-staged ]; then
+elif [ -f .hangar/ref.lmdb ] && [ -f .hangar/branch.lmdb ] && [ -f .hangar/hash.lmdb ] \
+    && [ -f .hangar/stage_ref.lmdb ] && [ -f .hangar/stage_hash.lmdb ] && [ -f .hangar/config_user.ini ] \
+    && [ -d .hangar/data ] && [ -d .hangar/store_data ] && [ ! -e .hangar/stockroom-staged ]; then
+    # (Every file Hangar's init creates is there: a damaged store goes to the full check, which refuses.)
     # Nothing staged, head.stock names the commit the last check found in .hangar (or none),
     # and the index already has it: nothing to refuse, nothing to stage.
     digest=
