@@ -329,6 +329,34 @@ def _framework_stashed_head() -> bool:
     return f"diff --git a/{HEAD_FILE} b/{HEAD_FILE}".encode() in patch
 
 
+def _git_command_line() -> list[str]:
+    """The arguments of the ``git commit`` that runs this hook (Linux: read from
+    /proc up the process tree: git, then the hook script, then us); [] when unknown."""
+    pid = os.getpid()
+    for _ in range(4):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                args = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+        except (OSError, ValueError, IndexError):
+            return []
+        if args and os.path.basename(args[0]) == "git":
+            return args[1:]
+    return []
+
+
+def _commits_anyway() -> bool:
+    """Whether this git commit goes on with nothing staged (``--amend``, ``--allow-empty``):
+    then the "run the same git commit again" hint does not apply."""
+    for arg in _git_command_line():
+        if arg == "--":
+            break
+        if arg.startswith("--amen") or arg.startswith("--allow-em"):
+            return True
+    return False
+
+
 def _stage_head(root: str) -> None:
     """``git add head.stock`` into the index this commit is made from.
 
@@ -393,7 +421,7 @@ def pre_commit(root: str) -> int:
             )
         # git decides "nothing to commit" before it runs this hook, so when
         # head.stock is the only change it refuses even though we staged it.
-        only_change = _git("diff", "--cached", "--quiet")[0] == 0
+        only_change = _git("diff", "--cached", "--quiet")[0] == 0 and not _commits_anyway()
         _stage_head(root)
         _say(f"staged {HEAD_FILE} (stock commit {_short(digest)}) into this commit")
         if only_change:

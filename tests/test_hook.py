@@ -541,3 +541,14 @@ def test_commit_refused_when_the_store_lost_a_file_despite_the_verified_digest(r
     proc = git("commit", "-m", "code", cwd=repo, check=False)
     assert proc.returncode == 1, proc.stderr
     assert f"is damaged (missing {lost}" in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["--amend", "--allow-empty"])
+def test_no_commit_again_hint_when_git_commits_anyway(repo: Path, option: str) -> None:
+    """Issue 14.14: `git commit --amend` goes on with nothing else staged: no "commit again" hint."""
+    digest = stock_commit(repo, lr=1)
+    proc = git("commit", "-q", option, "-m", "stock", cwd=repo)
+    lines = stock_lines(proc)
+    assert any("staged head.stock" in line for line in lines)
+    assert not any("again" in line for line in lines), lines
+    assert head_at(repo, "HEAD") == digest
