@@ -12,7 +12,7 @@ from typing import Any
 
 from stockroom import git as gitutil
 from stockroom.errors import StockroomError
-from stockroom.headfile import HANGAR_DIR, HEAD_FILE, atomic_write, write_head
+from stockroom.headfile import HANGAR_DIR, HEAD_FILE, atomic_write, no_store_advice, read_head, write_head
 
 GITIGNORE_LINE = ".hangar"
 _IGNORE_FORMS = {".hangar", ".hangar/", "/.hangar", "/.hangar/"}
@@ -37,9 +37,13 @@ def find_root(start: str | os.PathLike[str] | None = None) -> Path:
             )
         if (candidate / HEAD_FILE).is_file() and (candidate / ".git").exists():
             # A fresh clone, or a deleted store: say so, not "no repository".
+            if read_head(candidate) == "":
+                raise StockroomError(
+                    f"{candidate / HANGAR_DIR} is missing ({HEAD_FILE} is there but names no stock "
+                    f"commit yet): run `stock init` to create the store"
+                )
             raise StockroomError(
-                f"{candidate / HANGAR_DIR} is missing ({HEAD_FILE} is there): copy or fetch "
-                f"the stock data into it, or run `stock init` to start an empty store"
+                f"{candidate / HANGAR_DIR} is missing ({HEAD_FILE} is there): {no_store_advice(candidate)}"
             )
     raise StockroomError(
         f"no stock repository at or above {here} (a directory with {HEAD_FILE}, "
@@ -105,13 +109,21 @@ def init_repo(
         )
     from stockroom import store
 
-    store.init_hangar(root, name, email, overwrite)
+    created = store.init_hangar(root, name, email, overwrite)
     store.release_repository(root)  # closed unless a StockRoom here uses it
     head = root / HEAD_FILE
     if overwrite:
         write_head(root, "")
     elif not head.exists() and not _restore_head(root):
         write_head(root, "")
+    elif created and read_head(root):
+        # A clone or new worktree: the new store is empty, head.stock names a commit.
+        warnings.warn(
+            f"{HEAD_FILE} names stock commit {read_head(root)}, which this new, empty store does not "
+            f"have: reads and writes fail until it is here; {no_store_advice(root)} "
+            f"(remove this empty {HANGAR_DIR} first)",
+            stacklevel=2,
+        )
     _ensure_gitignore(root)
     if install_hooks:
         from stockroom.install import install

@@ -74,6 +74,45 @@ def parse_head(raw: bytes, where: Path | str = HEAD_FILE) -> str:
     )
 
 
+def main_work_tree(root: str | os.PathLike[str]) -> str | None:
+    """For a linked worktree (`git worktree add`), the main work tree's top; else None.
+
+    Read from the files git keeps (``.git`` is a file naming the per-worktree
+    git directory, whose ``commondir`` names the shared one), without running git.
+    """
+    dotgit = os.path.join(root, ".git")
+    try:
+        with open(dotgit, encoding="utf-8") as handle:
+            text = handle.read().strip()
+        if not text.startswith("gitdir:"):
+            return None
+        gdir = os.path.join(root, text[len("gitdir:") :].strip())
+        with open(os.path.join(gdir, "commondir"), encoding="utf-8") as handle:
+            common = os.path.normpath(os.path.join(gdir, handle.read().strip()))
+    except OSError:  # a directory (a normal clone), or not a worktree
+        return None
+    return os.path.dirname(common) if os.path.basename(common) == ".git" else None
+
+
+def no_store_advice(root: str | os.PathLike[str]) -> str:
+    """How to get the stock data into a work tree that has head.stock but no .hangar
+    (a fresh clone, a new `git worktree`). Never `stock init`: a new, empty store
+    lacks the commit head.stock names, so every read and write would still fail."""
+    main = main_work_tree(root)
+    if main is not None and os.path.isdir(os.path.join(main, HANGAR_DIR)):
+        copy = (
+            f"copy the main work tree's store: `cp -a {_shell_word(os.path.join(main, HANGAR_DIR))} "
+            f"{HANGAR_DIR}` (an independent copy: see the hooks docs on worktrees)"
+        )
+    else:
+        copy = f"copy the {HANGAR_DIR} of a clone that has the data here (`cp -a OTHER/{HANGAR_DIR} {HANGAR_DIR}`)"
+    return f"with a stock remote, run `stock pull`; or {copy}"
+
+
+def _shell_word(text: str) -> str:
+    return text if re.fullmatch(r"[\w@%+=:,./-]+", text) else "'" + text.replace("'", "'\\''") + "'"
+
+
 def read_head(root: Path) -> str:
     """The digest named by ``root/head.stock`` ('' before the first stock commit)."""
     path = root / HEAD_FILE

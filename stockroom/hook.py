@@ -447,10 +447,11 @@ def post_checkout(root: str, prev: str, new: str, flag: str) -> int:
         if created:
             digest = _read_head(root)
             if digest:
+                from stockroom.headfile import no_store_advice  # light (os, re)
+
                 _say(
                     f"{HEAD_FILE} names stock commit {_short(digest)}, but there is no stock data "
-                    f"here ({HANGAR_DIR} is missing): copy or fetch it, or run `stock init` to "
-                    f"start a new stock store"
+                    f"here ({HANGAR_DIR} is missing): {no_store_advice(root)}"
                 )
         return 0
     if prev == new:

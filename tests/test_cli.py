@@ -138,9 +138,11 @@ def test_corrupt_head_stock_is_a_user_error(stock_repo: Path) -> None:
     write_stock(stock_repo, a=1)
     ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
     (stock_repo / "head.stock").write_text("<<<<<<< HEAD\na=1\n=======\na=2\n>>>>>>> dev\n")
-    for command in (("status",), ("commit", "-m", "x")):
-        line = user_error(stock_cli(*command, cwd=stock_repo))
-        assert "head.stock has merge-conflict markers" in line and "git checkout MERGE_HEAD -- head.stock" in line
+    line = user_error(stock_cli("commit", "-m", "x", cwd=stock_repo))
+    assert "head.stock has merge-conflict markers" in line and "git checkout MERGE_HEAD -- head.stock" in line
+    # stock status shows it (issue 14.14) instead of failing
+    line = ok(stock_cli("status", cwd=stock_repo)).splitlines()[0]
+    assert "head.stock has merge-conflict markers" in line and "git checkout MERGE_HEAD -- head.stock" in line
     (stock_repo / "head.stock").write_text("a=" + "0" * 40 + "\n")
     write_stock_error = stock_cli("commit", "-m", "x", cwd=stock_repo)
     assert "does not have" in user_error(write_stock_error)
@@ -150,7 +152,15 @@ def test_missing_hangar_is_a_user_error(stock_repo: Path) -> None:
     shutil.rmtree(stock_repo / ".hangar")
     for command in (("status",), ("commit", "-m", "x"), ("reset",)):
         line = user_error(stock_cli(*command, cwd=stock_repo))
-        assert ".hangar" in line and "stock init" in line
+        assert ".hangar" in line and "stock init" in line  # head.stock names no commit yet: init is right
+    ok(stock_cli("init", "--no-hooks", cwd=stock_repo))
+    write_stock(stock_repo, a=1)
+    ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
+    shutil.rmtree(stock_repo / ".hangar")
+    for command in (("status",), ("commit", "-m", "x"), ("reset",)):
+        line = user_error(stock_cli(*command, cwd=stock_repo))
+        # Issue 14.6: head.stock names a commit, so an empty store would not help.
+        assert "stock pull" in line and "cp -a OTHER/.hangar .hangar" in line and "stock init" not in line
 
 
 # ----------------------------------------------------------------- status

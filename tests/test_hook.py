@@ -392,7 +392,43 @@ def test_fresh_clone_names_the_missing_stock_data(repo: Path, tmp_path: Path) ->
     proc = git("-c", f"core.hooksPath={repo / hooks}", "clone", str(repo), str(dest), cwd=tmp_path)
     lines = stock_lines(proc)
     assert len(lines) == 1 and digest[:14] in lines[0] and HANGAR_DIR in lines[0]
+    assert "stock pull" in lines[0] and "stock init" not in lines[0]  # issue 14.6
     assert (dest / HEAD_FILE).read_text().strip() == digest
+
+
+def test_new_worktree_gets_advice_that_works(repo: Path, tmp_path: Path) -> None:
+    """Issue 14.6: `git worktree add` is told how to get the store (not `stock init`),
+    and following the advice makes the stock readable and writable there."""
+    import re
+    import shlex
+
+    digest = stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "stock", cwd=repo)
+    git("branch", "feat", cwd=repo)
+    wt = tmp_path / "wt"
+    proc = git("worktree", "add", str(wt), "feat", cwd=repo)
+    lines = stock_lines(proc)
+    assert len(lines) == 1 and digest[:14] in lines[0] and "stock init" not in lines[0], lines
+    copy = re.search(r"`(cp -a [^`]*)`", lines[0])
+    assert copy is not None and str(repo / HANGAR_DIR) in copy.group(1)
+    subprocess.run(shlex.split(copy.group(1)), cwd=wt, check=True)
+    with stockroom.StockRoom(wt) as room:
+        assert room.tag["lr"] == 1
+        room.tag["lr"] = 2
+        new = room.commit("in the worktree")
+    git("commit", "-q", "-am", "stock in wt", cwd=wt)
+    assert head_at(wt, "HEAD") == new
+    with stockroom.StockRoom(repo) as room:  # an independent copy: the main store is unchanged
+        assert room.tag["lr"] == 1
+
+
+def test_stock_init_in_a_clone_warns_that_the_commit_is_missing(repo: Path, tmp_path: Path) -> None:
+    digest = stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "stock", cwd=repo)
+    dest = tmp_path / "clone"
+    git("clone", "-q", str(repo), str(dest), cwd=tmp_path)
+    with pytest.warns(UserWarning, match=f"names stock commit {digest}, which this new, empty store does not have"):
+        stockroom.init_repo(path=dest, install_hooks=False)
 
 
 # ------------------------------------------------------- replaying operations
