@@ -288,8 +288,10 @@ def _short(digest: str) -> str:
 
 
 # --------------------------------------------------------------- pre-commit
-def _framework_stashed_head() -> bool:
-    """Under the pre-commit framework: did it stash unstaged head.stock edits?
+def _framework_stashed_head() -> str | None:
+    """Under the pre-commit framework: the digest of the head.stock edit it
+    stashed ('' when that edit empties it or cannot be read), None when it
+    stashed none.
 
     The framework saves unstaged changes as a patch named
     ``patch<time>-<its pid>`` in its cache directory and checks out the
@@ -310,7 +312,7 @@ def _framework_stashed_head() -> bool:
     try:
         entries = os.listdir(os.path.realpath(home))
     except OSError:
-        return False
+        return None
     for name in entries:
         stamp, dash, pid = name[len("patch") :].partition("-")
         if not (name.startswith("patch") and dash and stamp.isdigit() and pid.isdigit()):
@@ -320,13 +322,22 @@ def _framework_stashed_head() -> bool:
             if newest is None or int(stamp) > newest[0]:
                 newest = (int(stamp), name)
     if newest is None:
-        return False
+        return None
     try:
         with open(os.path.join(os.path.realpath(home), newest[1]), "rb") as handle:
             patch = handle.read()
     except OSError:
-        return False
-    return f"diff --git a/{HEAD_FILE} b/{HEAD_FILE}".encode() in patch
+        return None
+    header = f"diff --git a/{HEAD_FILE} b/{HEAD_FILE}".encode()
+    if header not in patch:
+        return None
+    # The work tree shows the index's head.stock now: the digest is the patch's added line.
+    section = patch.split(header, 1)[1].split(b"\ndiff --git ", 1)[0]
+    for line in section.splitlines():
+        text = line[1:].decode("ascii", "replace").strip()
+        if line.startswith(b"+") and not line.startswith(b"+++") and _is_digest(text):
+            return text
+    return ""
 
 
 def _git_command_line() -> list[str]:
@@ -355,6 +366,12 @@ def _commits_anyway() -> bool:
         if arg.startswith("--amen") or arg.startswith("--allow-em"):
             return True
     return False
+
+
+def _path_mode() -> bool:
+    """``git commit PATH...`` (``--only``): git commits from a temporary index of
+    HEAD plus those paths, so what the real index has staged is not committed."""
+    return os.path.basename(os.environ.get("GIT_INDEX_FILE", "")).startswith("next-index-")
 
 
 def _stage_head(root: str) -> None:
@@ -412,11 +429,21 @@ def pre_commit(root: str) -> int:
         raise HookError(f"{HEAD_FILE} has a merge conflict; {CONFLICT_ADVICE}")
     framework = os.environ.get("PRE_COMMIT") == "1"
     unstaged = xy[1] in "MT?"  # changed in the work tree, or not tracked yet
-    if unstaged or (framework and _framework_stashed_head()):
+    stashed = _framework_stashed_head() if framework else None
+    if unstaged or stashed is not None:
         if framework:
             # The framework stashed the edit: committing now would record the old digest.
+            # The work tree shows the index's digest now: name the stashed one.
+            named = stashed if stashed is not None else digest
+            if _path_mode():
+                raise HookError(
+                    f"{HEAD_FILE} names stock commit {_short(named)} in your work tree, but this "
+                    f"`git commit PATH...` commits only the paths it names; add {HEAD_FILE} to them "
+                    f"(`git commit ... -- PATH... {HEAD_FILE}`), or `git add {HEAD_FILE} PATH...` "
+                    f"and commit without paths"
+                )
             raise HookError(
-                f"{HEAD_FILE} names stock commit {_short(digest)} in your work "
+                f"{HEAD_FILE} names stock commit {_short(named)} in your work "
                 f"tree but is not staged; run `git add {HEAD_FILE}`, then commit again"
             )
         # git decides "nothing to commit" before it runs this hook, so when

@@ -8,6 +8,7 @@ from stockroom.core import StockRoom
 from stockroom.errors import StockroomError
 from stockroom.git import git
 from stockroom.headfile import HEAD_FILE, parse_head
+from stockroom.install import framework_runs
 
 _RESTORE = f"restore it with `git checkout HEAD -- {HEAD_FILE}`"
 # `git status --porcelain` codes for head.stock, in words.
@@ -62,7 +63,11 @@ def status() -> int:
                 click.echo("staged writes: none")
         porcelain = git("status", "--porcelain", "--", HEAD_FILE, cwd=stock.path)
         code = porcelain[:2] if porcelain else ""
-        click.echo(f"{HEAD_FILE}: {_GIT_STATES.get(code, _in_words(code))}")
+        state = _GIT_STATES.get(code, _in_words(code))
+        if code == " M" and framework_runs(stock.path, "pre-commit"):
+            # The framework stashes unstaged files before its hooks run: ours refuses instead.
+            state = f"changed, not staged: run `git add {HEAD_FILE}` (under the pre-commit framework the commit is refused until you do)"
+        click.echo(f"{HEAD_FILE}: {state}")
     return 0
 
 
