@@ -1,4 +1,4 @@
-"""What the installed git hooks run: ``pre-commit`` and ``post-checkout``.
+"""What the installed git hooks run: ``pre-commit``, ``post-checkout`` and ``post-rewrite``.
 
 The hooks run on every ``git commit`` and branch switch, so this module is
 built for start-up time. It imports only ``os`` and ``sys`` at the top (not
@@ -9,7 +9,7 @@ be staged (``.hangar/stockroom-staged`` exists) or when it cannot tell
 otherwise whether ``.hangar`` has the commit ``head.stock`` names.
 
 Exit policy: ``pre-commit`` exits 1 to refuse a commit, with a message that
-says what to do; ``post-checkout`` always exits 0 (it warns instead).
+says what to do; ``post-checkout`` and ``post-rewrite`` always exit 0 (they warn instead).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ STAGED_MARKER = "stockroom-staged"
 # `stock init --overwrite` deletes .hangar with this file in it, so the hook
 # script can trust it to skip starting Python when head.stock still names it.
 VERIFIED_FILE = "stockroom-hook-verified"
-HOOK_NAMES = ("pre-commit", "post-checkout")
+HOOK_NAMES = ("pre-commit", "post-checkout", "post-rewrite")
 # What Hangar's init creates (stockroom.store.repository checks the same; a
 # test keeps the lists equal). Without them the store is damaged, whatever
 # the verified-digest shortcut remembers.
@@ -520,6 +520,58 @@ def post_checkout(root: str, prev: str, new: str, flag: str) -> int:
     return 0
 
 
+# ------------------------------------------------------------- post-rewrite
+def _blob(rev: str) -> str | None:
+    """The digest head.stock holds at ``rev`` ('' empty or absent; None unreadable)."""
+    code, raw = _git("cat-file", "blob", f"{rev}:{HEAD_FILE}")
+    if code != 0:
+        return ""
+    try:
+        return parse(raw, f"{HEAD_FILE} of {rev}")
+    except HookError:
+        return None
+
+
+def post_rewrite(root: str, kind: str) -> int:
+    """After a rebase: warn when a head.stock conflict was resolved by keeping one side.
+
+    Keeping one side's head.stock (``git checkout --ours/--theirs``) keeps that
+    side's stock commit only: the other side's stock writes are silently not
+    in the branch. Compared by digests from git alone: the branch before
+    (git lists each rewritten commit, old and new), the commit it was rebased
+    onto, where it forked, and the result. Never fails (the rebase is done).
+    """
+    if kind != "rebase" or not os.path.isfile(os.path.join(root, HEAD_FILE)):
+        return 0
+    # "OLD NEW" per rewritten commit, in order: from the hook script (which read git's
+    # stdin before the previous hook could), or stdin when run directly.
+    listing = os.environ.get("STOCKROOM_REWRITTEN")
+    if listing is None:
+        listing = sys.stdin.read() if not sys.stdin.isatty() else ""
+    pairs = [line.split()[:2] for line in listing.splitlines() if len(line.split()) >= 2]
+    if not pairs:
+        return 0
+    (first_old, first_new), (last_old, last_new) = pairs[0], pairs[-1]
+    # base: where the branch forked; mine: the branch before; upstream: what it was rebased onto.
+    base, mine, upstream, result = (
+        _blob(rev) for rev in (f"{first_old}^", last_old, f"{first_new}^", last_new)
+    )
+    if None in (base, mine, upstream, result) or len({base, mine, upstream}) < 3:
+        return 0  # at most one side changed the stock: nothing can have been dropped
+    if result == mine:
+        lost = f"the stock changes of the branch you rebased onto (stock commit {_short(upstream or '')})"
+    elif result == upstream:
+        lost = f"your branch's own stock changes (stock commit {_short(mine or '')})"
+    else:
+        return 0  # a new stock commit: presumably both sides, merged by hand
+    _say(
+        f"warning: this rebase resolved a {HEAD_FILE} conflict by keeping one side: its stock "
+        f"commit {_short(result or '')} lacks {lost}. Write those tags, data and models again and "
+        f"`stock commit`, then commit {HEAD_FILE}"
+    )
+    return 0
+
+
 # --------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     """Run hook ``argv[0]`` with git's arguments ``argv[1:]``; return the exit code.
@@ -543,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
             return post_checkout(root, *rest)
         except Exception as exc:  # noqa: BLE001 - a checkout must never fail because of us
             _say(f"warning: could not check the stock state after checkout: {exc}")
+            return 0
+    if name == "post-rewrite":
+        try:
+            return post_rewrite(root, args[1] if len(args) > 1 else "")
+        except Exception as exc:  # noqa: BLE001 - never fails: the rewrite is done
+            _say(f"warning: could not check the stock state after the rebase: {exc}")
             return 0
     if name == "pre-commit":
         try:

@@ -588,3 +588,39 @@ def test_no_commit_again_hint_when_git_commits_anyway(repo: Path, option: str) -
     assert any("staged head.stock" in line for line in lines)
     assert not any("again" in line for line in lines), lines
     assert head_at(repo, "HEAD") == digest
+
+
+@pytest.mark.parametrize("keep", ["--theirs", "--ours", "no-conflict"])
+def test_rebase_that_kept_one_side_of_a_head_stock_conflict_warns(repo: Path, keep: str) -> None:
+    """Issue 14.14: after `git rebase` with head.stock resolved by one side, say what the stock lacks."""
+    stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "base", cwd=repo)
+    git("checkout", "-q", "-b", "topic", cwd=repo)
+    mine = stock_commit(repo, mine=1)
+    code_change(repo, "topic.py")  # with code too: kept by the rebase whichever head.stock it gets
+    git("commit", "-q", "-am", "topic stock", cwd=repo)
+    git("checkout", "-q", "main", cwd=repo)
+    if keep == "no-conflict":  # main changed code only: the rebase keeps everything
+        code_change(repo, "main.py")
+        git("commit", "-q", "-m", "main code", cwd=repo)
+        git("checkout", "-q", "topic", cwd=repo)
+        proc = git("rebase", "main", cwd=repo)
+        assert not any("rebase" in line for line in stock_lines(proc))
+        assert head_at(repo, "HEAD") == mine
+        return
+    upstream = stock_commit(repo, up=1)
+    git("commit", "-q", "-am", "main stock", cwd=repo)
+    git("checkout", "-q", "topic", cwd=repo)
+    assert git("rebase", "main", cwd=repo, check=False).returncode != 0  # head.stock conflicts
+    git("checkout", keep, HEAD_FILE, cwd=repo)  # in a rebase --ours is main's, --theirs the topic's
+    git("add", HEAD_FILE, cwd=repo)
+    proc = git("-c", "core.editor=true", "rebase", "--continue", cwd=repo)
+    warnings = [line for line in stock_lines(proc) if "warning: this rebase resolved" in line]
+    assert len(warnings) == 1, proc.stdout + proc.stderr
+    if keep == "--theirs":  # the topic commit's side: main's stock writes are gone
+        assert f"lacks the stock changes of the branch you rebased onto (stock commit {upstream[:14]})" in warnings[0]
+    else:
+        assert f"lacks your branch's own stock changes (stock commit {mine[:14]})" in warnings[0]
+    # An amend runs post-rewrite too: nothing to say there.
+    amend = git("commit", "-q", "--amend", "-m", "amended", cwd=repo)
+    assert not any("rebase" in line for line in stock_lines(amend))

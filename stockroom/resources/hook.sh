@@ -16,8 +16,17 @@ fi
 # The hook that was here before stockroom's runs first; a failing pre-commit stops the commit as before.
 status=0
 legacy="$0.stockroom-legacy"
+if [ "$hook" = post-rewrite ]; then
+    # git lists the rewritten commits on stdin: kept for the previous hook and for stockroom's check.
+    STOCKROOM_REWRITTEN=$(cat)
+    export STOCKROOM_REWRITTEN
+fi
 if [ -x "$legacy" ]; then
-    "$legacy" "$@"
+    if [ "$hook" = post-rewrite ]; then
+        printf '%s\n' "$STOCKROOM_REWRITTEN" | "$legacy" "$@"
+    else
+        "$legacy" "$@"
+    fi
     status=$?
     if [ "$status" -ne 0 ] && [ "$hook" = pre-commit ]; then
         exit "$status"
@@ -48,6 +57,11 @@ if [ "$hook" = post-checkout ]; then
             fi
             ;;
     esac
+elif [ "$hook" = post-rewrite ]; then
+    # After `git commit --amend` nothing can have dropped a side of a conflict; only a rebase is checked.
+    if [ "$1" != rebase ]; then
+        exit "$status"
+    fi
 elif [ -f .hangar/ref.lmdb ] && [ -f .hangar/branch.lmdb ] && [ -f .hangar/hash.lmdb ] \
     && [ -f .hangar/stage_ref.lmdb ] && [ -f .hangar/stage_hash.lmdb ] && [ -f .hangar/config_user.ini ] \
     && [ -d .hangar/data ] && [ -d .hangar/store_data ] && [ ! -e .hangar/stockroom-staged ]; then
@@ -118,5 +132,5 @@ fi
 if [ "$hook" = pre-commit ]; then
     exit "$ours"
 fi
-# post-checkout never fails a checkout; the previous hook's status stands.
+# post-checkout and post-rewrite never fail; the previous hook's status stands.
 exit "$status"
