@@ -32,6 +32,8 @@ def _run(func: Callable[..., int], *args: Any, **kwargs: Any) -> None:
                 # A warning is one line too (e.g. an interrupted commit found).
                 for warning in caught:
                     click.echo(f"stock: warning: {warning.message}", err=True)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     except USER_ERRORS as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         click.echo(f"stock: error: {message}", err=True)
@@ -46,6 +48,22 @@ def _run(func: Callable[..., int], *args: Any, **kwargs: Any) -> None:
         )
         sys.exit(1)
     sys.exit(code)
+
+
+# What a shell reports for a process killed by SIGPIPE (128 + 13), as for git.
+BROKEN_PIPE_EXIT = 141
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of our output went away (``stock log | head -1``): stop quietly, as git does.
+
+    stdout is pointed at /dev/null first, so that Python's final flush of the
+    unwritten rest does not fail again with a message at exit.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    sys.exit(BROKEN_PIPE_EXIT)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

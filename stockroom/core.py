@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from stockroom import git as gitutil
 from stockroom.errors import StockroomError
-from stockroom.headfile import HANGAR_DIR, HEAD_FILE, atomic_write, write_head
+from stockroom.headfile import HANGAR_DIR, HEAD_FILE, atomic_write, no_store_advice, read_head, write_head
 
 if TYPE_CHECKING:
     from stockroom.view import StockView
@@ -30,11 +31,22 @@ def find_root(start: str | os.PathLike[str] | None = None) -> Path:
             and (candidate / ".git").exists()
         ):
             return candidate
+        if (candidate / HANGAR_DIR).is_dir() and (candidate / ".git").exists():
+            # The store is here, head.stock is not (`git rm head.stock`, a
+            # deleted file): `stock init` would only write an empty one.
+            raise StockroomError(
+                f"{candidate / HEAD_FILE} is missing ({HANGAR_DIR} is there); restore it with "
+                f"`git checkout HEAD -- {HEAD_FILE}`"
+            )
         if (candidate / HEAD_FILE).is_file() and (candidate / ".git").exists():
             # A fresh clone, or a deleted store: say so, not "no repository".
+            if read_head(candidate) == "":
+                raise StockroomError(
+                    f"{candidate / HANGAR_DIR} is missing ({HEAD_FILE} is there but names no stock "
+                    f"commit yet): run `stock init` to create the store"
+                )
             raise StockroomError(
-                f"{candidate / HANGAR_DIR} is missing ({HEAD_FILE} is there): copy or fetch "
-                f"the stock data into it, or run `stock init` to start an empty store"
+                f"{candidate / HANGAR_DIR} is missing ({HEAD_FILE} is there): {no_store_advice(candidate)}"
             )
     raise StockroomError(
         f"no stock repository at or above {here} (a directory with {HEAD_FILE}, "
@@ -53,6 +65,24 @@ def _ensure_gitignore(root: Path) -> None:
     if text and not text.endswith("\n"):
         text += "\n"
     atomic_write(path, (text + GITIGNORE_LINE + "\n").encode("utf-8"))
+
+
+def _restore_head(root: Path) -> bool:
+    """Put back a deleted ``head.stock`` from git's HEAD (index and work tree).
+
+    An empty one would name no stock commit while ``.hangar`` and git's
+    history name one: reads would see nothing and writes would refuse.
+    """
+    try:
+        gitutil.git("cat-file", "-e", f"HEAD:{HEAD_FILE}", cwd=root)
+    except StockroomError:
+        return False  # no git commit has one: a new, empty head.stock is right
+    gitutil.git("checkout", "HEAD", "--", HEAD_FILE, cwd=root)
+    warnings.warn(
+        f"{HEAD_FILE} was missing; restored it from git's HEAD (`git checkout HEAD -- {HEAD_FILE}`)",
+        stacklevel=3,
+    )
+    return True
 
 
 def init_repo(
@@ -82,11 +112,21 @@ def init_repo(
         )
     from stockroom import store
 
-    store.init_hangar(root, name, email, overwrite)
+    created = store.init_hangar(root, name, email, overwrite)
     store.release_repository(root)  # closed unless a StockRoom here uses it
     head = root / HEAD_FILE
-    if overwrite or not head.exists():
+    if overwrite:
         write_head(root, "")
+    elif not head.exists() and not _restore_head(root):
+        write_head(root, "")
+    elif created and read_head(root):
+        # A clone or new worktree: the new store is empty, head.stock names a commit.
+        warnings.warn(
+            f"{HEAD_FILE} names stock commit {read_head(root)}, which this new, empty store does not "
+            f"have: reads and writes fail until it is here; {no_store_advice(root)} "
+            f"(remove this empty {HANGAR_DIR} first)",
+            stacklevel=2,
+        )
     _ensure_gitignore(root)
     if install_hooks:
         from stockroom.install import install

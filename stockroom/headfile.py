@@ -19,6 +19,17 @@ HANGAR_DIR = ".hangar"
 # Hangar 0.5 commit digests: "a=" and 40 lowercase hex digits.
 DIGEST_RE = re.compile(r"a=[0-9a-f]{40}")
 # A head.stock is one digest line; anything much bigger is not ours.
+_BOM = b"\xef\xbb\xbf"
+# How to leave a head.stock merge conflict. Names revisions, not --ours/--theirs:
+# these work before and after `git add head.stock` (once the file is added,
+# `git checkout --ours` finds no conflict left in the index and changes nothing).
+# Keeping one side keeps only that side's stock, which must be said.
+CONFLICT_ADVICE = (
+    f"keep one side with `git checkout HEAD -- {HEAD_FILE}` (the checked-out branch's) or "
+    f"`git checkout MERGE_HEAD -- {HEAD_FILE}` (the merged branch's; in a rebase, REBASE_HEAD is "
+    f"your commit's), which stages it. The other side's stock writes (tags, data, models) are "
+    f"then not in it: write them again and `stock commit`"
+)
 _MAX_HEAD_BYTES = 1024
 # First line of the block the merge driver leaves in head.stock when a stock
 # merge has conflicts (stockroom.commands.merge): never a digest, so neither a
@@ -48,6 +59,11 @@ def parse_head(raw: bytes, where: Path | str = HEAD_FILE) -> str:
             f"{where} is {len(raw)} bytes, not a stock commit digest; "
             f"restore it with `git checkout -- {HEAD_FILE}`"
         )
+    if raw.startswith(_BOM):
+        raise StockroomError(
+            f"{where} starts with a UTF-8 byte-order mark (an editor added it); a {HEAD_FILE} "
+            f"is one plain ASCII digest line: restore it with `git checkout -- {HEAD_FILE}`"
+        )
     try:
         text = raw.decode("ascii").strip()
     except UnicodeDecodeError:
@@ -60,14 +76,60 @@ def parse_head(raw: bytes, where: Path | str = HEAD_FILE) -> str:
     if "<<<<<<<" in text or ">>>>>>>" in text:
         raise StockroomError(
             f"{where} has merge-conflict markers (git merged it as text: run `stock install` to "
-            f"register the merge driver); run `stock merge` to merge both sides' stock, or keep one "
-            f"side with `git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
+            f"register the merge driver); run `stock merge` to merge both sides' stock, or "
+            f"{CONFLICT_ADVICE}"
         )
-    shown = text.splitlines()[0][:60]
+    lines = text.splitlines()
+    if len(lines) > 1:
+        digests = sum(1 for line in lines if DIGEST_RE.fullmatch(line.strip()))
+        raise StockroomError(
+            f"{where} has {len(lines)} lines ({digests} of them digests), but a {HEAD_FILE} "
+            f"names one stock commit on one line; restore it with `git checkout -- {HEAD_FILE}`"
+        )
+    shown = lines[0][:60]
     raise StockroomError(
         f"{where} does not hold a stock commit digest (found {shown!r}); "
         f"restore it with `git checkout -- {HEAD_FILE}`"
     )
+
+
+def main_work_tree(root: str | os.PathLike[str]) -> str | None:
+    """For a linked worktree (`git worktree add`), the main work tree's top; else None.
+
+    Read from the files git keeps (``.git`` is a file naming the per-worktree
+    git directory, whose ``commondir`` names the shared one), without running git.
+    """
+    dotgit = os.path.join(root, ".git")
+    try:
+        with open(dotgit, encoding="utf-8") as handle:
+            text = handle.read().strip()
+        if not text.startswith("gitdir:"):
+            return None
+        gdir = os.path.join(root, text[len("gitdir:") :].strip())
+        with open(os.path.join(gdir, "commondir"), encoding="utf-8") as handle:
+            common = os.path.normpath(os.path.join(gdir, handle.read().strip()))
+    except OSError:  # a directory (a normal clone), or not a worktree
+        return None
+    return os.path.dirname(common) if os.path.basename(common) == ".git" else None
+
+
+def no_store_advice(root: str | os.PathLike[str]) -> str:
+    """How to get the stock data into a work tree that has head.stock but no .hangar
+    (a fresh clone, a new `git worktree`). Never `stock init`: a new, empty store
+    lacks the commit head.stock names, so every read and write would still fail."""
+    main = main_work_tree(root)
+    if main is not None and os.path.isdir(os.path.join(main, HANGAR_DIR)):
+        copy = (
+            f"copy the main work tree's store: `cp -a {_shell_word(os.path.join(main, HANGAR_DIR))} "
+            f"{HANGAR_DIR}` (an independent copy: see the hooks docs on worktrees)"
+        )
+    else:
+        copy = f"copy the {HANGAR_DIR} of a clone that has the data here (`cp -a OTHER/{HANGAR_DIR} {HANGAR_DIR}`)"
+    return f"with a stock remote, run `stock pull`; or {copy}"
+
+
+def _shell_word(text: str) -> str:
+    return text if re.fullmatch(r"[\w@%+=:,./-]+", text) else "'" + text.replace("'", "'\\''") + "'"
 
 
 def read_head(root: Path) -> str:
@@ -84,7 +146,8 @@ def read_head(root: Path) -> str:
                 )
     except FileNotFoundError:
         raise StockroomError(
-            f"{path} is missing; run `stock init` in {root} or restore it with `git checkout -- {HEAD_FILE}`"
+            f"{path} is missing; restore it with `git checkout HEAD -- {HEAD_FILE}` "
+            f"(in a repository whose git commits never had one: `stock init`)"
         ) from None
     except OSError as exc:
         raise StockroomError(f"cannot read {path}: {exc.strerror}; check its permissions") from None

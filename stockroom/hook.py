@@ -1,4 +1,4 @@
-"""What the installed git hooks run: ``pre-commit`` and ``post-checkout``.
+"""What the installed git hooks run: ``pre-commit``, ``post-checkout`` and ``post-rewrite``.
 
 The hooks run on every ``git commit`` and branch switch, so this module is
 built for start-up time. It imports only ``os`` and ``sys`` at the top (not
@@ -9,7 +9,7 @@ be staged (``.hangar/stockroom-staged`` exists) or when it cannot tell
 otherwise whether ``.hangar`` has the commit ``head.stock`` names.
 
 Exit policy: ``pre-commit`` exits 1 to refuse a commit, with a message that
-says what to do; ``post-checkout`` always exits 0 (it warns instead).
+says what to do; ``post-checkout`` and ``post-rewrite`` always exit 0 (they warn instead).
 """
 
 from __future__ import annotations
@@ -26,7 +26,19 @@ STAGED_MARKER = "stockroom-staged"
 # `stock init --overwrite` deletes .hangar with this file in it, so the hook
 # script can trust it to skip starting Python when head.stock still names it.
 VERIFIED_FILE = "stockroom-hook-verified"
-HOOK_NAMES = ("pre-commit", "post-checkout")
+HOOK_NAMES = ("pre-commit", "post-checkout", "post-rewrite")
+# What Hangar's init creates (stockroom.store.repository checks the same; a
+# test keeps the lists equal). Without them the store is damaged, whatever
+# the verified-digest shortcut remembers.
+HANGAR_FILES = (
+    "branch.lmdb",
+    "ref.lmdb",
+    "hash.lmdb",
+    "stage_ref.lmdb",
+    "stage_hash.lmdb",
+    "config_user.ini",
+)
+HANGAR_DIRS = ("data", "store_data")
 
 # How long a hook waits for the stock writer held by another process (a
 # notebook in optimize()) before giving up with a message naming it.
@@ -210,8 +222,23 @@ def _remember_verified(root: str, digest: str) -> None:
             pass
 
 
+def check_complete(root: str) -> None:
+    """HookError when a file or directory Hangar's init creates is missing (a few stats)."""
+    hangar_dir = os.path.join(root, HANGAR_DIR)
+    missing = [name for name in HANGAR_FILES if not os.path.isfile(os.path.join(hangar_dir, name))]
+    missing += [name + "/" for name in HANGAR_DIRS if not os.path.isdir(os.path.join(hangar_dir, name))]
+    if missing:
+        _load_site()
+        from pathlib import Path
+
+        from stockroom.store.repository import damaged  # rare: the import cost does not matter
+
+        raise HookError(str(damaged(Path(hangar_dir), f"missing {', '.join(missing)}")))
+
+
 def has_commit(root: str, digest: str) -> bool:
     """Whether ``.hangar`` has ``digest``: remembered, the fast check, else the store's."""
+    check_complete(root)  # the remembered digest says nothing about a store that lost files
     if digest and digest == _verified(root):
         return True
     known = hangar_has_commit(root, digest)
@@ -261,8 +288,10 @@ def _short(digest: str) -> str:
 
 
 # --------------------------------------------------------------- pre-commit
-def _framework_stashed_head() -> bool:
-    """Under the pre-commit framework: did it stash unstaged head.stock edits?
+def _framework_stashed_head() -> str | None:
+    """Under the pre-commit framework: the digest of the head.stock edit it
+    stashed ('' when that edit empties it or cannot be read), None when it
+    stashed none.
 
     The framework saves unstaged changes as a patch named
     ``patch<time>-<its pid>`` in its cache directory and checks out the
@@ -283,7 +312,7 @@ def _framework_stashed_head() -> bool:
     try:
         entries = os.listdir(os.path.realpath(home))
     except OSError:
-        return False
+        return None
     for name in entries:
         stamp, dash, pid = name[len("patch") :].partition("-")
         if not (name.startswith("patch") and dash and stamp.isdigit() and pid.isdigit()):
@@ -293,13 +322,56 @@ def _framework_stashed_head() -> bool:
             if newest is None or int(stamp) > newest[0]:
                 newest = (int(stamp), name)
     if newest is None:
-        return False
+        return None
     try:
         with open(os.path.join(os.path.realpath(home), newest[1]), "rb") as handle:
             patch = handle.read()
     except OSError:
-        return False
-    return f"diff --git a/{HEAD_FILE} b/{HEAD_FILE}".encode() in patch
+        return None
+    header = f"diff --git a/{HEAD_FILE} b/{HEAD_FILE}".encode()
+    if header not in patch:
+        return None
+    # The work tree shows the index's head.stock now: the digest is the patch's added line.
+    section = patch.split(header, 1)[1].split(b"\ndiff --git ", 1)[0]
+    for line in section.splitlines():
+        text = line[1:].decode("ascii", "replace").strip()
+        if line.startswith(b"+") and not line.startswith(b"+++") and _is_digest(text):
+            return text
+    return ""
+
+
+def _git_command_line() -> list[str]:
+    """The arguments of the ``git commit`` that runs this hook (Linux: read from
+    /proc up the process tree: git, then the hook script, then us); [] when unknown."""
+    pid = os.getpid()
+    for _ in range(4):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                args = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+        except (OSError, ValueError, IndexError):
+            return []
+        if args and os.path.basename(args[0]) == "git":
+            return args[1:]
+    return []
+
+
+def _commits_anyway() -> bool:
+    """Whether this git commit goes on with nothing staged (``--amend``, ``--allow-empty``):
+    then the "run the same git commit again" hint does not apply."""
+    for arg in _git_command_line():
+        if arg == "--":
+            break
+        if arg.startswith("--amen") or arg.startswith("--allow-em"):
+            return True
+    return False
+
+
+def _path_mode() -> bool:
+    """``git commit PATH...`` (``--only``): git commits from a temporary index of
+    HEAD plus those paths, so what the real index has staged is not committed."""
+    return os.path.basename(os.environ.get("GIT_INDEX_FILE", "")).startswith("next-index-")
 
 
 def _stage_head(root: str) -> None:
@@ -353,22 +425,34 @@ def pre_commit(root: str) -> int:
         raise HookError(f"`git status -- {HEAD_FILE}` failed; check the repository with `git status`")
     xy = out[:2].decode("ascii", "replace") if out else "  "
     if "U" in xy or xy in ("AA", "DD"):
+        from stockroom.headfile import CONFLICT_ADVICE  # rare path: the import cost is fine
+
         raise HookError(
-            f"{HEAD_FILE} has a merge conflict; run `stock merge` to merge both sides' stock, or keep "
-            f"one side with `git checkout --ours {HEAD_FILE}` (or --theirs), then `git add {HEAD_FILE}`"
+            f"{HEAD_FILE} has a merge conflict; run `stock merge` to merge both sides' stock, or "
+            f"{CONFLICT_ADVICE}"
         )
     framework = os.environ.get("PRE_COMMIT") == "1"
     unstaged = xy[1] in "MT?"  # changed in the work tree, or not tracked yet
-    if unstaged or (framework and _framework_stashed_head()):
+    stashed = _framework_stashed_head() if framework else None
+    if unstaged or stashed is not None:
         if framework:
             # The framework stashed the edit: committing now would record the old digest.
+            # The work tree shows the index's digest now: name the stashed one.
+            named = stashed if stashed is not None else digest
+            if _path_mode():
+                raise HookError(
+                    f"{HEAD_FILE} names stock commit {_short(named)} in your work tree, but this "
+                    f"`git commit PATH...` commits only the paths it names; add {HEAD_FILE} to them "
+                    f"(`git commit ... -- PATH... {HEAD_FILE}`), or `git add {HEAD_FILE} PATH...` "
+                    f"and commit without paths"
+                )
             raise HookError(
-                f"{HEAD_FILE} names stock commit {_short(digest)} in your work "
+                f"{HEAD_FILE} names stock commit {_short(named)} in your work "
                 f"tree but is not staged; run `git add {HEAD_FILE}`, then commit again"
             )
         # git decides "nothing to commit" before it runs this hook, so when
         # head.stock is the only change it refuses even though we staged it.
-        only_change = _git("diff", "--cached", "--quiet")[0] == 0
+        only_change = _git("diff", "--cached", "--quiet")[0] == 0 and not _commits_anyway()
         _stage_head(root)
         _say(f"staged {HEAD_FILE} (stock commit {_short(digest)}) into this commit")
         if only_change:
@@ -394,10 +478,11 @@ def post_checkout(root: str, prev: str, new: str, flag: str) -> int:
         if created:
             digest = _read_head(root)
             if digest:
+                from stockroom.headfile import no_store_advice  # light (os, re)
+
                 _say(
                     f"{HEAD_FILE} names stock commit {_short(digest)}, but there is no stock data "
-                    f"here ({HANGAR_DIR} is missing): copy or fetch it, or run `stock init` to "
-                    f"start a new stock store"
+                    f"here ({HANGAR_DIR} is missing): {no_store_advice(root)}"
                 )
         return 0
     if prev == new:
@@ -439,6 +524,58 @@ def post_checkout(root: str, prev: str, new: str, flag: str) -> int:
     return 0
 
 
+# ------------------------------------------------------------- post-rewrite
+def _blob(rev: str) -> str | None:
+    """The digest head.stock holds at ``rev`` ('' empty or absent; None unreadable)."""
+    code, raw = _git("cat-file", "blob", f"{rev}:{HEAD_FILE}")
+    if code != 0:
+        return ""
+    try:
+        return parse(raw, f"{HEAD_FILE} of {rev}")
+    except HookError:
+        return None
+
+
+def post_rewrite(root: str, kind: str) -> int:
+    """After a rebase: warn when a head.stock conflict was resolved by keeping one side.
+
+    Keeping one side's head.stock (``git checkout --ours/--theirs``) keeps that
+    side's stock commit only: the other side's stock writes are silently not
+    in the branch. Compared by digests from git alone: the branch before
+    (git lists each rewritten commit, old and new), the commit it was rebased
+    onto, where it forked, and the result. Never fails (the rebase is done).
+    """
+    if kind != "rebase" or not os.path.isfile(os.path.join(root, HEAD_FILE)):
+        return 0
+    # "OLD NEW" per rewritten commit, in order: from the hook script (which read git's
+    # stdin before the previous hook could), or stdin when run directly.
+    listing = os.environ.get("STOCKROOM_REWRITTEN")
+    if listing is None:
+        listing = sys.stdin.read() if not sys.stdin.isatty() else ""
+    pairs = [line.split()[:2] for line in listing.splitlines() if len(line.split()) >= 2]
+    if not pairs:
+        return 0
+    (first_old, first_new), (last_old, last_new) = pairs[0], pairs[-1]
+    # base: where the branch forked; mine: the branch before; upstream: what it was rebased onto.
+    base, mine, upstream, result = (
+        _blob(rev) for rev in (f"{first_old}^", last_old, f"{first_new}^", last_new)
+    )
+    if None in (base, mine, upstream, result) or len({base, mine, upstream}) < 3:
+        return 0  # at most one side changed the stock: nothing can have been dropped
+    if result == mine:
+        lost = f"the stock changes of the branch you rebased onto (stock commit {_short(upstream or '')})"
+    elif result == upstream:
+        lost = f"your branch's own stock changes (stock commit {_short(mine or '')})"
+    else:
+        return 0  # a new stock commit: presumably both sides, merged by hand
+    _say(
+        f"warning: this rebase resolved a {HEAD_FILE} conflict by keeping one side: its stock "
+        f"commit {_short(result or '')} lacks {lost}. Write those tags, data and models again and "
+        f"`stock commit`, then commit {HEAD_FILE}"
+    )
+    return 0
+
+
 # --------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     """Run hook ``argv[0]`` with git's arguments ``argv[1:]``; return the exit code.
@@ -462,6 +599,12 @@ def main(argv: list[str] | None = None) -> int:
             return post_checkout(root, *rest)
         except Exception as exc:  # noqa: BLE001 - a checkout must never fail because of us
             _say(f"warning: could not check the stock state after checkout: {exc}")
+            return 0
+    if name == "post-rewrite":
+        try:
+            return post_rewrite(root, args[1] if len(args) > 1 else "")
+        except Exception as exc:  # noqa: BLE001 - never fails: the rewrite is done
+            _say(f"warning: could not check the stock state after the rebase: {exc}")
             return 0
     if name == "pre-commit":
         try:

@@ -82,7 +82,7 @@ class WriterLock:
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "cmd": " ".join(sys.argv)[:200],
+            "cmd": _command_line(),
             "since": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         os.ftruncate(fd, 0)
@@ -97,3 +97,20 @@ class WriterLock:
             os.ftruncate(fd, 0)
         finally:
             os.close(fd)  # closing drops the flock
+
+
+def _command_line() -> str:
+    """This process's command line, as a person would recognise it in a message.
+
+    ``sys.argv`` of ``python -c CODE`` is just ``['-c']``: the interpreter's
+    own argv (``sys.orig_argv``) says which Python ran what. Code given with
+    ``-c`` is shown on one line and shortened.
+    """
+    argv = list(getattr(sys, "orig_argv", None) or sys.argv)
+    if argv:
+        argv[0] = os.path.basename(argv[0])
+    shown = []
+    for arg in argv:
+        arg = " ".join(arg.split())  # multi-line -c code on one line
+        shown.append(arg if len(arg) <= 60 else arg[:57] + "...")
+    return " ".join(shown)[:200]

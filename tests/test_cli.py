@@ -127,18 +127,22 @@ def test_unknown_command_and_bad_option_are_one_line_errors(stock_repo: Path) ->
 
 
 def test_outside_a_stock_repository(git_repo: Path, tmp_path: Path) -> None:
-    for command in (("status",), ("commit", "-m", "x"), ("log",), ("reset",)):
+    for command in (("status",), ("commit", "-m", "x"), ("reset",)):
         line = user_error(stock_cli(*command, cwd=git_repo))
         assert "stock init" in line
+    # stock log reads only git's history: it needs no stock repository.
+    assert ok(stock_cli("log", cwd=git_repo)).strip() == "no git commits yet"
 
 
 def test_corrupt_head_stock_is_a_user_error(stock_repo: Path) -> None:
     write_stock(stock_repo, a=1)
     ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
     (stock_repo / "head.stock").write_text("<<<<<<< HEAD\na=1\n=======\na=2\n>>>>>>> dev\n")
-    for command in (("status",), ("commit", "-m", "x")):
-        line = user_error(stock_cli(*command, cwd=stock_repo))
-        assert "head.stock has merge-conflict markers" in line and "git checkout --ours" in line
+    line = user_error(stock_cli("commit", "-m", "x", cwd=stock_repo))
+    assert "head.stock has merge-conflict markers" in line and "git checkout MERGE_HEAD -- head.stock" in line
+    # stock status shows it (issue 14.14) instead of failing
+    line = ok(stock_cli("status", cwd=stock_repo)).splitlines()[0]
+    assert "head.stock has merge-conflict markers" in line and "git checkout MERGE_HEAD -- head.stock" in line
     (stock_repo / "head.stock").write_text("a=" + "0" * 40 + "\n")
     write_stock_error = stock_cli("commit", "-m", "x", cwd=stock_repo)
     assert "does not have" in user_error(write_stock_error)
@@ -148,7 +152,15 @@ def test_missing_hangar_is_a_user_error(stock_repo: Path) -> None:
     shutil.rmtree(stock_repo / ".hangar")
     for command in (("status",), ("commit", "-m", "x"), ("reset",)):
         line = user_error(stock_cli(*command, cwd=stock_repo))
-        assert ".hangar" in line and "stock init" in line
+        assert ".hangar" in line and "stock init" in line  # head.stock names no commit yet: init is right
+    ok(stock_cli("init", "--no-hooks", cwd=stock_repo))
+    write_stock(stock_repo, a=1)
+    ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
+    shutil.rmtree(stock_repo / ".hangar")
+    for command in (("status",), ("commit", "-m", "x"), ("reset",)):
+        line = user_error(stock_cli(*command, cwd=stock_repo))
+        # Issue 14.6: head.stock names a commit, so an empty store would not help.
+        assert "stock pull" in line and "cp -a OTHER/.hangar .hangar" in line and "stock init" not in line
 
 
 # ----------------------------------------------------------------- status
@@ -168,9 +180,9 @@ def test_status_reports_head_staged_writes_and_git_state(stock_repo: Path) -> No
     assert out == [
         "stock head: (no stock commit yet)",
         "staged writes (run `stock commit -m MSG`):",
-        "  data column 'a/b': new column, 1 added",
-        "  data column 'img': new column, 2 added",
-        "  tags: new column, 2 added",
+        "  data column 'a/b': new, 1 sample added",
+        "  data column 'img': new, 2 samples added",
+        "  tags: 2 added",
         "head.stock: in sync with git (committed)",
     ]
     ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
@@ -192,8 +204,8 @@ def test_status_reports_head_staged_writes_and_git_state(stock_repo: Path) -> No
     assert out == [
         f"stock head: {digest}",
         "staged writes (run `stock commit -m MSG`):",
-        "  data column 'a/b': 1 added",
-        "  data column 'img': column deleted, 2 deleted",
+        "  data column 'a/b': 1 sample added",
+        "  data column 'img': column deleted, 2 samples deleted",
         "  tags: 1 added, 1 changed, 1 deleted",
         "head.stock: staged in git's index, not committed yet",
     ]
@@ -269,3 +281,92 @@ def test_reset(stock_repo: Path) -> None:
         assert dict(stock.tag) == {"a": 1}
     assert "nothing to commit" in user_error(stock_cli("commit", "-m", "x", cwd=stock_repo))
     assert not (stock_repo / ".hangar" / "stockroom-staged").exists()
+
+
+# ---------------------------------------------------------------- issue 14
+@pytest.mark.parametrize("args", [("status",), ("log", "-n", "1000")])
+def test_output_to_a_closed_pipe_exits_quietly(stock_repo: Path, args: tuple[str, ...]) -> None:
+    """Issue 14.2: `stock status | head -1` stops quietly, as git does (no error line)."""
+    write_stock(stock_repo, a=1)
+    assert STOCK is not None
+    proc = subprocess.Popen((STOCK, *args), cwd=stock_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line is written (stock starts slower)
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=120)
+    assert err == ""
+    assert code == 141  # what a shell shows for git killed by SIGPIPE
+
+
+def test_status_lists_models_by_their_names_not_hangar_internals(stock_repo: Path) -> None:
+    """Issue 14.9: a model is listed as `model 'a/b': new`, not its encoded column and unit count."""
+    write_stock(stock_repo, a=1)
+    with stockroom.StockRoom(stock_repo) as stock:
+        stock.commit("tags")
+        stock.model["a/b"] = [np.zeros((150, 3), dtype=np.float32) for _ in range(150)]
+        stock.model["gone"] = [np.zeros(2)]
+        stock.commit("models")
+        stock.model["a/b"] = [np.ones((150, 3), dtype=np.float32) for _ in range(150)]
+        del stock.model["gone"]
+        stock.model["c"] = [np.ones(3)]
+    out = ok(stock_cli("status", cwd=stock_repo))
+    assert "Hangar" not in out and "model." not in out
+    assert "  model 'a/b': changed\n" in out
+    assert "  model 'c': new\n" in out
+    assert "  model 'gone': deleted\n" in out
+
+
+def test_deleted_head_stock_names_the_git_restore(stock_repo: Path) -> None:
+    """Issue 14.10: after `git rm head.stock` the advice is `git checkout HEAD -- head.stock`,
+    `stock log` still works, `stock init` restores it, and git states are said in words."""
+    write_stock(stock_repo, a=1)
+    ok(stock_cli("commit", "-m", "one", cwd=stock_repo))
+    git("commit", "-q", "-am", "stock one", cwd=stock_repo)
+    digest = (stock_repo / "head.stock").read_text().strip()
+    git("rm", "-q", "head.stock", cwd=stock_repo)
+    for command in (("status",), ("commit", "-m", "x")):
+        line = user_error(stock_cli(*command, cwd=stock_repo))
+        assert "head.stock is missing (.hangar is there); restore it with `git checkout HEAD -- head.stock`" in line
+        assert "stock init" not in line
+    with pytest.raises(stockroom.StockroomError, match=r"git checkout HEAD -- head\.stock"):
+        stockroom.StockRoom()
+    assert digest in ok(stock_cli("log", cwd=stock_repo))  # only git history needed
+    # Following the old advice (`stock init`) now restores the file instead of emptying it.
+    proc = stock_cli("init", "--no-hooks", cwd=stock_repo)
+    assert proc.returncode == 0 and "restored it from git's HEAD" in proc.stderr
+    assert (stock_repo / "head.stock").read_text().strip() == digest
+    assert ok(stock_cli("status", cwd=stock_repo)).splitlines()[0] == f"stock head: {digest}"
+    # States that used to show as raw porcelain codes.
+    git("rm", "-q", "--cached", "head.stock", cwd=stock_repo)
+    (stock_repo / "head.stock").write_text("")
+    out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
+    assert out[0] == (
+        f"stock head: (none: head.stock is empty, but git's HEAD records stock commit {digest}; "
+        "restore it with `git checkout HEAD -- head.stock`)"
+    )
+    assert out[-1].startswith("head.stock: deleted in git's index (`git rm`)")
+    assert "'D '" not in "\n".join(out)
+
+
+@pytest.mark.parametrize("operation", ["merge", "rebase"])
+def test_status_shows_status_during_a_conflicted_merge_or_rebase(stock_repo: Path, operation: str) -> None:
+    """Issue 14.14: `stock status` shows the conflict instead of failing with exit 1."""
+    def stock_commit(value: int) -> None:
+        write_stock(stock_repo, lr=value)
+        ok(stock_cli("commit", "-m", f"lr {value}", cwd=stock_repo))
+        git("commit", "-q", "-am", f"lr {value}", cwd=stock_repo)
+
+    stock_commit(1)
+    git("checkout", "-q", "-b", "feature", cwd=stock_repo)
+    stock_commit(2)
+    git("checkout", "-q", "main", cwd=stock_repo)
+    stock_commit(3)
+    if operation == "rebase":
+        git("checkout", "-q", "feature", cwd=stock_repo)
+    proc = subprocess.run(("git", operation, "feature" if operation == "merge" else "main"), cwd=stock_repo,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "CONFLICT" in proc.stdout + proc.stderr
+    out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
+    assert out[0].startswith("stock head: unreadable: ") and "merge-conflict markers" in out[0]
+    assert "git checkout MERGE_HEAD -- head.stock" in out[0]
+    assert out[-1] == "head.stock: merge conflict: both sides changed it (see `git status`)"

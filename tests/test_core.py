@@ -707,3 +707,27 @@ def test_closing_releases_the_repository_files(tmp_path: Path, monkeypatch: pyte
     for i in range(1, 16):
         one_round(i)
     assert open_fds() <= before + 2
+
+
+# ---------------------------------------------------------------- issue 14
+def test_closed_stockroom_says_closed_not_damaged(stock_repo: Path) -> None:
+    """Issue 14.1: a closed StockRoom is not a damaged store, and nothing suggests deleting it."""
+    with stockroom.StockRoom() as s:
+        s.tag["a"] = 1
+        s.data["x"][0] = np.zeros(2)
+        s.commit("x")
+    attempts = [
+        lambda: s.tag["a"],
+        lambda: s.data["x"][0],
+        lambda: s.tag.__setitem__("b", 2),
+        lambda: s.data["x"].__setitem__(1, np.ones(2)),
+        lambda: s.commit("again"),
+        lambda: list(s.tag),
+    ]
+    for attempt in attempts:
+        with pytest.raises(StockroomError, match="this StockRoom is closed; open a new one") as info:
+            attempt()
+        assert "overwrite" not in str(info.value) and "damaged" not in str(info.value)
+    s.close()  # closing twice is fine
+    with stockroom.StockRoom() as again:  # the store is fine
+        assert again.tag["a"] == 1

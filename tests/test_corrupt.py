@@ -86,7 +86,7 @@ def assert_one_line_error(code: int, stderr: str, *needles: str) -> None:
 
 # ------------------------------------------------------------------ head.stock
 BAD_HEADS = {
-    "conflict": (b"<<<<<<< HEAD\na=1\n=======\na=2\n>>>>>>> other\n", "git checkout --ours head.stock"),
+    "conflict": (b"<<<<<<< HEAD\na=1\n=======\na=2\n>>>>>>> other\n", "git checkout MERGE_HEAD -- head.stock"),
     "short digest": (b"a=0123456789abcdef\n", "git checkout -- head.stock"),
     "upper-case digest": (("A=" + "AB" * 20 + "\n").encode(), "git checkout -- head.stock"),
     "two digests": ((DIGEST_MISSING + "\n" + DIGEST_MISSING + "\n").encode(), "git checkout -- head.stock"),

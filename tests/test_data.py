@@ -3,7 +3,9 @@ with MutableMapping semantics on the columns and on each column."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import MutableMapping
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,3 +296,34 @@ def test_update_adds_samples_to_a_column(stock: stockroom.StockRoom) -> None:
     stock.data["c"].update({1: np.ones(2)}, **{"named": np.full(2, 2.0)})
     stock.data["c"].update([(2, np.full(2, 3.0))])
     assert sorted(stock.data["c"], key=repr) == sorted([0, 1, 2, "named"], key=repr)
+
+
+# ---------------------------------------------------------------- issue 14
+def test_missing_column_names_the_column(stock: stockroom.StockRoom) -> None:
+    """Issue 14.12: a read from a column that does not exist says so, not `KeyError: 0`."""
+    stock.data["c"][0] = np.zeros(1)
+    for when in ("staged", "committed"):
+        with pytest.raises(KeyError, match="stock.data has no column 'typo'"):
+            stock.data["typo"][0]
+        with pytest.raises(KeyError, match="stock.data has no column 'typo'"):
+            stock.data["typo"].get_many([0])
+        assert stock.data["typo"].get(0) is None
+        if when == "staged":
+            stock.commit("one")
+
+
+@pytest.mark.parametrize("dirty", [False, True], ids=["committed", "read-your-writes"])
+def test_deleted_data_directory_reads_as_damage_not_a_missing_sample(
+    stock: stockroom.StockRoom, stock_repo: Path, dirty: bool
+) -> None:
+    """Issue 14.7: `rm -rf .hangar/store_data/10` gives the "damaged" error naming the column."""
+    stock.data["nc"].update({0: np.zeros(3), 1: np.ones(3)})
+    stock.commit("x")
+    for directory in (stock_repo / ".hangar" / "store_data").iterdir():
+        shutil.rmtree(directory)
+    if dirty:
+        stock.tag["staged"] = 1
+    reads = (lambda: stock.data["nc"][0], lambda: stock.data["nc"].get_many([0, 1]))
+    for read in reads:
+        with pytest.raises(StockroomError, match=r"is damaged \(data file '\w+' of data column 'nc' is missing\)"):
+            read()

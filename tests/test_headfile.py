@@ -41,17 +41,18 @@ CONFLICT = f"<<<<<<< HEAD\n{DIGEST}\n=======\n{OTHER}\n>>>>>>> dev\n".encode()
 @pytest.mark.parametrize(
     "raw, problem, fix",
     [
-        (CONFLICT, "merge-conflict markers", "git checkout --ours head.stock"),
-        (b"<<<<<<< HEAD\n" + DIGEST.encode(), "merge-conflict markers", "git add head.stock"),
+        (CONFLICT, "merge-conflict markers", "git checkout MERGE_HEAD -- head.stock"),
+        (b"<<<<<<< HEAD\n" + DIGEST.encode(), "merge-conflict markers", "git checkout HEAD -- head.stock"),
         (b"\x00\xff\xfe binary", "binary data", "git checkout -- head.stock"),
         (b"x" * 5000, "5000 bytes", "git checkout -- head.stock"),
         (b"hello world\n", "'hello world'", "git checkout -- head.stock"),
         (DIGEST.upper().encode(), "does not hold a stock commit digest", "git checkout -- head.stock"),
         (DIGEST[:-1].encode(), "does not hold a stock commit digest", "git checkout -- head.stock"),
-        ((DIGEST + "\n" + DIGEST).encode(), "does not hold a stock commit digest", "git checkout"),
+        ((DIGEST + "\n" + DIGEST).encode(), "has 2 lines (2 of them digests)", "git checkout"),
+        (b"\xef\xbb\xbf" + DIGEST.encode(), "UTF-8 byte-order mark", "git checkout -- head.stock"),
         (b"b=" + b"0" * 40, "does not hold a stock commit digest", "git checkout -- head.stock"),
     ],
-    ids=["conflict", "half-conflict", "binary", "huge", "text", "upper", "short", "two", "prefix"],
+    ids=["conflict", "half-conflict", "binary", "huge", "text", "upper", "short", "two", "bom", "prefix"],
 )
 def test_corrupt_contents_name_the_file_and_the_fix(raw: bytes, problem: str, fix: str) -> None:
     with pytest.raises(StockroomError) as info:
@@ -62,7 +63,7 @@ def test_corrupt_contents_name_the_file_and_the_fix(raw: bytes, problem: str, fi
 
 
 def test_read_head_missing_and_unreadable(tmp_path: Path) -> None:
-    with pytest.raises(StockroomError, match=r"head\.stock is missing.*stock init.*git checkout -- head\.stock"):
+    with pytest.raises(StockroomError, match=r"head\.stock is missing; restore it with `git checkout HEAD -- head\.stock`"):
         read_head(tmp_path)
     (tmp_path / HEAD_FILE).mkdir()  # not a file: reading it fails
     with pytest.raises(StockroomError, match=r"cannot read .*head\.stock"):
@@ -74,7 +75,7 @@ def test_stockroom_reads_and_writes_refuse_a_corrupt_head(stock: stockroom.Stock
     stock.commit("one")
     (stock_repo / HEAD_FILE).write_bytes(CONFLICT)
     for attempt in (lambda: stock.tag["a"], lambda: stock.tag.__setitem__("b", 2), lambda: stock.commit("x")):
-        with pytest.raises(StockroomError, match=r"head\.stock has merge-conflict markers.*--ours"):
+        with pytest.raises(StockroomError, match=r"head\.stock has merge-conflict markers.*MERGE_HEAD"):
             attempt()
     (stock_repo / HEAD_FILE).unlink()
     with pytest.raises(StockroomError, match=r"head\.stock is missing"):
@@ -154,3 +155,48 @@ def test_readers_never_see_a_half_written_head(tmp_path: Path) -> None:
     seen, bad, examples = out.split(" ", 2)
     assert bad == "0", examples
     assert int(seen) >= 1
+
+
+# ---------------------------------------------------------------- issue 14
+def _conflicting_merge(repo: Path) -> tuple[str, str]:
+    """main and feature both changed the stock: `git merge feature` conflicts in head.stock."""
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(("git", *args), cwd=repo, capture_output=True, text=True, check=False)
+
+    def stock_commit(value: int) -> str:
+        with stockroom.StockRoom(repo) as room:
+            room.tag["lr"] = value
+            digest = room.commit(f"lr {value}")
+        git("commit", "-q", "-am", f"lr {value}")
+        return digest
+
+    stock_commit(1)
+    git("checkout", "-q", "-b", "feature")
+    theirs = stock_commit(2)
+    git("checkout", "-q", "main")
+    ours = stock_commit(3)
+    assert git("merge", "feature").returncode == 1
+    return ours, theirs
+
+
+@pytest.mark.parametrize("added", [False, True], ids=["conflicted", "after-git-add"])
+@pytest.mark.parametrize("side", [0, 1], ids=["ours", "theirs"])
+def test_conflict_advice_works_before_and_after_git_add(stock_repo: Path, added: bool, side: int) -> None:
+    """Issue 14.4: the commands the conflict message names resolve it in both states."""
+    import re
+    import shlex
+
+    wanted = _conflicting_merge(stock_repo)[side]
+    if added:
+        subprocess.run(("git", "add", HEAD_FILE), cwd=stock_repo, check=True)
+    with pytest.raises(StockroomError) as info:
+        read_head(stock_repo)
+    commands = re.findall(r"`(git checkout [^`]*)`", str(info.value))
+    assert len(commands) == 2
+    subprocess.run(shlex.split(commands[side]), cwd=stock_repo, check=True, capture_output=True)
+    assert read_head(stock_repo) == wanted
+    staged = subprocess.run(
+        ("git", "diff", "--cached", "--name-only", "--diff-filter=U"), cwd=stock_repo, capture_output=True, text=True
+    )
+    assert staged.stdout == ""  # no conflict left: `git commit` can go on
+    assert "not in it" in str(info.value)  # says what choosing one side loses

@@ -83,6 +83,9 @@ def test_constants_match_the_modules_the_fast_path_avoids() -> None:
 
     assert (hook.HEAD_FILE, hook.HANGAR_DIR) == (headfile.HEAD_FILE, headfile.HANGAR_DIR)
     assert hook.STAGED_MARKER == store.STAGED_MARKER
+    from stockroom.store import repository
+
+    assert hook.HANGAR_FILES == repository._HANGAR_FILES and hook.HANGAR_DIRS == repository._HANGAR_DIRS
 
 
 def test_parse_agrees_with_headfile() -> None:
@@ -281,7 +284,7 @@ def test_merge_commits(repo: Path) -> None:
     git("add", HEAD_FILE, cwd=repo)
     proc = git("commit", "--no-edit", cwd=repo, check=False)
     assert proc.returncode == 1 and "unfinished stock merge" in proc.stderr  # the merge driver's block
-    git("checkout", "feature", "--", HEAD_FILE, cwd=repo)  # take their stock state
+    git("checkout", "MERGE_HEAD", "--", HEAD_FILE, cwd=repo)  # take their stock state
     git("commit", "-q", "--no-edit", cwd=repo)
     assert head_at(repo, "HEAD") == theirs
     assert git("rev-list", "--parents", "-n", "1", "HEAD", cwd=repo).stdout.count(" ") == 2
@@ -390,7 +393,43 @@ def test_fresh_clone_names_the_missing_stock_data(repo: Path, tmp_path: Path) ->
     proc = git("-c", f"core.hooksPath={repo / hooks}", "clone", str(repo), str(dest), cwd=tmp_path)
     lines = stock_lines(proc)
     assert len(lines) == 1 and digest[:14] in lines[0] and HANGAR_DIR in lines[0]
+    assert "stock pull" in lines[0] and "stock init" not in lines[0]  # issue 14.6
     assert (dest / HEAD_FILE).read_text().strip() == digest
+
+
+def test_new_worktree_gets_advice_that_works(repo: Path, tmp_path: Path) -> None:
+    """Issue 14.6: `git worktree add` is told how to get the store (not `stock init`),
+    and following the advice makes the stock readable and writable there."""
+    import re
+    import shlex
+
+    digest = stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "stock", cwd=repo)
+    git("branch", "feat", cwd=repo)
+    wt = tmp_path / "wt"
+    proc = git("worktree", "add", str(wt), "feat", cwd=repo)
+    lines = stock_lines(proc)
+    assert len(lines) == 1 and digest[:14] in lines[0] and "stock init" not in lines[0], lines
+    copy = re.search(r"`(cp -a [^`]*)`", lines[0])
+    assert copy is not None and str(repo / HANGAR_DIR) in copy.group(1)
+    subprocess.run(shlex.split(copy.group(1)), cwd=wt, check=True)
+    with stockroom.StockRoom(wt) as room:
+        assert room.tag["lr"] == 1
+        room.tag["lr"] = 2
+        new = room.commit("in the worktree")
+    git("commit", "-q", "-am", "stock in wt", cwd=wt)
+    assert head_at(wt, "HEAD") == new
+    with stockroom.StockRoom(repo) as room:  # an independent copy: the main store is unchanged
+        assert room.tag["lr"] == 1
+
+
+def test_stock_init_in_a_clone_warns_that_the_commit_is_missing(repo: Path, tmp_path: Path) -> None:
+    digest = stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "stock", cwd=repo)
+    dest = tmp_path / "clone"
+    git("clone", "-q", str(repo), str(dest), cwd=tmp_path)
+    with pytest.warns(UserWarning, match=f"names stock commit {digest}, which this new, empty store does not have"):
+        stockroom.init_repo(path=dest, install_hooks=False)
 
 
 # ------------------------------------------------------- replaying operations
@@ -503,3 +542,86 @@ def test_stock_hook_command(repo: Path) -> None:
     assert proc.returncode == 1 and "not committed" in proc.stderr
     proc = subprocess.run([*run, "pre-push"], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 1 and "pre-commit, post-checkout" in proc.stderr
+
+
+def test_refusal_lists_staged_writes_in_the_users_names(repo: Path) -> None:
+    """Issue 14.9: the hook (which imports no storage) names columns, models and tags as users do."""
+    import numpy as np
+
+    stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "stock", cwd=repo)
+    with stockroom.StockRoom(repo) as room:
+        room.data["x"].update({i: np.zeros(2) for i in range(5)})
+        room.model["a/b"] = [np.zeros(3)]
+        room.tag["lr"] = 2
+        room.tag["bs"] = 3
+    code_change(repo)
+    proc = git("commit", "-m", "code", cwd=repo, check=False)
+    assert proc.returncode == 1
+    assert "data column 'x': new, 5 samples added" in proc.stderr
+    assert "model 'a/b': new" in proc.stderr
+    assert "tags: 1 added, 1 changed" in proc.stderr
+    assert "Hangar column" not in proc.stderr
+
+
+@pytest.mark.parametrize("lost", ["ref.lmdb", "hash.lmdb", "stage_ref.lmdb", "store_data"])
+def test_commit_refused_when_the_store_lost_a_file_despite_the_verified_digest(repo: Path, lost: str) -> None:
+    """Issue 14.14: the remembered verified digest must not pass a damaged store."""
+    import shutil
+
+    stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "stock", cwd=repo)  # the hook verifies and remembers the digest
+    assert (repo / HANGAR_DIR / hook.VERIFIED_FILE).is_file()
+    target = repo / HANGAR_DIR / lost
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    code_change(repo)
+    proc = git("commit", "-m", "code", cwd=repo, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert f"is damaged (missing {lost}" in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["--amend", "--allow-empty"])
+def test_no_commit_again_hint_when_git_commits_anyway(repo: Path, option: str) -> None:
+    """Issue 14.14: `git commit --amend` goes on with nothing else staged: no "commit again" hint."""
+    digest = stock_commit(repo, lr=1)
+    proc = git("commit", "-q", option, "-m", "stock", cwd=repo)
+    lines = stock_lines(proc)
+    assert any("staged head.stock" in line for line in lines)
+    assert not any("again" in line for line in lines), lines
+    assert head_at(repo, "HEAD") == digest
+
+
+@pytest.mark.parametrize("keep", ["--theirs", "--ours", "no-conflict"])
+def test_rebase_that_kept_one_side_of_a_head_stock_conflict_warns(repo: Path, keep: str) -> None:
+    """Issue 14.14: after `git rebase` with head.stock resolved by one side, say what the stock lacks."""
+    stock_commit(repo, lr=1)
+    git("commit", "-q", "-am", "base", cwd=repo)
+    git("checkout", "-q", "-b", "topic", cwd=repo)
+    mine = stock_commit(repo, mine=1)
+    code_change(repo, "topic.py")  # with code too: kept by the rebase whichever head.stock it gets
+    git("commit", "-q", "-am", "topic stock", cwd=repo)
+    git("checkout", "-q", "main", cwd=repo)
+    if keep == "no-conflict":  # main changed code only: the rebase keeps everything
+        code_change(repo, "main.py")
+        git("commit", "-q", "-m", "main code", cwd=repo)
+        git("checkout", "-q", "topic", cwd=repo)
+        proc = git("rebase", "main", cwd=repo)
+        assert not any("rebase" in line for line in stock_lines(proc))
+        assert head_at(repo, "HEAD") == mine
+        return
+    upstream = stock_commit(repo, up=1)
+    git("commit", "-q", "-am", "main stock", cwd=repo)
+    git("checkout", "-q", "topic", cwd=repo)
+    assert git("rebase", "main", cwd=repo, check=False).returncode != 0  # head.stock conflicts
+    git("checkout", keep, HEAD_FILE, cwd=repo)  # in a rebase --ours is main's, --theirs the topic's
+    git("add", HEAD_FILE, cwd=repo)
+    proc = git("-c", "core.editor=true", "rebase", "--continue", cwd=repo)
+    warnings = [line for line in stock_lines(proc) if "warning: this rebase resolved" in line]
+    assert len(warnings) == 1, proc.stdout + proc.stderr
+    if keep == "--theirs":  # the topic commit's side: main's stock writes are gone
+        assert f"lacks the stock changes of the branch you rebased onto (stock commit {upstream[:14]})" in warnings[0]
+    else:
+        assert f"lacks your branch's own stock changes (stock commit {mine[:14]})" in warnings[0]
+    # An amend runs post-rewrite too: nothing to say there.
+    amend = git("commit", "-q", "--amend", "-m", "amended", cwd=repo)
+    assert not any("rebase" in line for line in stock_lines(amend))

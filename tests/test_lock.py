@@ -79,6 +79,9 @@ def test_second_writer_waits_the_timeout_then_names_the_holder(holder: Holder) -
         assert 1.0 <= waited < 10
         message = str(info.value)
         assert f"pid {holder.pid}" in message and "waited 1s" in message
+        # Issue 14.14: a `python -c` holder is shown as such, not as "(-c)".
+        assert "(-c)" not in message
+        assert f"({os.path.basename(sys.executable)} -c import sys, stockroom stock = " in message
         assert "lock_timeout" in message and TIMEOUT_ENV in message
         # Reads are not blocked by the writer, and see committed data only.
         assert dict(stock.tag) == {"committed": "before the holder"}

@@ -510,3 +510,14 @@ def test_missing_torch_is_an_import_error_naming_the_extra(stock: stockroom.Stoc
     listed, message = result.stdout.splitlines()
     assert listed == "['cnn']"
     assert 'pip install "stockroom[torch]"' in message
+
+
+def test_keras_unbuilt_model_is_refused_at_save(stock: stockroom.StockRoom, keras: Any) -> None:
+    """Issue 14.11: saving an unbuilt model said nothing and stored an empty list."""
+    unbuilt = keras.Sequential([keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="not built yet.*keras.Input"):
+        stock.model.save_weights("nb", unbuilt)
+    assert "nb" not in stock.model
+    unbuilt.build((None, 4))  # once built, it saves
+    stock.model.save_weights("nb", unbuilt)
+    assert len(stock.model["nb"]) == 2

@@ -154,3 +154,74 @@ def test_hooks_through_the_pre_commit_framework(stock_repo: Path, request: pytes
     assert out.startswith("# stockroom-managed-hook")
     # Drop the framework's environments of earlier sources (kept: the one this config uses).
     subprocess.run([sys.executable, "-m", "pre_commit", "gc"], cwd=stock_repo, env=env, check=True, capture_output=True)
+
+
+def _use_framework(stock_repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Point stock_repo's .pre-commit-config.yaml at this project, install the framework's
+    hooks and make the first commit; returns the environment to run git with."""
+    config_cache = getattr(request.config, "cache", None)
+    cache = Path(config_cache.mkdir("stockroom-pre-commit")) if config_cache else stock_repo.parent
+    source = cache / "stockroom-src"
+    rev = hook_repository(source)
+    env = dict(os.environ, PRE_COMMIT_HOME=str(cache / "home"), PIP_CACHE_DIR=str(cache / "pip"),
+               PRE_COMMIT_COLOR="never")
+    (stock_repo / ".pre-commit-config.yaml").write_text(
+        f"repos:\n  - repo: {source}\n    rev: {rev}\n    hooks:\n"
+        f"      - id: stockroom-pre-commit\n      - id: stockroom-post-checkout\n"
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "post-checkout"],
+        cwd=stock_repo, env=env, check=True, capture_output=True,
+    )
+    (stock_repo / "train.py").write_text("v1\n")
+    git("add", ".pre-commit-config.yaml", "train.py", cwd=stock_repo)
+    git("commit", "-m", "use the framework", cwd=stock_repo, env=env)
+    return env
+
+
+def _stock(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run((sys.executable, "-m", "stockroom", *args), cwd=cwd, capture_output=True, text=True)
+
+
+def test_framework_refusals_name_the_right_digest_and_a_fix_that_works(
+    stock_repo: Path, request: pytest.FixtureRequest
+) -> None:
+    """Issue 14.3, 14.5 and 14.14 (framework plus `stock install`), through the real framework."""
+    env = _use_framework(stock_repo, request)
+    old = stock_commit(stock_repo, lr=1)
+    git("add", HEAD_FILE, cwd=stock_repo)
+    git("commit", "-q", "-m", "stock 1", cwd=stock_repo, env=env)
+
+    # 14.5: the refusal names the stashed (new) digest, not the old one the work tree shows then.
+    new = stock_commit(stock_repo, lr=2)
+    (stock_repo / "train.py").write_text("v2\n")
+    git("add", "train.py", cwd=stock_repo)
+    proc = git("commit", "-m", "v2", cwd=stock_repo, env=env, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and f"names stock commit {new[:14]}" in out and old[:14] not in out
+    # ... and `stock status` does not claim the hook stages it.
+    status = _stock("status", cwd=stock_repo).stdout.splitlines()[-1]
+    assert "under the pre-commit framework the commit is refused until you do" in status
+    assert "the pre-commit hook does it" not in status
+
+    # 14.3: a path-mode commit is told to name head.stock among its paths (`git add` cannot help it).
+    git("reset", "-q", "train.py", cwd=stock_repo)
+    proc = git("commit", "-m", "v2", "--", "train.py", cwd=stock_repo, env=env, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and f"-- PATH... {HEAD_FILE}" in out, out
+    git("add", HEAD_FILE, cwd=stock_repo)  # what the old message said: still refused, as the issue found
+    assert git("commit", "-m", "v2", "--", "train.py", cwd=stock_repo, env=env, check=False).returncode == 1
+    git("commit", "-q", "-m", "v2", "--", "train.py", HEAD_FILE, cwd=stock_repo, env=env)  # the advice
+    assert git("show", f"HEAD:{HEAD_FILE}", cwd=stock_repo).stdout.strip() == new
+    assert git("show", "HEAD:train.py", cwd=stock_repo).stdout == "v2\n"
+
+    # 14.14: `stock install` on top of the framework warns, and checkouts say the stock line once.
+    proc = _stock("install", cwd=stock_repo)
+    assert proc.returncode == 0 and "the pre-commit framework already runs stockroom's" in proc.stderr
+    git("checkout", "-q", "-b", "other", cwd=stock_repo, env=env)
+    other = stock_commit(stock_repo, lr=3)
+    git("add", HEAD_FILE, cwd=stock_repo)
+    git("commit", "-q", "-m", "other stock", cwd=stock_repo, env=env)
+    proc = git("checkout", "main", cwd=stock_repo, env=env)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if f"(was {other[:14]})" in line]
+    assert len(lines) == 1, proc.stdout + proc.stderr

@@ -79,8 +79,8 @@ def test_float_and_int_subclasses_come_back_as_builtins(stock: stockroom.StockRo
 
 @pytest.mark.parametrize(
     "value",
-    [None, [1], {"a": 1}, (1,), b"bytes", 1j, Decimal("1.5"), Fraction(1, 3), np.int64(3),
-     np.float32(1.5), np.array([1.0]), object()],
+    [None, [1], {"a": 1}, (1,), b"bytes", 1j, Decimal("1.5"), Fraction(1, 3), np.complex64(1),
+     np.longdouble(1) / 3, np.array([1.0]), object()],
     ids=lambda v: type(v).__name__,
 )
 def test_unsupported_values_are_type_errors_and_store_nothing(stock: stockroom.StockRoom, value: object) -> None:
@@ -187,3 +187,63 @@ def test_store_round_trip_any_key_any_value(stock: stockroom.StockRoom, key: str
     assert type(got) is type(value)
     assert bits(got) == bits(value) if isinstance(value, float) else got == value  # type: ignore[arg-type]
     assert key in stock.tag
+
+
+# ---------------------------------------------------------------- issue 14
+NUMPY_SCALARS = [
+    (np.bool_(True), True), (np.bool_(False), False), (np.int64(-7), -7), (np.uint64(2**64 - 1), 2**64 - 1),
+    (np.int8(5), 5), (np.float32(0.1), float(np.float32(0.1))), (np.float16(1.5), 1.5),
+    (np.float32("nan"), math.nan), (np.float64(1 / 3), 1 / 3), (np.str_("abc"), "abc"),
+]
+
+
+@pytest.mark.parametrize("value, want", NUMPY_SCALARS, ids=lambda v: f"{type(v).__name__}")
+def test_numpy_scalars_are_stored_as_the_python_value_they_equal(
+    stock: stockroom.StockRoom, value: object, want: object
+) -> None:
+    """Issue 14.12: metrics are usually numpy scalars; each is stored exactly, as its Python type."""
+    stock.tag["m"] = value  # type: ignore[assignment]
+    stock.commit("metric")
+    got = stock.tag["m"]
+    assert type(got) is type(want)
+    if isinstance(want, float):
+        assert bits(got) == bits(float(value))  # type: ignore[arg-type]
+    else:
+        assert got == want
+
+
+def test_refused_numpy_values_name_their_numpy_type(stock: stockroom.StockRoom) -> None:
+    with pytest.raises(TypeError, match=r"not numpy\.complex64"):
+        stock.tag["c"] = np.complex64(1)  # type: ignore[assignment]
+    with pytest.raises(TypeError, match=r"not numpy\.longdouble.*float\(value\) rounds"):
+        stock.tag["c"] = np.longdouble(1) / 3  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("x" * 10_000_000, r"at most 1,999,998 bytes of UTF-8 text; this one is 10,000,000 bytes"),
+        ("é" * (1024 * 1024), r"at most 1,999,998 bytes of UTF-8 text; this one is 2,097,152 bytes"),
+        (1 << 8_000_000, r"an int tag can have at most 7,999,988 bits; this one has 8,000,001"),
+    ],
+    ids=["ascii", "utf8", "int"],
+)
+def test_oversized_tags_get_the_real_limit_in_the_users_terms(
+    stock: stockroom.StockRoom, value: object, match: str
+) -> None:
+    """Issue 14.8: stockroom's own message (not Hangar's 'recieved 1.05 MB'), nothing stored."""
+    with pytest.raises(ValueError, match=match) as info:
+        stock.tag["big"] = value  # type: ignore[assignment]
+    assert "recieved" not in str(info.value)
+    assert "big" not in stock.tag
+
+
+def test_largest_tags_fit(stock: stockroom.StockRoom) -> None:
+    from stockroom.storages.tag import MAX_INT_BITS, MAX_TEXT_BYTES
+
+    text = "é" * (MAX_TEXT_BYTES // 2)
+    big = -((1 << MAX_INT_BITS) - 1)
+    stock.tag["t"] = text
+    stock.tag["i"] = big
+    stock.commit("largest")
+    assert stock.tag["t"] == text and stock.tag["i"] == big

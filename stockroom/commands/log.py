@@ -4,9 +4,8 @@ import subprocess
 
 import click
 
-from stockroom.core import find_root
 from stockroom.errors import StockroomError
-from stockroom.git import git
+from stockroom.git import git, work_tree_root
 from stockroom.headfile import HEAD_FILE, parse_head
 
 
@@ -36,7 +35,8 @@ def _digests(root: str, commits: list[str]) -> list[str]:
 
 
 def log(max_count: int) -> int:
-    root = find_root()
+    # Only git's history is read: no store needed (it works without head.stock or .hangar too).
+    root = work_tree_root()
     try:
         lines = git("log", f"--max-count={max_count}", "--format=%H%x09%h%x09%s", cwd=root)
     except StockroomError:

@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from stockroom.core import StockRoom
 from stockroom.errors import StockroomError
 from stockroom.git import git
-from stockroom.headfile import HEAD_FILE
+from stockroom.headfile import HEAD_FILE, parse_head
+from stockroom.install import framework_runs
 
+_RESTORE = f"restore it with `git checkout HEAD -- {HEAD_FILE}`"
+# `git status --porcelain` codes for head.stock, in words.
 _GIT_STATES = {
+    "D ": f"deleted in git's index (`git rm`), so the next git commit drops it; {_RESTORE}",
+    " D": f"deleted in the work tree; {_RESTORE}",
+    "AD": f"added to git's index, then deleted in the work tree; restore it with `git checkout -- {HEAD_FILE}`",
+    "UU": "merge conflict: both sides changed it (see `git status`)",
+    "AA": "merge conflict: both sides added it (see `git status`)",
+    "DU": "merge conflict: deleted on one side (see `git status`)",
+    "UD": "merge conflict: deleted on one side (see `git status`)",
     "": "in sync with git (committed)",
     "??": "not tracked by git: run `git add head.stock`",
     "A ": "staged in git's index, not committed yet",
@@ -27,10 +39,16 @@ def status() -> int:
             # head.stock holds the merge block, not a digest: show the merge, not an error.
             click.echo("\n".join(merging))
             return 0
-        head = stock.head
+        try:
+            head = stock.head
+        except StockroomError as exc:
+            # Conflict markers in a merge or rebase: that is the status to show, not an error.
+            head = None
+            click.echo(f"stock head: unreadable: {exc}")
         if head:
             stock._store._require_commit(head)  # a digest .hangar lacks: say so, exit 1
-        click.echo(f"stock head: {head or '(no stock commit yet)'}")
+        if head is not None:
+            click.echo(f"stock head: {head or _empty_head(stock.path)}")
         try:
             staged = stock._store.staged_changes()
         except StockroomError as exc:
@@ -52,5 +70,37 @@ def status() -> int:
                 click.echo("staged writes: none")
         porcelain = git("status", "--porcelain", "--", HEAD_FILE, cwd=stock.path)
         code = porcelain[:2] if porcelain else ""
-        click.echo(f"{HEAD_FILE}: {_GIT_STATES.get(code, f'git status {code!r}')}")
+        state = _GIT_STATES.get(code, _in_words(code))
+        if code == " M" and framework_runs(stock.path, "pre-commit"):
+            # The framework stashes unstaged files before its hooks run: ours refuses instead.
+            state = f"changed, not staged: run `git add {HEAD_FILE}` (under the pre-commit framework the commit is refused until you do)"
+        click.echo(f"{HEAD_FILE}: {state}")
     return 0
+
+
+_LETTERS = {"M": "modified", "T": "type changed", "A": "added", "D": "deleted", "R": "renamed", "C": "copied"}
+
+
+def _in_words(code: str) -> str:
+    """A porcelain code not listed above, said in words instead of shown raw."""
+    padded = code + "  "
+    index, work = padded[0], padded[1]
+    parts = []
+    if index in _LETTERS:
+        parts.append(f"{_LETTERS[index]} in git's index")
+    if work in _LETTERS:
+        parts.append(f"{_LETTERS[work]} in the work tree")
+    if "U" in code:
+        parts.append("in a merge conflict")
+    return (", ".join(parts) or "in an unusual git state") + " (see `git status`)"
+
+
+def _empty_head(root: Path) -> str:
+    """What an empty head.stock means: before the first stock commit, or emptied by mistake."""
+    try:
+        committed = parse_head(git("show", f"HEAD:{HEAD_FILE}", cwd=root).encode())
+    except StockroomError:  # no git commit yet, none with head.stock, or an unreadable one
+        committed = ""
+    if not committed:
+        return "(no stock commit yet)"
+    return f"(none: {HEAD_FILE} is empty, but git's HEAD records stock commit {committed}; {_RESTORE})"

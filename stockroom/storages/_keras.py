@@ -75,7 +75,16 @@ def versions() -> dict[str, str]:
 
 
 def weights_of(model: Any) -> tuple[list[str], list[Any]]:
-    """Variable paths (stable names such as ``sequential/dense/kernel``) and values."""
+    """Variable paths (stable names such as ``sequential/dense/kernel``) and values.
+
+    An unbuilt model (no input shape yet) has no weights to store: refused
+    here, instead of storing an empty list that fails only when loaded.
+    """
+    if not getattr(model, "built", True):
+        raise ValueError(
+            f"this {type(model).__name__} is not built yet, so it has no weights to store; build it "
+            f"first (give it keras.Input(shape) or call it once on a batch), then save_weights"
+        )
     values = list(model.get_weights())
     names = [str(getattr(v, "path", getattr(v, "name", i))) for i, v in enumerate(model.weights)]
     if len(names) != len(values):  # pragma: no cover - defensive, Keras keeps them aligned

@@ -116,6 +116,14 @@ def to_array(value: object, where: str) -> np.ndarray:
     return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
+class _FileGone(Exception):
+    """Hangar could not find the data file of a sample the column lists."""
+
+
+class _NoColumn(Exception):
+    """A read from a column that does not exist (args: the first key asked for)."""
+
+
 class Column(MutableMapping[SampleKey, np.ndarray]):
     """One data column: ``stock.data["images"][0] = array``.
 
@@ -148,12 +156,26 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         if self._store.dirty:  # read your own staged writes: through the writer
             return self._read([key], [hkey])[0][0]
         col = self._reader_column()
-        if col is None or hkey not in col:
+        if col is None:
+            raise self._no_column(key)
+        if hkey not in col:
             raise KeyError(key)
         try:
             return col[hkey]
         except OSError as exc:
             raise damaged(self._store.root / HANGAR_DIR, f"reading failed: {exc}") from exc
+        except KeyError as exc:  # the key is in the column: its data file is gone
+            raise self._file_gone(exc) from None
+
+    def _no_column(self, key: object) -> KeyError:
+        return KeyError(f"stock.data has no column {self.name!r} (asked for its sample {key!r})")
+
+    def _file_gone(self, exc: KeyError) -> Exception:
+        """Hangar's KeyError for a sample whose data file is missing, as the damage it is."""
+        uid = exc.args[0] if exc.args else "?"
+        return damaged(
+            self._store.root / HANGAR_DIR, f"data file {uid!r} of data column {self.name!r} is missing"
+        )
 
     def get_many(self, keys: Iterable[SampleKey]) -> list[np.ndarray]:
         """The samples under ``keys``, in that order, as a list of arrays.
@@ -195,14 +217,18 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
     def _read(
         self, keys: list[Any], hkeys: list[str | int]
     ) -> tuple[list[np.ndarray], np.dtype, tuple[int, ...]]:
-        if self._store.dirty:
-            with self._store.reading() as co:
-                col = co.columns[self._hname] if co is not None and self._hname in co.columns else None
-                return self._read_from(col, keys, hkeys)
         try:
+            if self._store.dirty:
+                with self._store.reading() as co:
+                    col = co.columns[self._hname] if co is not None and self._hname in co.columns else None
+                    return self._read_from(col, keys, hkeys)
             return self._read_from(self._reader_column(), keys, hkeys)
         except OSError as exc:
             raise damaged(self._store.root / HANGAR_DIR, f"reading failed: {exc}") from exc
+        except _FileGone as exc:
+            raise self._file_gone(KeyError(*exc.args)) from None
+        except _NoColumn as exc:
+            raise self._no_column(exc.args[0]) from None
 
     @staticmethod
     def _read_from(
@@ -210,13 +236,16 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
     ) -> tuple[list[np.ndarray], np.dtype, tuple[int, ...]]:
         if col is None:
             if keys:
-                raise KeyError(keys[0])
+                raise _NoColumn(keys[0])
             return [], np.dtype(np.float64), ()
         out = []
         for key, hkey in zip(keys, hkeys, strict=True):
             if hkey not in col:
                 raise KeyError(key)
-            out.append(col[hkey])
+            try:
+                out.append(col[hkey])
+            except KeyError as exc:  # the key is in the column: its data file is gone
+                raise _FileGone(*exc.args) from None
         return out, np.dtype(col.dtype), tuple(col.shape)
 
     def __setitem__(self, key: SampleKey, value: object) -> None:

@@ -14,26 +14,78 @@ COLUMN = "tag"
 register_column_label(COLUMN, lambda _: "tags")
 
 
+# Hangar's str columns take at most 2,000,000 bytes (UTF-8) per value; the
+# encoded value carries a 2-character type prefix.
+_MAX_ENCODED = 2_000_000
+MAX_TEXT_BYTES = _MAX_ENCODED - 2
+# An int is stored as hex digits (and a sign): this many bits fit.
+MAX_INT_BITS = 4 * (MAX_TEXT_BYTES - 1)
+
+
+def _from_numpy(value: object) -> object:
+    """A numpy scalar as the Python value it equals exactly (metrics often are
+    ``np.float32`` or ``np.int64``); anything else as it is.
+
+    ``np.bool_`` becomes ``bool``, numpy integers ``int``, float16/32/64
+    ``float`` (exact: a Python float holds every one of their values) and
+    ``np.str_`` ``str``. ``np.longdouble`` is refused by the caller: it does
+    not fit a Python float exactly.
+    """
+    module = type(value).__module__
+    if module != "numpy" or not hasattr(value, "item"):
+        return value
+    import numpy as np
+
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating) and value.dtype.itemsize <= 8:
+        return float(value)
+    if isinstance(value, np.str_):
+        return str(value)
+    return value
+
+
+def _type_name(value: object) -> str:
+    cls = type(value)
+    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
 def encode_value(value: object) -> str:
     """Type-tagged text for a tag value; exact for every supported value."""
+    value = _from_numpy(value)
     # bool first: it is a subclass of int.
     if isinstance(value, bool):
         return "b:1" if value else "b:0"
     if isinstance(value, int):
         # Hex has no digit limit (decimal str() refuses ints over 4300 digits).
+        if value.bit_length() > MAX_INT_BITS:
+            raise ValueError(
+                f"an int tag can have at most {MAX_INT_BITS:,} bits; this one has "
+                f"{value.bit_length():,}: store it as bytes in stock.data (a uint8 array)"
+            )
         return f"i:{value:x}"
     if isinstance(value, float):
         # The IEEE bits: keeps -0.0, subnormals, infinities and nan payloads.
         return "f:" + struct.pack(">d", value).hex()
     if isinstance(value, str):
         try:
-            value.encode("utf-8")
+            size = len(value.encode("utf-8"))
         except UnicodeEncodeError:
             raise ValueError(f"tag text {value[:40]!r} is not valid unicode (lone surrogate)") from None
+        if size > MAX_TEXT_BYTES:
+            raise ValueError(
+                f"a str tag can hold at most {MAX_TEXT_BYTES:,} bytes of UTF-8 text; this one is "
+                f"{size:,} bytes: store long text in stock.data (e.g. as a uint8 array of its bytes)"
+            )
         return "s:" + value
+    hint = ""
+    if type(value).__name__ == "longdouble":
+        hint = " (it does not fit a Python float exactly; float(value) rounds it)"
     raise TypeError(
-        f"a tag value must be int, float, str or bool, not {type(value).__name__}; "
-        f"store arrays in stock.data and weights in stock.model"
+        f"a tag value must be int, float, str or bool (or a numpy scalar of one), not "
+        f"{_type_name(value)}{hint}; store arrays in stock.data and weights in stock.model"
     )
 
 

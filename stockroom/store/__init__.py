@@ -126,6 +126,8 @@ class Store(Reading):
         return [{"digest": d, **specs[d]} for d in order]
 
     def close(self) -> None:
+        if isinstance(self.repo, _Closed):
+            return  # closed already
         self._close_reader()
         if self._lent_writer is not None:
             with contextlib.suppress(Exception):
@@ -139,3 +141,18 @@ class Store(Reading):
             self._released = True
             _USERS[self._repo_key] = _USERS.get(self._repo_key, 1) - 1
             release_repository(self.root)
+        # Every later read, write or commit goes through these and says the
+        # object is closed, instead of failing on closed LMDB handles (which
+        # would read as a damaged store).
+        self.repo = _Closed()
+        self.lock = _Closed()  # type: ignore[assignment]
+
+
+CLOSED_MESSAGE = "this StockRoom is closed; open a new one (`with StockRoom() as stock:`)"
+
+
+class _Closed:
+    """Stands in for the repository and the lock of a closed :class:`Store`."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise StockroomError(CLOSED_MESSAGE)

@@ -132,14 +132,16 @@ def open_repository(root: Path) -> Any:
     repo = _REPOS.get(key)
     if repo is None:
         if not (root / HANGAR_DIR).is_dir():
-            raise StockroomError(
-                f"{root / HANGAR_DIR} is missing; run `stock init` to create it "
-                f"(or clone/copy the stock data there)"
-            )
+            from stockroom.headfile import no_store_advice
+
+            raise StockroomError(f"{root / HANGAR_DIR} is missing: {no_store_advice(root)}")
         _check_complete(root / HANGAR_DIR)
         try:
             with _quiet():
                 repo = hangar.Repository(root, exists=True)
+        except PermissionError as exc:
+            # Not damage: never advise deleting a store that only needs its permissions fixed.
+            raise StockroomError(f"cannot open {root / HANGAR_DIR}: {exc}; check its permissions") from None
         except (OSError, RuntimeError, ValueError) as exc:
             raise StockroomError(
                 f"{root / HANGAR_DIR} is not a readable stock repository ({exc}); "

@@ -13,7 +13,7 @@ from stockroom.errors import StockroomError
 from stockroom.git import head_is_detached
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, write_head
 from stockroom.store.base import BRANCH_PREFIX
-from stockroom.store.labels import column_label
+from stockroom.store.labels import describe_changes
 from stockroom.store.recovery import Recovery
 from stockroom.store.repository import Checkout, _quiet
 
@@ -171,8 +171,9 @@ class Staging(Recovery):
     def staged_changes(self) -> list[str]:
         """One line per changed column, in the names users know (empty when clean).
 
-        For example ``data column 'img': 3 added, 1 deleted`` or
-        ``tags: new, 2 added``.
+        For example ``data column 'img': 3 samples added, 1 sample deleted``,
+        ``model 'net': new`` or ``tags: 2 added`` (see
+        :func:`stockroom.store.labels.describe_change`).
         """
         counts: dict[str, dict[str, int]] = {}
 
@@ -201,16 +202,7 @@ class Staging(Recovery):
                             name,
                             {"added": "new column", "deleted": "column deleted"}.get(kind, "column changed"),
                         )
-        lines = []
-        for column, kinds in sorted(counts.items(), key=lambda item: column_label(item[0])):
-            parts: list[str] = [k for k in ("new column", "column deleted", "column changed") if k in kinds]
-            parts += [
-                f"{kinds[k]} {shown}"
-                for k, shown in (("added", "added"), ("mutated", "changed"), ("deleted", "deleted"))
-                if kinds.get(k)
-            ]
-            lines.append(f"{column_label(column)}: {', '.join(parts)}")
-        return lines
+        return describe_changes(counts)
 
     def commit(self, message: str, update_head: bool = True) -> str:
         """Commit the staging area; point ``head.stock`` at it when asked."""
