@@ -367,6 +367,6 @@ def test_status_shows_status_during_a_conflicted_merge_or_rebase(stock_repo: Pat
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "CONFLICT" in proc.stdout + proc.stderr
     out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
-    assert out[0].startswith("stock head: unreadable: ") and "merge-conflict markers" in out[0]
-    assert "git checkout MERGE_HEAD -- head.stock" in out[0]
-    assert out[-1] == "head.stock: merge conflict: both sides changed it (see `git status`)"
+    # A text conflict made without the merge driver is shown as the stock merge it is,
+    # with the conflicting tag, and `stock status` exits 0.
+    assert out[0].startswith("unfinished stock merge of ") and any("lr" in line for line in out)
