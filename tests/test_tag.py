@@ -187,3 +187,43 @@ def test_store_round_trip_any_key_any_value(stock: stockroom.StockRoom, key: str
     assert type(got) is type(value)
     assert bits(got) == bits(value) if isinstance(value, float) else got == value  # type: ignore[arg-type]
     assert key in stock.tag
+
+
+# ------------------------------------------------ many tags: optimize() and update
+def test_tags_inside_optimize_read_back_and_commit(stock: stockroom.StockRoom) -> None:
+    want: dict[str, object] = {f"m{i}": i * 0.25 for i in range(300)}
+    with stock.optimize():
+        for key, value in want.items():
+            stock.tag[key] = value
+            assert stock.tag[key] == value
+        stock.data["d"][0] = np.arange(2)  # another column in between
+        stock.tag["flag"] = True
+        del stock.tag["m0"]
+        stock.tag["m1"] = "replaced"
+        with pytest.raises(KeyError):
+            stock.tag["m0"]
+        stock.commit("metrics")
+        stock.tag["late"] = 7
+    want.pop("m0")
+    want.update(m1="replaced", flag=True, late=7)
+    assert dict(stock.tag) == want
+    stock.commit("late")
+    with stockroom.StockRoom(stock.path) as fresh:
+        assert dict(fresh.tag) == want
+
+
+def test_tag_update_is_all_or_nothing(stock: stockroom.StockRoom) -> None:
+    stock.tag.update({f"k{i}": i for i in range(500)}, extra="x")
+    assert len(stock.tag) == 501 and stock.tag["k499"] == 499 and stock.tag["extra"] == "x"
+    stock.commit("many")
+    with pytest.raises(TypeError):
+        stock.tag.update({"good": 1, "bad": [1, 2]})
+    with pytest.raises(ValueError):
+        stock.tag.update([("fine", 1), ("", 2)])
+    assert "good" not in stock.tag and "fine" not in stock.tag
+    with stock.optimize():
+        stock.tag.update((f"o{i}", float(i)) for i in range(100))
+        assert stock.tag["o99"] == 99.0
+    stock.commit("more")
+    with stockroom.StockRoom(stock.path) as fresh:
+        assert len(fresh.tag) == 601 and fresh.tag["o5"] == 5.0

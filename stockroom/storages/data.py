@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
@@ -146,6 +147,11 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
     def __getitem__(self, key: SampleKey) -> np.ndarray:
         hkey = _hangar_key(key)
         if self._store.dirty:  # read your own staged writes: through the writer
+            held = self._store.held_column(self._hname, write=False)
+            if held is not None:  # inside optimize(), after a write to this column
+                if hkey not in held:
+                    raise KeyError(key)
+                return held[hkey]
             return self._read([key], [hkey])[0][0]
         col = self._reader_column()
         if col is None or hkey not in col:
@@ -196,8 +202,10 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         self, keys: list[Any], hkeys: list[str | int]
     ) -> tuple[list[np.ndarray], np.dtype, tuple[int, ...]]:
         if self._store.dirty:
-            with self._store.reading() as co:
+            with self._store.reading(keep_held=True) as co:
                 col = co.columns[self._hname] if co is not None and self._hname in co.columns else None
+                if col is not None and co is self._store._writer:
+                    self._store.hold_column(self._hname, col)
                 return self._read_from(col, keys, hkeys)
         try:
             return self._read_from(self._reader_column(), keys, hkeys)
@@ -220,7 +228,17 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         return out, np.dtype(col.dtype), tuple(col.shape)
 
     def __setitem__(self, key: SampleKey, value: object) -> None:
-        self.update({key: value})
+        held = self._store.held_column(self._hname, write=True)
+        if held is None:
+            self.update({key: value})
+            return
+        # Inside optimize(), the column already open: the per-sample fast path.
+        hkey = _hangar_key(key)
+        arr = _as_sample(value)
+        if arr is None:
+            arr = to_array(value, f"column {self.name!r}, sample {key!r}")
+        self._check_fits(held.dtype, held.shape, arr)
+        self._store.put_sample(held, hkey, arr)
 
     def update(  # type: ignore[override]
         self, other: Mapping[SampleKey, object] | Iterable[tuple[SampleKey, object]] = (), /, **kwargs: object
@@ -254,8 +272,12 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         hkeys, arrays = self._prepare(items)
         if not arrays and not replace:
             return
-        with self._store.writing() as co:
+        # A column that exists is written to as is (held open inside
+        # optimize()); a new or replaced one needs the writer to itself.
+        with self._store.writing(keep_held=not replace) as co:
             exists = self._hname in co.columns
+            if not exists or replace:
+                self._store.release_held()
             if exists and not replace:
                 col = co.columns[self._hname]
                 dtype, shape = np.dtype(col.dtype), tuple(col.shape)
@@ -270,7 +292,11 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
                     col = co.add_ndarray_column(
                         self._hname, prototype=arrays[0], **backend_options(arrays[0])
                     )
-                with col:
+                with contextlib.ExitStack() as stack:
+                    if self._store.optimizing:
+                        self._store.hold_column(self._hname, col)
+                    else:
+                        stack.enter_context(col)
                     samples = zip(hkeys, arrays, strict=True)
                     for hkey, arr in track(
                         samples, total=len(arrays), desc=f"writing {self.name!r}", unit="sample"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import struct
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 
 from stockroom.keys import decode_text, encode_text
 from stockroom.store import Store, register_column_label
@@ -62,6 +64,11 @@ class TagStore(MutableMapping[str, TagValue]):
 
     def __getitem__(self, key: str) -> TagValue:
         hkey = encode_text(key, "tag key")
+        held = self._store.held_column(COLUMN, write=False) if self._store.dirty else None
+        if held is not None:  # inside optimize(), after a tag write
+            if hkey not in held:
+                raise KeyError(key)
+            return decode_value(held[hkey])
         with self._store.reading() as co:
             if co is None or COLUMN not in co.columns or hkey not in co.columns[COLUMN]:
                 raise KeyError(key)
@@ -70,10 +77,43 @@ class TagStore(MutableMapping[str, TagValue]):
     def __setitem__(self, key: str, value: TagValue) -> None:
         hkey = encode_text(key, "tag key")
         raw = encode_value(value)
-        with self._store.writing() as co:
+        held = self._store.held_column(COLUMN, write=True)
+        if held is not None:  # inside optimize(), the tag column already open
+            held[hkey] = raw
+            return
+        self._write([(hkey, raw)])
+
+    def update(  # type: ignore[override]
+        self,
+        other: Mapping[str, TagValue] | Iterable[tuple[str, TagValue]] = (),
+        /,
+        **kwargs: TagValue,
+    ) -> None:
+        """Write many tags in one go (one lock, one checkout, one transaction).
+
+        Every key and value is checked first: a failed update writes nothing.
+        """
+        pairs = other.items() if isinstance(other, Mapping) else other
+        encoded = [
+            (encode_text(key, "tag key"), encode_value(value))
+            for key, value in itertools.chain(pairs, kwargs.items())
+        ]
+        if encoded:
+            self._write(encoded)
+
+    def _write(self, encoded: list[tuple[str, str]]) -> None:
+        with self._store.writing(keep_held=True) as co:
             if COLUMN not in co.columns:
+                self._store.release_held()  # Hangar adds no column while one is open
                 co.add_str_column(COLUMN)
-            co.columns[COLUMN][hkey] = raw
+            col = co.columns[COLUMN]
+            with contextlib.ExitStack() as stack:
+                if self._store.optimizing:
+                    self._store.hold_column(COLUMN, col)  # kept open for the next tags
+                else:
+                    stack.enter_context(col)
+                for hkey, raw in encoded:
+                    col[hkey] = raw
         self._store.mark_dirty()
 
     def __delitem__(self, key: str) -> None:

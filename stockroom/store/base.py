@@ -8,6 +8,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from hangar.constants import DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STAGE, DIR_DATA_STORE
 from hangar.records import commiting, heads
@@ -50,6 +51,13 @@ class StoreBase:
         self._writer: Checkout | None = None
         self._writer_base = ""
         self._lent_writer: Checkout | None = None
+        # Inside optimize(): Hangar columns of the writer kept in their write
+        # context between per-sample writes and reads (see Staging.hold_column).
+        self._held: dict[str, Any] = {}
+        self._held_stack = contextlib.ExitStack()
+        self._git_head_key: tuple[int, int, int, int] | None = None
+        self._git_head_detached = False
+        self._git_head_path: str | None = None
         self.optimizing = False
         # This object staged writes since its last commit (read-your-writes).
         self.dirty = False

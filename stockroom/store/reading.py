@@ -42,15 +42,19 @@ class Reading(Staging):
             raise damaged(self.root / HANGAR_DIR, f"reading failed: {exc}") from exc
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator[Checkout | None]:
-        """A checkout to read from: None when there is nothing to read yet."""
+    def reading(self, keep_held: bool = False) -> Iterator[Checkout | None]:
+        """A checkout to read from: None when there is nothing to read yet.
+
+        ``keep_held``: the block only reads samples, so columns held open
+        for per-sample writes may stay open (see ``Staging.hold_column``).
+        """
         try:
             if self.dirty and self._staging_base() == self.head():
                 lent = self._lent_writer
                 if lent is not None and hasattr(lent, "_writer_lock"):
                     yield lent  # an expert's open write checkout holds our writes
                     return
-                with self.writing(check_branch=False) as writer:
+                with self.writing(check_branch=False, keep_held=keep_held) as writer:
                     yield writer
                 return
             yield self._read_checkout()
