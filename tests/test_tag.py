@@ -227,3 +227,29 @@ def test_tag_update_is_all_or_nothing(stock: stockroom.StockRoom) -> None:
     stock.commit("more")
     with stockroom.StockRoom(stock.path) as fresh:
         assert len(fresh.tag) == 601 and fresh.tag["o5"] == 5.0
+
+
+def test_staged_tags_outside_optimize_leave_other_columns_on_the_reader(stock: stockroom.StockRoom) -> None:
+    """A staged tag is read back through the tag column alone, and reads of
+    other columns keep using the committed reader: they need no writer lock,
+    so they work while another StockRoom holds the writer."""
+    stock.data["c"].update({i: np.full(3, i) for i in range(5)})
+    stock.tag["seed"] = 1
+    stock.commit("base")
+    with stockroom.StockRoom(stock.path, lock_timeout=0.2) as mine:
+        mine.tag["lr"] = 0.5
+        mine.tag.update(a=1, b="two")
+        del mine.tag["a"]
+        assert mine.tag["lr"] == 0.5 and mine.tag["seed"] == 1 and "a" not in mine.tag
+        assert dict(mine.tag) == {"seed": 1, "lr": 0.5, "b": "two"}
+        with stockroom.StockRoom(stock.path) as other, other.optimize():
+            other.data["c"][9] = np.full(3, 9)  # holds the writer lock
+            np.testing.assert_array_equal(mine.data["c"][3], np.full(3, 3))
+            assert len(mine.data["c"]) == 5 and 9 not in mine.data["c"]
+            with pytest.raises(StockroomError, match="writer is held"):
+                mine.tag["lr"]  # its own staged tags need the staging area
+        assert mine.tag["lr"] == 0.5
+        mine.commit("tags")
+    with stockroom.StockRoom(stock.path) as fresh:
+        assert dict(fresh.tag) == {"seed": 1, "lr": 0.5, "b": "two"}
+        assert 9 in fresh.data["c"]  # the other StockRoom's staged sample, committed with them

@@ -146,7 +146,7 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
 
     def __getitem__(self, key: SampleKey) -> np.ndarray:
         hkey = _hangar_key(key)
-        if self._store.dirty:  # read your own staged writes: through the writer
+        if self._store.staged_in(self._hname):  # read your own staged writes: through the writer
             held = self._store.held_column(self._hname, write=False)
             if held is not None:  # inside optimize(), after a write to this column
                 if hkey not in held:
@@ -201,8 +201,8 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
     def _read(
         self, keys: list[Any], hkeys: list[str | int]
     ) -> tuple[list[np.ndarray], np.dtype, tuple[int, ...]]:
-        if self._store.dirty:
-            with self._store.reading(keep_held=True) as co:
+        if self._store.staged_in(self._hname):
+            with self._store.reading(keep_held=True, column=self._hname) as co:
                 col = co.columns[self._hname] if co is not None and self._hname in co.columns else None
                 if col is not None and co is self._store._writer:
                     self._store.hold_column(self._hname, col)
@@ -302,7 +302,7 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
                         samples, total=len(arrays), desc=f"writing {self.name!r}", unit="sample"
                     ):
                         col[hkey] = arr
-        self._store.mark_dirty()
+        self._store.mark_dirty(self._hname)
 
     def __delitem__(self, key: SampleKey) -> None:
         hkey = encode_sample(key)
@@ -310,10 +310,10 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
             if self._hname not in co.columns or hkey not in co.columns[self._hname]:
                 raise KeyError(key)
             del co.columns[self._hname][hkey]
-        self._store.mark_dirty()
+        self._store.mark_dirty(self._hname)
 
     def _hkeys(self) -> list[str | int]:
-        with self._store.reading() as co:
+        with self._store.reading(column=self._hname) as co:
             if co is None or self._hname not in co.columns:
                 return []
             return list(co.columns[self._hname].keys())
@@ -322,7 +322,7 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         return iter([decode_sample(k) for k in self._hkeys()])
 
     def __len__(self) -> int:
-        with self._store.reading() as co:
+        with self._store.reading(column=self._hname) as co:
             if co is None or self._hname not in co.columns:
                 return 0
             return len(co.columns[self._hname])
@@ -332,7 +332,7 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
             hkey = encode_sample(key)
         except ValueError:
             return False
-        with self._store.reading() as co:
+        with self._store.reading(column=self._hname) as co:
             return co is not None and self._hname in co.columns and hkey in co.columns[self._hname]
 
     def __repr__(self) -> str:

@@ -9,13 +9,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from hangar.records import heads
+from hangar.columns.common import ColumnTxn
+from hangar.columns.constructors import column_type_object_from_schema, generate_flat_column
+from hangar.records import heads, schema_hash_db_key_from_digest, schema_spec_from_db_val
+from hangar.records.queries import RecordQuery
 
 from stockroom import journal
 from stockroom.errors import StockroomError
 from stockroom.git import head_is_detached
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, write_head
-from stockroom.store.base import _RACY_NS, BRANCH_PREFIX
+from stockroom.store.base import _RACY_NS, BRANCH_PREFIX, SWITCH_MARKER
 from stockroom.store.labels import column_label
 from stockroom.store.recovery import Recovery
 from stockroom.store.repository import Checkout, _quiet
@@ -225,6 +228,78 @@ class Staging(Recovery):
             return None
         return column
 
+    @contextlib.contextmanager
+    def staged_column(self, name: str, write: bool) -> Iterator[Any | None]:
+        """Outside ``optimize()``: the staging area's Hangar column ``name``
+        alone, under the writer lock; for a ``write``, in its write context.
+
+        A Hangar writer checkout loads the records of every staged column
+        when it opens (a committed 60,000-sample column: half a second), so
+        one tag written or read through it costs that much. This opens only
+        the column asked for, with the checks :meth:`writing` makes, and
+        commits its transactions at the end of the block, as Hangar's
+        ``with column:`` does. Yields None when the column does not exist
+        or anything needs the full writer (the staging area is based on
+        another commit, a branch switch to recover): the caller then uses
+        :meth:`writing` or :meth:`reading`.
+
+        Hangar's own writer lock is not taken: every stockroom writer
+        (an expert's checkout from ``get_hangar_checkout`` included) holds
+        the stock writer lock, which excludes this block, and taking and
+        releasing Hangar's would cost two synced LMDB commits per call.
+        """
+        if self._writer is not None or self.optimizing or self._lent_writer is not None:
+            yield None
+            return
+        if write:
+            self._check_can_write()
+        self.lock.acquire()
+        try:
+            column = self._open_staged_column(name)
+        except BaseException:
+            self.lock.release()
+            raise
+        if column is None:
+            self.lock.release()
+            yield None
+            return
+        try:
+            with contextlib.ExitStack() as stack:
+                if write:
+                    self._touch_marker()
+                    stack.enter_context(column)
+                yield column
+        finally:
+            try:
+                column._destruct()
+            finally:
+                self.lock.release()
+
+    def _open_staged_column(self, name: str) -> Any | None:
+        """Lock held: the staged column ``name``, or None (see :meth:`staged_column`)."""
+        self._check_journal()
+        if (self.root / HANGAR_DIR / SWITCH_MARKER).exists() or self._staging_base() != self.head():
+            return None
+        env = self.repo._env
+        txnctx = ColumnTxn(env.stageenv, env.hashenv, env.stagehashenv)
+        wanted = None
+        for record, spec in RecordQuery(env.stageenv).schema_specs().items():
+            if record.column == name and record.layout == "flat":
+                wanted = spec
+        if wanted is None:
+            return None
+        with txnctx.read() as ctx:
+            raw_schema = ctx.hashTxn.get(schema_hash_db_key_from_digest(wanted.digest))
+        schema = column_type_object_from_schema(schema_spec_from_db_val(raw_schema))
+        # Write mode for reads too: only its file handles see staged data files.
+        return generate_flat_column(
+            txnctx=txnctx,
+            column_name=name,
+            path=self.repo._repo_path,
+            schema=schema,
+            mode="a",
+        )
+
     @staticmethod
     def put_sample(column: Any, key: str | int, value: Any) -> None:
         """Write one sample into a held column whose checks the caller made.
@@ -328,7 +403,7 @@ class Staging(Recovery):
                 # The writer now sits on the new commit, which head.stock does
                 # not name; the next write reopens it on what head.stock names.
                 self._close_writer()
-        self.dirty = False
+        self.clear_dirty()
         return digest
 
     def reset_staging(self) -> bool:
@@ -340,5 +415,5 @@ class Staging(Recovery):
             with _quiet():
                 writer.reset_staging_area()
             self._clear_marker()
-        self.dirty = False
+        self.clear_dirty()
         return True
