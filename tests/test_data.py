@@ -3,7 +3,9 @@ with MutableMapping semantics on the columns and on each column."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -327,3 +329,83 @@ def test_deleted_data_directory_reads_as_damage_not_a_missing_sample(
     for read in reads:
         with pytest.raises(StockroomError, match=r"is damaged \(data file '\w+' of data column 'nc' is missing\)"):
             read()
+
+
+# ------------------------------------------------ per-sample writes inside optimize()
+def _age(*paths: Path) -> None:
+    """Make files look old, so that stockroom trusts (caches) their stat."""
+    for path in paths:
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+
+
+def test_per_sample_writes_inside_optimize_read_back_check_and_commit(stock: stockroom.StockRoom) -> None:
+    want = {i: np.full((3, 2), i, dtype=np.int16) for i in range(40)}
+    with stock.optimize():
+        col = stock.data["px"]
+        for key, arr in want.items():
+            col[key] = arr
+            assert_exact(col[key], arr)  # read your own write at once
+        col["named"] = want[1]
+        with pytest.raises(TypeError, match="int16"):
+            col[99] = np.zeros((3, 2), dtype=np.float32)
+        with pytest.raises(ValueError, match=r"\(3, 2\)"):
+            col[99] = np.zeros((2, 3), dtype=np.int16)
+        with pytest.raises(KeyError):
+            col[99]  # the refused writes stored nothing
+        stock.tag["between"] = 1  # other columns and bulk writes in between
+        col.update({100: want[2]})
+        del col["named"]
+        col[101] = want[3]
+        first = stock.commit("inside")
+        col[102] = want[4]  # keeps writing on the new commit
+        assert len(col) == 43
+    # Leaving optimize() committed the held column's transactions to the
+    # staging area: another StockRoom commits them.
+    with stockroom.StockRoom(stock.path) as other:
+        assert other.commit("after") != first
+    with stockroom.StockRoom(stock.path) as fresh:
+        got = fresh.data["px"]
+        assert sorted(k for k in got if isinstance(k, int)) == [*range(40), 100, 101, 102]
+        assert "named" not in got and 99 not in got
+        for key, arr in want.items():
+            assert_exact(got[key], arr)
+        assert_exact(got[102], want[4])
+
+
+def test_per_sample_write_inside_optimize_sees_head_stock_move(stock: stockroom.StockRoom, stock_repo: Path) -> None:
+    stock.data["c"][0] = np.arange(3)
+    old = stock.commit("old")
+    with stock.optimize():
+        stock.data["c"][1] = np.arange(3)
+        stock.commit("new")
+        stock.data["c"][2] = np.arange(3)
+        _age(stock_repo / "head.stock", stock_repo / ".git" / "HEAD")
+        stock.data["c"][3] = np.arange(3)  # the held column, stat cached
+        (stock_repo / "head.stock").write_text(old + "\n")  # what a git checkout does
+        with pytest.raises(StockroomError, match="moved"):
+            stock.data["c"][4] = np.arange(3)
+        # Reads follow head.stock at once: the old commit has only sample 0.
+        assert_exact(stock.data["c"][0], np.arange(3))
+        with pytest.raises(KeyError):
+            stock.data["c"][3]
+
+
+def test_per_sample_write_inside_optimize_refused_on_detached_head(
+    stock: stockroom.StockRoom, stock_repo: Path
+) -> None:
+    stock.data["c"][0] = np.arange(3)
+    stock.commit("one")
+    subprocess.run(["git", "add", "head.stock"], cwd=stock_repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "one"], cwd=stock_repo, check=True)
+    with stock.optimize():
+        stock.data["c"][1] = np.arange(3)
+        stock.tag["t"] = 1
+        _age(stock_repo / "head.stock", stock_repo / ".git" / "HEAD")
+        stock.data["c"][2] = np.arange(3)
+        subprocess.run(["git", "checkout", "-q", "--detach"], cwd=stock_repo, check=True)
+        with pytest.raises(StockroomError, match="check out a branch"):
+            stock.data["c"][3] = np.arange(3)
+        with pytest.raises(StockroomError, match="check out a branch"):
+            stock.tag["t"] = 2
+        assert_exact(stock.data["c"][2], np.arange(3))  # reads still work
+        assert stock.tag["t"] == 1

@@ -247,3 +247,69 @@ def test_largest_tags_fit(stock: stockroom.StockRoom) -> None:
     stock.tag["i"] = big
     stock.commit("largest")
     assert stock.tag["t"] == text and stock.tag["i"] == big
+
+
+# ------------------------------------------------ many tags: optimize() and update
+def test_tags_inside_optimize_read_back_and_commit(stock: stockroom.StockRoom) -> None:
+    want: dict[str, object] = {f"m{i}": i * 0.25 for i in range(300)}
+    with stock.optimize():
+        for key, value in want.items():
+            stock.tag[key] = value
+            assert stock.tag[key] == value
+        stock.data["d"][0] = np.arange(2)  # another column in between
+        stock.tag["flag"] = True
+        del stock.tag["m0"]
+        stock.tag["m1"] = "replaced"
+        with pytest.raises(KeyError):
+            stock.tag["m0"]
+        stock.commit("metrics")
+        stock.tag["late"] = 7
+    want.pop("m0")
+    want.update(m1="replaced", flag=True, late=7)
+    assert dict(stock.tag) == want
+    stock.commit("late")
+    with stockroom.StockRoom(stock.path) as fresh:
+        assert dict(fresh.tag) == want
+
+
+def test_tag_update_is_all_or_nothing(stock: stockroom.StockRoom) -> None:
+    stock.tag.update({f"k{i}": i for i in range(500)}, extra="x")
+    assert len(stock.tag) == 501 and stock.tag["k499"] == 499 and stock.tag["extra"] == "x"
+    stock.commit("many")
+    with pytest.raises(TypeError):
+        stock.tag.update({"good": 1, "bad": [1, 2]})
+    with pytest.raises(ValueError):
+        stock.tag.update([("fine", 1), ("", 2)])
+    assert "good" not in stock.tag and "fine" not in stock.tag
+    with stock.optimize():
+        stock.tag.update((f"o{i}", float(i)) for i in range(100))
+        assert stock.tag["o99"] == 99.0
+    stock.commit("more")
+    with stockroom.StockRoom(stock.path) as fresh:
+        assert len(fresh.tag) == 601 and fresh.tag["o5"] == 5.0
+
+
+def test_staged_tags_outside_optimize_leave_other_columns_on_the_reader(stock: stockroom.StockRoom) -> None:
+    """A staged tag is read back through the tag column alone, and reads of
+    other columns keep using the committed reader: they need no writer lock,
+    so they work while another StockRoom holds the writer."""
+    stock.data["c"].update({i: np.full(3, i) for i in range(5)})
+    stock.tag["seed"] = 1
+    stock.commit("base")
+    with stockroom.StockRoom(stock.path, lock_timeout=0.2) as mine:
+        mine.tag["lr"] = 0.5
+        mine.tag.update(a=1, b="two")
+        del mine.tag["a"]
+        assert mine.tag["lr"] == 0.5 and mine.tag["seed"] == 1 and "a" not in mine.tag
+        assert dict(mine.tag) == {"seed": 1, "lr": 0.5, "b": "two"}
+        with stockroom.StockRoom(stock.path) as other, other.optimize():
+            other.data["c"][9] = np.full(3, 9)  # holds the writer lock
+            np.testing.assert_array_equal(mine.data["c"][3], np.full(3, 3))
+            assert len(mine.data["c"]) == 5 and 9 not in mine.data["c"]
+            with pytest.raises(StockroomError, match="writer is held"):
+                mine.tag["lr"]  # its own staged tags need the staging area
+        assert mine.tag["lr"] == 0.5
+        mine.commit("tags")
+    with stockroom.StockRoom(stock.path) as fresh:
+        assert dict(fresh.tag) == {"seed": 1, "lr": 0.5, "b": "two"}
+        assert 9 in fresh.data["c"]  # the other StockRoom's staged sample, committed with them

@@ -39,7 +39,7 @@ class NamedColumns:
             if hname not in co.columns:
                 raise KeyError(name)
             del co.columns[hname]
-        self._store.mark_dirty()
+        self._store.mark_dirty(hname)
 
     def __contains__(self, name: object) -> bool:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
@@ -153,7 +154,12 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
 
     def __getitem__(self, key: SampleKey) -> np.ndarray:
         hkey = _hangar_key(key)
-        if self._store.dirty:  # read your own staged writes: through the writer
+        if self._store.staged_in(self._hname):  # read your own staged writes: through the writer
+            held = self._store.held_column(self._hname, write=False)
+            if held is not None:  # inside optimize(), after a write to this column
+                if hkey not in held:
+                    raise KeyError(key)
+                return held[hkey]
             return self._read([key], [hkey])[0][0]
         col = self._reader_column()
         if col is None:
@@ -218,9 +224,11 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         self, keys: list[Any], hkeys: list[str | int]
     ) -> tuple[list[np.ndarray], np.dtype, tuple[int, ...]]:
         try:
-            if self._store.dirty:
-                with self._store.reading() as co:
+            if self._store.staged_in(self._hname):
+                with self._store.reading(keep_held=True, column=self._hname) as co:
                     col = co.columns[self._hname] if co is not None and self._hname in co.columns else None
+                    if col is not None and co is self._store._writer:
+                        self._store.hold_column(self._hname, col)
                     return self._read_from(col, keys, hkeys)
             return self._read_from(self._reader_column(), keys, hkeys)
         except OSError as exc:
@@ -249,7 +257,17 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         return out, np.dtype(col.dtype), tuple(col.shape)
 
     def __setitem__(self, key: SampleKey, value: object) -> None:
-        self.update({key: value})
+        held = self._store.held_column(self._hname, write=True)
+        if held is None:
+            self.update({key: value})
+            return
+        # Inside optimize(), the column already open: the per-sample fast path.
+        hkey = _hangar_key(key)
+        arr = _as_sample(value)
+        if arr is None:
+            arr = to_array(value, f"column {self.name!r}, sample {key!r}")
+        self._check_fits(held.dtype, held.shape, arr)
+        self._store.put_sample(held, hkey, arr)
 
     def update(  # type: ignore[override]
         self, other: Mapping[SampleKey, object] | Iterable[tuple[SampleKey, object]] = (), /, **kwargs: object
@@ -283,8 +301,12 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         hkeys, arrays = self._prepare(items)
         if not arrays and not replace:
             return
-        with self._store.writing() as co:
+        # A column that exists is written to as is (held open inside
+        # optimize()); a new or replaced one needs the writer to itself.
+        with self._store.writing(keep_held=not replace) as co:
             exists = self._hname in co.columns
+            if not exists or replace:
+                self._store.release_held()
             if exists and not replace:
                 col = co.columns[self._hname]
                 dtype, shape = np.dtype(col.dtype), tuple(col.shape)
@@ -299,13 +321,17 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
                     col = co.add_ndarray_column(
                         self._hname, prototype=arrays[0], **backend_options(arrays[0])
                     )
-                with col:
+                with contextlib.ExitStack() as stack:
+                    if self._store.optimizing:
+                        self._store.hold_column(self._hname, col)
+                    else:
+                        stack.enter_context(col)
                     samples = zip(hkeys, arrays, strict=True)
                     for hkey, arr in track(
                         samples, total=len(arrays), desc=f"writing {self.name!r}", unit="sample"
                     ):
                         col[hkey] = arr
-        self._store.mark_dirty()
+        self._store.mark_dirty(self._hname)
 
     def __delitem__(self, key: SampleKey) -> None:
         hkey = encode_sample(key)
@@ -313,10 +339,10 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
             if self._hname not in co.columns or hkey not in co.columns[self._hname]:
                 raise KeyError(key)
             del co.columns[self._hname][hkey]
-        self._store.mark_dirty()
+        self._store.mark_dirty(self._hname)
 
     def _hkeys(self) -> list[str | int]:
-        with self._store.reading() as co:
+        with self._store.reading(column=self._hname) as co:
             if co is None or self._hname not in co.columns:
                 return []
             return list(co.columns[self._hname].keys())
@@ -325,7 +351,7 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         return iter([decode_sample(k) for k in self._hkeys()])
 
     def __len__(self) -> int:
-        with self._store.reading() as co:
+        with self._store.reading(column=self._hname) as co:
             if co is None or self._hname not in co.columns:
                 return 0
             return len(co.columns[self._hname])
@@ -335,7 +361,7 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
             hkey = encode_sample(key)
         except ValueError:
             return False
-        with self._store.reading() as co:
+        with self._store.reading(column=self._hname) as co:
             return co is not None and self._hname in co.columns and hkey in co.columns[self._hname]
 
     def __repr__(self) -> str:

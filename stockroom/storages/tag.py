@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import struct
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 
 from stockroom.keys import decode_text, encode_text
 from stockroom.store import Store, register_column_label
@@ -114,7 +116,19 @@ class TagStore(MutableMapping[str, TagValue]):
 
     def __getitem__(self, key: str) -> TagValue:
         hkey = encode_text(key, "tag key")
-        with self._store.reading() as co:
+        store = self._store
+        if store.staged_in(COLUMN):  # read your own staged tags
+            held = store.held_column(COLUMN, write=False)
+            if held is not None:  # inside optimize(), after a tag write
+                if hkey not in held:
+                    raise KeyError(key)
+                return decode_value(held[hkey])
+            with store.staged_column(COLUMN, write=False) as col:
+                if col is not None:
+                    if hkey not in col:
+                        raise KeyError(key)
+                    return decode_value(col[hkey])
+        with store.reading(column=COLUMN) as co:
             if co is None or COLUMN not in co.columns or hkey not in co.columns[COLUMN]:
                 raise KeyError(key)
             return decode_value(co.columns[COLUMN][hkey])
@@ -122,22 +136,73 @@ class TagStore(MutableMapping[str, TagValue]):
     def __setitem__(self, key: str, value: TagValue) -> None:
         hkey = encode_text(key, "tag key")
         raw = encode_value(value)
-        with self._store.writing() as co:
+        held = self._store.held_column(COLUMN, write=True)
+        if held is not None:  # inside optimize(), the tag column already open
+            held[hkey] = raw
+            return
+        self._write([(hkey, raw)])
+
+    def update(  # type: ignore[override]
+        self,
+        other: Mapping[str, TagValue] | Iterable[tuple[str, TagValue]] = (),
+        /,
+        **kwargs: TagValue,
+    ) -> None:
+        """Write many tags in one go (one lock, one transaction).
+
+        Every key and value is checked first: a failed update writes nothing.
+        """
+        pairs = other.items() if isinstance(other, Mapping) else other
+        encoded = [
+            (encode_text(key, "tag key"), encode_value(value))
+            for key, value in itertools.chain(pairs, kwargs.items())
+        ]
+        if encoded:
+            self._write(encoded)
+
+    def _write(self, encoded: list[tuple[str, str]]) -> None:
+        store = self._store
+        with store.staged_column(COLUMN, write=True) as col:
+            if col is not None:  # outside optimize(): the tag column alone
+                for hkey, raw in encoded:
+                    col[hkey] = raw
+                store.mark_dirty(COLUMN)
+                return
+        with store.writing(keep_held=True) as co:
             if COLUMN not in co.columns:
+                store.release_held()  # Hangar adds no column while one is open
                 co.add_str_column(COLUMN)
-            co.columns[COLUMN][hkey] = raw
-        self._store.mark_dirty()
+            col = co.columns[COLUMN]
+            with contextlib.ExitStack() as stack:
+                if store.optimizing:
+                    store.hold_column(COLUMN, col)  # kept open for the next tags
+                else:
+                    stack.enter_context(col)
+                for hkey, raw in encoded:
+                    col[hkey] = raw
+        store.mark_dirty(COLUMN)
 
     def __delitem__(self, key: str) -> None:
         hkey = encode_text(key, "tag key")
+        with self._store.staged_column(COLUMN, write=True) as col:
+            if col is not None:
+                if hkey not in col:
+                    raise KeyError(key)
+                del col[hkey]
+                self._store.mark_dirty(COLUMN)
+                return
         with self._store.writing() as co:
             if COLUMN not in co.columns or hkey not in co.columns[COLUMN]:
                 raise KeyError(key)
             del co.columns[COLUMN][hkey]
-        self._store.mark_dirty()
+        self._store.mark_dirty(COLUMN)
 
     def _hkeys(self) -> list[str]:
-        with self._store.reading() as co:
+        if self._store.staged_in(COLUMN):
+            with self._store.staged_column(COLUMN, write=False) as col:
+                if col is not None:
+                    return list(col.keys())
+        with self._store.reading(column=COLUMN) as co:
             if co is None or COLUMN not in co.columns:
                 return []
             return list(co.columns[COLUMN].keys())
@@ -153,7 +218,11 @@ class TagStore(MutableMapping[str, TagValue]):
             hkey = encode_text(key, "tag key")
         except ValueError:
             return False
-        with self._store.reading() as co:
+        if self._store.staged_in(COLUMN):
+            with self._store.staged_column(COLUMN, write=False) as col:
+                if col is not None:
+                    return hkey in col
+        with self._store.reading(column=COLUMN) as co:
             return co is not None and COLUMN in co.columns and hkey in co.columns[COLUMN]
 
     def __repr__(self) -> str:

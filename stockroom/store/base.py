@@ -8,6 +8,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from hangar.constants import DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STAGE, DIR_DATA_STORE
 from hangar.records import commiting, heads
@@ -50,9 +51,20 @@ class StoreBase:
         self._writer: Checkout | None = None
         self._writer_base = ""
         self._lent_writer: Checkout | None = None
+        # Inside optimize(): Hangar columns of the writer kept in their write
+        # context between per-sample writes and reads (see Staging.hold_column).
+        self._held: dict[str, Any] = {}
+        self._held_stack = contextlib.ExitStack()
+        self._git_head_key: tuple[int, int, int, int] | None = None
+        self._git_head_detached = False
+        self._git_head_path: str | None = None
         self.optimizing = False
-        # This object staged writes since its last commit (read-your-writes).
+        # This object staged writes since its last commit (read-your-writes):
+        # to the Hangar columns in dirty_columns, or to any (dirty_all: an
+        # expert's writer). Reads of other columns stay on the reader.
         self.dirty = False
+        self.dirty_all = False
+        self.dirty_columns: set[str] = set()
 
     def head(self) -> str:
         """The digest ``head.stock`` names now ('' before the first commit)."""
@@ -135,8 +147,18 @@ class StoreBase:
             self._lent_writer = None  # the expert closed it
             self.lock.release()
 
-    def mark_dirty(self) -> None:
-        """Record that this object staged writes (call after each write).
+    def staged_in(self, column: str) -> bool:
+        """Whether this object staged writes to the Hangar column ``column``
+        (``dirty`` with no column recorded counts as every column)."""
+        return self.dirty and (self.dirty_all or not self.dirty_columns or column in self.dirty_columns)
+
+    def clear_dirty(self) -> None:
+        self.dirty = self.dirty_all = False
+        self.dirty_columns = set()
+
+    def mark_dirty(self, column: str | None = None) -> None:
+        """Record that this object staged writes to ``column`` (None: to any
+        column, or to which columns exist); call after each write.
 
         Reads then come from the staging area (read your writes). The
         ``.hangar/stockroom-staged`` marker that tells the git hooks, without
@@ -144,6 +166,10 @@ class StoreBase:
         :meth:`writing` before the write; this only makes sure of it.
         """
         self.dirty = True
+        if column is None:
+            self.dirty_all = True
+        else:
+            self.dirty_columns.add(column)
         self._touch_marker()
 
     def _touch_marker(self) -> None:

@@ -42,15 +42,23 @@ class Reading(Staging):
             raise damaged(self.root / HANGAR_DIR, f"reading failed: {exc}") from exc
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator[Checkout | None]:
-        """A checkout to read from: None when there is nothing to read yet."""
+    def reading(self, keep_held: bool = False, column: str | None = None) -> Iterator[Checkout | None]:
+        """A checkout to read from: None when there is nothing to read yet.
+
+        ``keep_held``: the block only reads samples, so columns held open
+        for per-sample writes may stay open (see ``Staging.hold_column``).
+        ``column``: the block reads only that Hangar column, so the reader
+        serves it unless this object staged writes to it (or to any column
+        through an expert's writer).
+        """
         try:
-            if self.dirty and self._staging_base() == self.head():
+            staged = self.dirty if column is None else self.staged_in(column)
+            if staged and self._staging_base() == self.head():
                 lent = self._lent_writer
                 if lent is not None and hasattr(lent, "_writer_lock"):
                     yield lent  # an expert's open write checkout holds our writes
                     return
-                with self.writing(check_branch=False) as writer:
+                with self.writing(check_branch=False, keep_held=keep_held) as writer:
                     yield writer
                 return
             yield self._read_checkout()

@@ -4,15 +4,21 @@ names, the writer lock around it, staged changes, commit and reset."""
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Iterator
+from typing import Any
 
-from hangar.records import heads
+from hangar.columns.common import ColumnTxn
+from hangar.columns.constructors import column_type_object_from_schema, generate_flat_column
+from hangar.records import heads, schema_hash_db_key_from_digest, schema_spec_from_db_val
+from hangar.records.queries import RecordQuery
 
 from stockroom import journal
 from stockroom.errors import StockroomError
 from stockroom.git import head_is_detached
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, write_head
-from stockroom.store.base import BRANCH_PREFIX
+from stockroom.store.base import _RACY_NS, BRANCH_PREFIX, SWITCH_MARKER
 from stockroom.store.labels import describe_changes
 from stockroom.store.recovery import Recovery
 from stockroom.store.repository import Checkout, _quiet
@@ -68,9 +74,32 @@ class Staging(Recovery):
         self._require_commit(want)
         return self._checkout_writer(self._branch_at(want))
 
+    def _detached(self) -> bool:
+        """Whether git's HEAD is detached, re-read only when ``.git/HEAD`` changed.
+
+        Checked before every write; git rewrites HEAD by renaming a new file
+        over it, so its stat tells when to read it again (a recent one, whose
+        timestamp may not change on the next rewrite, is always read).
+        """
+        if self._git_dir is None:
+            return False
+        path = self._git_head_path
+        if path is None:
+            path = self._git_head_path = os.path.join(self._git_dir, "HEAD")
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+        if key != self._git_head_key:
+            self._git_head_detached = head_is_detached(self._git_dir)
+            recent = time.time_ns() - st.st_mtime_ns < _RACY_NS
+            self._git_head_key = None if recent else key
+        return self._git_head_detached
+
     def _check_can_write(self) -> None:
         self._check_not_lent()
-        if self._git_dir is not None and head_is_detached(self._git_dir):
+        if self._detached():
             raise StockroomError(
                 "git HEAD is detached (an old commit is checked out): reads work, but "
                 "check out a branch to write (`git switch BRANCH` or `git switch -c NEW`)"
@@ -86,18 +115,22 @@ class Staging(Recovery):
             raise
 
     @contextlib.contextmanager
-    def writing(self, check_branch: bool = True) -> Iterator[Checkout]:
+    def writing(self, check_branch: bool = True, keep_held: bool = False) -> Iterator[Checkout]:
         """The writer checkout, on the commit ``head.stock`` names.
 
         ``check_branch`` (the default) is for blocks that stage writes: it
         refuses a detached git HEAD and leaves the staged marker *before*
         anything reaches Hangar. Outside ``optimize()`` the lock is taken for
-        this block only.
+        this block only. Columns held open by :meth:`hold_column` are closed
+        first (their writes committed to the staging area), unless
+        ``keep_held``: the block then only reads or writes samples.
         """
         if check_branch:
             self._check_can_write()
         else:
             self._check_not_lent()
+        if not keep_held:
+            self.release_held()
         if self._writer is not None:
             if self._writer_base != self.head():
                 raise StockroomError(
@@ -129,6 +162,7 @@ class Staging(Recovery):
         """
         self._check_not_lent()
         if self._writer is not None:  # inside optimize(): already the staging branch
+            self.release_held()
             yield self._writer
             return
         self.lock.acquire()
@@ -152,12 +186,138 @@ class Staging(Recovery):
             self._close_writer()
 
     def _close_writer(self) -> None:
-        writer, self._writer = self._writer, None
         try:
-            if writer is not None:
-                writer.close()
+            self.release_held()
         finally:
+            writer, self._writer = self._writer, None
+            try:
+                if writer is not None:
+                    writer.close()
+            finally:
+                self.lock.release()
+
+    def hold_column(self, name: str, column: Any) -> Any:
+        """Keep the writer's Hangar column ``column`` in its write context.
+
+        Inside ``optimize()`` only (elsewhere it does nothing): entering a
+        Hangar column's context opens three LMDB write transactions and
+        leaving it commits them, which costs far more than writing one
+        sample. A held column stays open until the writer is next used for
+        anything but samples (:meth:`writing` without ``keep_held``), a
+        commit, or the end of ``optimize()``: its staged writes reach the
+        staging area then, as Hangar's own ``with column:`` does. Returns
+        ``column``.
+        """
+        if self.optimizing and self._writer is not None and name not in self._held:
+            self._held_stack.enter_context(column)
+            self._held[name] = column
+        return column
+
+    def held_column(self, name: str, write: bool) -> Any | None:
+        """The held writer column ``name``, when it may be used right now.
+
+        None when none is held, or when anything needs the checks and errors
+        of :meth:`writing` (``head.stock`` moved; for a ``write``, git HEAD
+        detached too): callers then take the slow path, which raises or
+        reopens what is needed. For writes and for reading this object's
+        staged samples. (An expert's writer cannot be lent inside
+        ``optimize()``, where alone columns are held.)
+        """
+        column = self._held.get(name)
+        if column is None or self._writer_base != self.head() or (write and self._detached()):
+            return None
+        return column
+
+    @contextlib.contextmanager
+    def staged_column(self, name: str, write: bool) -> Iterator[Any | None]:
+        """Outside ``optimize()``: the staging area's Hangar column ``name``
+        alone, under the writer lock; for a ``write``, in its write context.
+
+        A Hangar writer checkout loads the records of every staged column
+        when it opens (a committed 60,000-sample column: half a second), so
+        one tag written or read through it costs that much. This opens only
+        the column asked for, with the checks :meth:`writing` makes, and
+        commits its transactions at the end of the block, as Hangar's
+        ``with column:`` does. Yields None when the column does not exist
+        or anything needs the full writer (the staging area is based on
+        another commit, a branch switch to recover): the caller then uses
+        :meth:`writing` or :meth:`reading`.
+
+        Hangar's own writer lock is not taken: every stockroom writer
+        (an expert's checkout from ``get_hangar_checkout`` included) holds
+        the stock writer lock, which excludes this block, and taking and
+        releasing Hangar's would cost two synced LMDB commits per call.
+        """
+        if self._writer is not None or self.optimizing or self._lent_writer is not None:
+            yield None
+            return
+        if write:
+            self._check_can_write()
+        self.lock.acquire()
+        try:
+            column = self._open_staged_column(name)
+        except BaseException:
             self.lock.release()
+            raise
+        if column is None:
+            self.lock.release()
+            yield None
+            return
+        try:
+            with contextlib.ExitStack() as stack:
+                if write:
+                    self._touch_marker()
+                    stack.enter_context(column)
+                yield column
+        finally:
+            try:
+                column._destruct()
+            finally:
+                self.lock.release()
+
+    def _open_staged_column(self, name: str) -> Any | None:
+        """Lock held: the staged column ``name``, or None (see :meth:`staged_column`)."""
+        self._check_journal()
+        if (self.root / HANGAR_DIR / SWITCH_MARKER).exists() or self._staging_base() != self.head():
+            return None
+        env = self.repo._env
+        txnctx = ColumnTxn(env.stageenv, env.hashenv, env.stagehashenv)
+        wanted = None
+        for record, spec in RecordQuery(env.stageenv).schema_specs().items():
+            if record.column == name and record.layout == "flat":
+                wanted = spec
+        if wanted is None:
+            return None
+        with txnctx.read() as ctx:
+            raw_schema = ctx.hashTxn.get(schema_hash_db_key_from_digest(wanted.digest))
+        schema = column_type_object_from_schema(schema_spec_from_db_val(raw_schema))
+        # Write mode for reads too: only its file handles see staged data files.
+        return generate_flat_column(
+            txnctx=txnctx,
+            column_name=name,
+            path=self.repo._repo_path,
+            schema=schema,
+            mode="a",
+        )
+
+    @staticmethod
+    def put_sample(column: Any, key: str | int, value: Any) -> None:
+        """Write one sample into a held column whose checks the caller made.
+
+        Hangar's ``column[key] = value`` re-validates the key and the array
+        against the schema; callers of this already did both (a key from
+        ``stockroom.keys``, an array of the column's dtype and shape, C
+        contiguous), so this goes straight to Hangar's write.
+        """
+        column._perform_set(key, value)
+
+    def release_held(self) -> None:
+        """Close the columns :meth:`hold_column` kept open (committing their
+        LMDB transactions); nothing when none is held."""
+        if self._held:
+            stack, self._held_stack = self._held_stack, contextlib.ExitStack()
+            self._held = {}
+            stack.close()
 
     def staged_status(self) -> str:
         """'DIRTY' when anything is staged in the repository, else 'CLEAN'."""
@@ -235,7 +395,7 @@ class Staging(Recovery):
                 # The writer now sits on the new commit, which head.stock does
                 # not name; the next write reopens it on what head.stock names.
                 self._close_writer()
-        self.dirty = False
+        self.clear_dirty()
         return digest
 
     def reset_staging(self) -> bool:
@@ -247,5 +407,5 @@ class Staging(Recovery):
             with _quiet():
                 writer.reset_staging_area()
             self._clear_marker()
-        self.dirty = False
+        self.clear_dirty()
         return True

@@ -103,7 +103,7 @@ class ReadOnlyStore(Store):
         self._refuse()
 
     @contextlib.contextmanager
-    def writing(self, check_branch: bool = True) -> Iterator[Checkout]:
+    def writing(self, check_branch: bool = True, keep_held: bool = False) -> Iterator[Checkout]:
         self._refuse()
         yield None  # pragma: no cover - unreachable
 
@@ -112,7 +112,7 @@ class ReadOnlyStore(Store):
         self._refuse()
         yield None  # pragma: no cover - unreachable
 
-    def mark_dirty(self) -> None:
+    def mark_dirty(self, column: str | None = None) -> None:
         self._refuse()
 
     def hangar_checkout(self, write: bool) -> Checkout:
