@@ -164,7 +164,7 @@ class S3Store:
     def _fail(self, exc: BaseException, name: str) -> RemoteError:
         from obstore import exceptions as obe
 
-        if isinstance(exc, obe.NotFoundError):
+        if isinstance(exc, (obe.NotFoundError, FileNotFoundError)):
             return ObjectMissing(f"stock remote {self.label} has no object {name}")
         if isinstance(exc, (obe.PermissionDeniedError, obe.UnauthenticatedError)):
             return RemoteError(
@@ -219,7 +219,7 @@ class S3Store:
         try:
             obstore.head(self._store, self._key(name))
             return True
-        except obe.NotFoundError:
+        except (obe.NotFoundError, FileNotFoundError):
             return False
         except RemoteError:
             raise
@@ -233,7 +233,7 @@ class S3Store:
         try:
             obstore.put(self._store, self._key(name), data, mode="create")
             return True
-        except (obe.AlreadyExistsError, obe.PreconditionError):
+        except (obe.AlreadyExistsError, obe.PreconditionError, FileExistsError):
             return False
         except RemoteError:
             raise
