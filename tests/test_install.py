@@ -87,7 +87,7 @@ def test_installed_script_records_the_interpreter_quoted() -> None:
     assert "python='/opt/my env/it'\"'\"'s/python'\n" in weird
     assert not any(f"@{key}@" in weird for key in ("HOOK", "PYTHON", "PKGDIRS"))  # every placeholder filled
     with pytest.raises(ValueError):
-        render("pre-push")
+        render("pre-rebase")
 
 
 def test_quoting_survives_paths_with_spaces_and_quotes(stock_repo: Path, tmp_path: Path) -> None:
@@ -110,18 +110,18 @@ def test_install_twice_changes_nothing_and_uninstall_removes_it(stock_repo: Path
     hooks = hooks_dir(stock_repo)
     before = snapshot(hooks)
     first = install_hooks(stock_repo)
-    assert [c.action for c in first] == ["installed", "installed"]
+    assert [c.action for c in first] == ["installed"] * len(HOOK_NAMES)
     after_first = snapshot(hooks)
     mtimes = {name: (hooks / name).stat().st_mtime_ns for name in HOOK_NAMES}
     second = install_hooks(stock_repo)
-    assert [c.action for c in second] == ["unchanged", "unchanged"]
+    assert [c.action for c in second] == ["unchanged"] * len(HOOK_NAMES)
     assert snapshot(hooks) == after_first
     assert {name: (hooks / name).stat().st_mtime_ns for name in HOOK_NAMES} == mtimes
     for name in HOOK_NAMES:
         assert after_first[name][1] & 0o111 and MARKER.encode() in after_first[name][0]
-    assert [c.action for c in uninstall_hooks(stock_repo)] == ["removed", "removed"]
+    assert [c.action for c in uninstall_hooks(stock_repo)] == ["removed"] * len(HOOK_NAMES)
     assert snapshot(hooks) == before
-    assert [c.action for c in uninstall_hooks(stock_repo)] == ["absent", "absent"]
+    assert [c.action for c in uninstall_hooks(stock_repo)] == ["absent"] * len(HOOK_NAMES)
 
 
 def test_install_refreshes_a_stale_script(stock_repo: Path) -> None:
@@ -237,7 +237,7 @@ def test_linked_worktree_uses_the_shared_hooks(stock_repo: Path, tmp_path: Path)
     proc = git("worktree", "add", "-b", "feature", str(worktree), cwd=stock_repo)
     assert proc.returncode == 0  # post-checkout ran there (no .hangar in the new worktree) without failing
     assert hooks_dir(worktree) == hooks_dir(stock_repo)
-    assert [c.action for c in install_hooks(worktree)] == ["unchanged", "unchanged"]
+    assert [c.action for c in install_hooks(worktree)] == ["unchanged"] * len(HOOK_NAMES)
     stockroom.init_repo(path=worktree)  # the worktree gets its own stock store
     with stockroom.StockRoom(worktree) as room:
         room.tag["wt"] = 1

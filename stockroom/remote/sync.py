@@ -3,6 +3,7 @@ commits the git revisions name, which remote, and the transfer itself."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,7 +72,9 @@ def push(root: Path, remote_name: str | None, digests: list[str]) -> tuple[Remot
     from stockroom.store import transfer
 
     remote, store = open_remote(root, remote_name)
-    return remote, transfer.push(root, store, digests)
+    summary = transfer.push(root, store, digests)
+    remember_on_remote(root, remote, digests)
+    return remote, summary
 
 
 def fetch(
@@ -81,9 +84,28 @@ def fetch(
     from stockroom.store import transfer
 
     remote, store = open_remote(root, remote_name)
-    return remote, transfer.fetch(root, store, digests, columns)
+    summary = transfer.fetch(root, store, digests, columns)
+    remember_on_remote(root, remote, digests)
+    return remote, summary
 
 
 def head_digest(root: Path) -> str:
     """What ``head.stock`` names now."""
     return read_head(root)
+
+
+def remember_on_remote(root: Path, remote: Remote, digests: list[str]) -> None:
+    """Note that the remote has ``digests`` (and so their ancestors), for the
+    pre-push hook's no-network "nothing new" check (see stockroom.hook)."""
+    from stockroom.hook import PUSHED_FILE
+
+    path = root / HANGAR_DIR / PUSHED_FILE
+    try:
+        known = set(path.read_text(encoding="utf-8").splitlines())
+    except OSError:
+        known = set()
+    lines = [f"{d} {remote.url}" for d in digests if d and f"{d} {remote.url}" not in known]
+    if lines:
+        with contextlib.suppress(OSError):  # only a shortcut: without it the hook asks the remote
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in lines))

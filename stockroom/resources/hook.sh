@@ -16,10 +16,19 @@ fi
 # The hook that was here before stockroom's runs first; a failing pre-commit stops the commit as before.
 status=0
 legacy="$0.stockroom-legacy"
+# pre-push gets the refs on stdin: kept, for the previous hook and for stockroom's.
+input=
+if [ "$hook" = pre-push ]; then
+    input=$(cat)
+fi
 if [ -x "$legacy" ]; then
-    "$legacy" "$@"
+    if [ "$hook" = pre-push ]; then
+        printf '%s\n' "$input" | "$legacy" "$@"
+    else
+        "$legacy" "$@"
+    fi
     status=$?
-    if [ "$status" -ne 0 ] && [ "$hook" = pre-commit ]; then
+    if [ "$status" -ne 0 ] && { [ "$hook" = pre-commit ] || [ "$hook" = pre-push ]; }; then
         exit "$status"
     fi
 fi
@@ -42,7 +51,7 @@ if [ "$hook" = post-checkout ]; then
             fi
             ;;
     esac
-elif [ -d .hangar ] && [ -f .hangar/ref.lmdb ] && [ ! -e .hangar/stockroom-staged ]; then
+elif [ "$hook" = pre-commit ] && [ -d .hangar ] && [ -f .hangar/ref.lmdb ] && [ ! -e .hangar/stockroom-staged ]; then
     # Nothing staged, head.stock names the commit the last check found in .hangar (or none),
     # and the index already has it: nothing to refuse, nothing to stage.
     digest=
@@ -79,11 +88,19 @@ sys.exit(main(sys.argv[1:]))'
 
 ours=127
 if [ -n "$python" ] && [ -x "$python" ]; then
-    "$python" -S -c "$bootstrap" "$pkgdirs" "$hook" "$@"
+    if [ "$hook" = pre-push ]; then
+        printf '%s\n' "$input" | "$python" -S -c "$bootstrap" "$pkgdirs" "$hook" "$@"
+    else
+        "$python" -S -c "$bootstrap" "$pkgdirs" "$hook" "$@"
+    fi
     ours=$?
 fi
 if [ "$ours" -eq 127 ] && command -v stock >/dev/null 2>&1; then
-    stock hook "$hook" "$@"
+    if [ "$hook" = pre-push ]; then
+        printf '%s\n' "$input" | stock hook "$hook" "$@"
+    else
+        stock hook "$hook" "$@"
+    fi
     ours=$?
 fi
 if [ "$ours" -eq 127 ]; then
@@ -106,8 +123,8 @@ if [ "$ours" -eq 127 ]; then
     fi
     exit "$status"
 fi
-if [ "$hook" = pre-commit ]; then
+if [ "$hook" = pre-commit ] || [ "$hook" = pre-push ]; then
     exit "$ours"
 fi
-# post-checkout never fails a checkout; the previous hook's status stands.
+# post-checkout and post-merge never fail a checkout; the previous hook's status stands.
 exit "$status"
