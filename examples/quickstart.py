@@ -1,7 +1,10 @@
-"""stockroom end to end: train, store, git commit, branch, git checkout back.
+"""stockroom end to end: train, store, git commit, branch, git checkout back,
+then share it with a teammate: a stock remote, `stock push`, `git push`,
+`git clone`, `stock pull`.
 
 Runs in a fresh temporary git repository and prints every step. Exits
-non-zero if the stock state did not follow ``git checkout``.
+non-zero if the stock state did not follow ``git checkout`` or the clone
+does not read the same weights, data and tags.
 Usage: python examples/quickstart.py [--keep]   (--keep leaves the repo)
 """
 
@@ -52,6 +55,7 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 def main() -> int:
     keep = "--keep" in sys.argv
     repo = Path(tempfile.mkdtemp(prefix="stockroom-quickstart-"))
+    team = Path(tempfile.mkdtemp(prefix="stockroom-team-"))
     os.chdir(repo)
     torch.manual_seed(0)
     try:
@@ -77,6 +81,7 @@ def main() -> int:
         stock.model.save_weights("net", net)
         stock.tag["lr"] = 0.1
         stock.tag["loss"] = loss
+        main_loss = loss
         print(f"stored {len(stock.data['features'])} samples, weights of 'net', tags {dict(stock.tag)}")
         baseline = make_net()
         baseline.load_state_dict(net.state_dict())
@@ -133,20 +138,56 @@ def main() -> int:
             checks["stock.at('main') reads main's tags"] = main.tag["lr"] == 0.1
         stock.close()
 
-        step("did the stock state follow git checkout?")
+        step("share it: a stock remote (a directory here: a shared drive, NFS, or s3://bucket/prefix)")
+        stock_remote = team / "stock-remote"
+        stock_remote.mkdir()
+        sh("git", "switch", "-q", "main", cwd=repo)
+        sh("stock", "remote", "add", "team", str(stock_remote), cwd=repo)
+        sh("git", "add", ".stockremotes", cwd=repo)
+        sh("git", "commit", "-q", "-m", "the team's stock remote", cwd=repo)
+        sh("git", "switch", "-q", "experiment", cwd=repo)
+        sh("git", "merge", "-q", "--no-edit", "main", cwd=repo)
+        sh("stock", "push", "--all", cwd=repo)
+        step("git push: the pre-push hook checks the stock is on the remote first (nothing new: no request)")
+        code = team / "code.git"
+        sh("git", "init", "-q", "--bare", "-b", "main", str(code), cwd=team)
+        sh("git", "remote", "add", "origin", str(code), cwd=repo)
+        sh("git", "push", "-q", "origin", "main", "experiment", cwd=repo)
+
+        step("a teammate clones the code, then one command brings the stock")
+        clone = team / "teammate"
+        sh("git", "clone", "-q", str(code), str(clone), cwd=team)
+        sh("git", "config", "user.name", "Teammate", cwd=clone)
+        sh("git", "config", "user.email", "teammate@example.com", cwd=clone)
+        sh("stock", "pull", cwd=clone)
+        with stockroom.StockRoom(clone) as theirs:
+            theirs.model.load_weights("net", loaded)
+            checks["clone: main's weights, bit for bit"] = same_weights(loaded, baseline)
+            checks["clone: main's tags"] = theirs.tag["lr"] == 0.1 and theirs.tag["loss"] == main_loss
+            checks["clone: the same 64 samples"] = len(theirs.data["features"]) == 64 and np.array_equal(
+                theirs.data["features"][5], x[5].numpy()
+            )
+            step("the teammate switches to the experiment: the hook fetches its stock")
+            sh("git", "switch", "-q", "experiment", cwd=clone)
+            theirs.model.load_weights("net", loaded)
+            checks["clone: the experiment's weights after git switch"] = same_weights(loaded, experiment)
+            checks["clone: the experiment's tags"] = theirs.tag["lr"] == 0.01
+
+        step("did the stock state follow git checkout, and reach the clone?")
         for name, ok in checks.items():
             print(f"  [{'ok' if ok else 'FAILED'}] {name}")
         if all(checks.values()):
-            print("\nOK: stock state followed every git checkout")
+            print("\nOK: stock state followed every git checkout and reached the clone")
             return 0
-        print("\nFAILED: stock state did not follow git checkout")
+        print("\nFAILED: stock state did not follow git checkout or did not reach the clone")
         return 1
     finally:
         os.chdir(Path.home())
         if keep:
-            print(f"(repository kept in {repo})")
+            print(f"(repository kept in {repo}, remote and clone in {team})")
         else:
             shutil.rmtree(repo, ignore_errors=True)
+            shutil.rmtree(team, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,75 @@ def hook(name: str, args: tuple[str, ...]) -> None:
     _run(run, name, list(args))
 
 
+@cli.group()
+def remote() -> None:
+    """Manage stock remotes (where `stock push`/`stock pull` go)."""
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option(
+    "--local", is_flag=True, help="Record it in .git/config only, not in the tracked .stockremotes."
+)
+@click.option("--endpoint", default="", help="S3 endpoint URL (MinIO, Ceph, R2...).")
+def remote_add(name: str, url: str, local: bool, endpoint: str) -> None:
+    """Add stock remote NAME at URL (a directory, file:///path or s3://bucket/prefix)."""
+    from stockroom.commands.remote import remote_add as run
+
+    _run(run, name, url, local, endpoint)
+
+
+@remote.command("list")
+@click.option("-v", "--verbose", is_flag=True, help="Also say where each remote is recorded.")
+def remote_list(verbose: bool) -> None:
+    """List stock remotes; * marks the default."""
+    from stockroom.commands.remote import remote_list as run
+
+    _run(run, verbose)
+
+
+@remote.command("remove")
+@click.argument("name")
+def remote_remove(name: str) -> None:
+    """Forget stock remote NAME."""
+    from stockroom.commands.remote import remote_remove as run
+
+    _run(run, name)
+
+
+@cli.command()
+@click.argument("remote_name", metavar="[REMOTE]", required=False)
+@click.option("--all", "all_branches", is_flag=True, help="Push the stock of every local git branch.")
+def push(remote_name: str | None, all_branches: bool) -> None:
+    """Upload the stock commit head.stock names, its ancestors and their data."""
+    from stockroom.commands.push import push as run
+
+    _run(run, remote_name, all_branches)
+
+
+@cli.command()
+@click.argument("remote_name", metavar="[REMOTE]", required=False)
+@click.option("--column", "columns", multiple=True, help="Fetch only this data column (repeatable).")
+@click.option("--model", "models", multiple=True, help="Fetch only this model (repeatable).")
+@click.option("--tags", is_flag=True, help="Fetch the tags (with --column/--model).")
+def pull(remote_name: str | None, columns: tuple[str, ...], models: tuple[str, ...], tags: bool) -> None:
+    """Make the stock state head.stock names readable here."""
+    from stockroom.commands.pull import pull as run
+
+    _run(run, remote_name, columns, models, tags)
+
+
+@cli.command()
+@click.argument("remote_name", metavar="[REMOTE]", required=False)
+@click.argument("revs", nargs=-1)
+def fetch(remote_name: str | None, revs: tuple[str, ...]) -> None:
+    """Bring the stock commits git REVs name (default: every local branch)."""
+    from stockroom.commands.fetch import fetch as run
+
+    _run(run, remote_name, revs)
+
+
 # click >= 8.2 raises this (a UsageError) for a bare group; older click exits 0.
 _NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
     click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})

@@ -1,4 +1,5 @@
-"""What the installed git hooks run: ``pre-commit``, ``post-checkout`` and ``post-rewrite``.
+"""What the installed git hooks run: ``pre-commit``, ``post-checkout``, ``post-rewrite``,
+``pre-push`` and ``post-merge``.
 
 The hooks run on every ``git commit`` and branch switch, so this module is
 built for start-up time. It imports only ``os`` and ``sys`` at the top (not
@@ -9,7 +10,10 @@ be staged (``.hangar/stockroom-staged`` exists) or when it cannot tell
 otherwise whether ``.hangar`` has the commit ``head.stock`` names.
 
 Exit policy: ``pre-commit`` exits 1 to refuse a commit, with a message that
-says what to do; ``post-checkout`` and ``post-rewrite`` always exit 0 (they warn instead).
+says what to do; ``pre-push`` exits 1 when the stock data cannot be uploaded;
+``post-checkout``, ``post-merge`` and ``post-rewrite`` always exit 0 (they warn
+instead, and fetch a missing stock commit from the default remote:
+``stock.autofetch``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ STAGED_MARKER = "stockroom-staged"
 # `stock init --overwrite` deletes .hangar with this file in it, so the hook
 # script can trust it to skip starting Python when head.stock still names it.
 VERIFIED_FILE = "stockroom-hook-verified"
-HOOK_NAMES = ("pre-commit", "post-checkout", "post-rewrite")
+HOOK_NAMES = ("pre-commit", "post-checkout", "post-rewrite", "pre-push", "post-merge")
 # What Hangar's init creates (stockroom.store.repository checks the same; a
 # test keeps the lists equal). Without them the store is damaged, whatever
 # the verified-digest shortcut remembers.
@@ -39,6 +43,11 @@ HANGAR_FILES = (
     "config_user.ini",
 )
 HANGAR_DIRS = ("data", "store_data")
+# Stock commits known to be on a remote: "DIGEST URL" lines, written by
+# stockroom.remote.sync after a push or fetch, so that pre-push decides
+# "nothing new" without any network request.
+PUSHED_FILE = "stockroom-pushed"
+REMOTES_FILE = ".stockremotes"
 
 # How long a hook waits for the stock writer held by another process (a
 # notebook in optimize()) before giving up with a message naming it.
@@ -503,10 +512,7 @@ def post_checkout(root: str, prev: str, new: str, flag: str) -> int:
     if digest == "":
         _say(f"{HEAD_FILE} names no stock commit here (was {_short(old)})")
     elif not has_commit(root, digest):
-        _say(
-            f"warning: {HEAD_FILE} names stock commit {_short(digest)}, which {HANGAR_DIR} does "
-            f"not have; fetch or copy that stock data before reading it"
-        )
+        autofetch(root, digest)
     else:
         _say(f"stock commit {_short(digest)} (was {_short(old)})")
     try:
@@ -576,6 +582,143 @@ def post_rewrite(root: str, kind: str) -> int:
     return 0
 
 
+# ------------------------------------------------------- remotes (section 6)
+def _config(*args: str) -> str:
+    code, out = _git("config", *args)
+    return out.decode("utf-8", "replace").strip() if code == 0 else ""
+
+
+def default_remote(root: str) -> tuple[str, str]:
+    """(name, URL) of the default stock remote, ('', '') when there is none.
+
+    Same rule as ``stockroom.remote.config.default_name``, with at most three
+    git calls: no hangar, no network.
+    """
+    tracked = os.path.join(root, REMOTES_FILE)
+    sources: list[tuple[str, ...]] = [("--local",)]
+    if os.path.isfile(tracked):
+        sources.append(("--file", tracked))
+    urls: dict[str, str] = {}
+    chosen = ""
+    for source in sources:
+        for line in _config(
+            *source, "--get-regexp", r"^(stockremote\..*\.url|stock\.defaultremote)$"
+        ).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "stock.defaultremote":
+                chosen = chosen or value
+            elif key.startswith("stockremote."):
+                urls.setdefault(key[len("stockremote.") : -len(".url")], value)
+    if chosen in urls:
+        return chosen, urls[chosen]
+    if urls:
+        name = next(iter(urls))
+        return name, urls[name]
+    return "", ""
+
+
+def _known_pushed(root: str, url: str) -> set[str]:
+    try:
+        with open(os.path.join(root, HANGAR_DIR, PUSHED_FILE), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return set()
+    known = set()
+    for line in lines:
+        digest, _, where = line.partition(" ")
+        if where == url:
+            known.add(digest)
+    return known
+
+
+def pre_push(root: str, lines: list[str]) -> int:
+    """Upload the stock commits of the pushed git commits before git sends them.
+
+    Nothing new (every digest already recorded as on the default remote): no
+    network request, no hangar import.
+    """
+    if not os.path.isfile(os.path.join(root, HEAD_FILE)):
+        return 0
+    digests: list[str] = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 4 or parts[1].strip("0") == "":
+            continue  # malformed, or a branch deletion
+        code, raw = _git("cat-file", "blob", f"{parts[1]}:{HEAD_FILE}")
+        if code != 0:
+            continue  # that commit has no head.stock
+        try:
+            digest = parse(raw, f"{HEAD_FILE} of {parts[1][:12]}")
+        except HookError:
+            continue  # the pre-commit hook refuses such files; nothing to upload
+        if digest and digest not in digests:
+            digests.append(digest)
+    if not digests:
+        return 0
+    name, url = default_remote(root)
+    if not name:
+        _say(
+            "no stock remote configured: the stock data is not pushed (add one: `stock remote add NAME URL`)"
+        )
+        return 0
+    if set(digests) <= _known_pushed(root, url):
+        return 0
+    _load_site()
+    from pathlib import Path
+
+    from stockroom.remote import sync
+
+    try:
+        _, summary = sync.push(Path(root), name, digests)
+    except Exception as exc:  # noqa: BLE001 - every failure refuses the push with the reason
+        _say(
+            f"push refused: the stock data could not be uploaded to stock remote {name!r}: {exc}\n"
+            f"fix that and push again (`stock push` uploads it by hand); to push the code "
+            f"without its stock data: git push --no-verify"
+        )
+        return 1
+    if summary.commits:
+        _say(f"pushed {summary.commits} stock commit(s) to stock remote {name!r}")
+    return 0
+
+
+def autofetch(root: str, digest: str) -> None:
+    """Fetch the stock commit ``digest`` from the default remote; never raises."""
+    missing = (
+        f"warning: {HEAD_FILE} names stock commit {_short(digest)}, which {HANGAR_DIR} does "
+        f"not have; run `stock pull` to fetch it"
+    )
+    if _config("--bool", "stock.autofetch") == "false":
+        _say(missing)
+        return
+    name, _ = default_remote(root)
+    if not name:
+        _say(missing + " (after `stock remote add NAME URL`)")
+        return
+    try:
+        _load_site()
+        from pathlib import Path
+
+        from stockroom.remote import sync
+
+        sync.fetch(Path(root), name, [digest])
+    except Exception as exc:  # noqa: BLE001 - a git command never fails because of the fetch
+        _say(f"warning: could not fetch stock commit {_short(digest)} from {name!r}: {exc}; run `stock pull`")
+        return
+    _remember_verified(root, digest)
+    _say(f"fetched stock commit {_short(digest)} from stock remote {name!r}")
+
+
+def post_merge(root: str) -> int:
+    """After `git pull`/`git merge`: fetch the stock commit head.stock names if missing."""
+    if not os.path.isfile(os.path.join(root, HEAD_FILE)) or not os.path.isdir(os.path.join(root, HANGAR_DIR)):
+        return 0
+    digest = _read_head(root)
+    if digest and not has_commit(root, digest):
+        autofetch(root, digest)
+    return 0
+
+
 # --------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     """Run hook ``argv[0]`` with git's arguments ``argv[1:]``; return the exit code.
@@ -619,6 +762,14 @@ def main(argv: list[str] | None = None) -> int:
                 "`git commit --no-verify`"
             )
             return 1
+    if name == "pre-push":
+        return pre_push(root, sys.stdin.read().splitlines())
+    if name == "post-merge":
+        try:
+            return post_merge(root)
+        except Exception as exc:  # noqa: BLE001 - a merge must never fail because of us
+            _say(f"warning: could not check the stock state after the merge: {exc}")
+            return 0
     _say(f"unknown hook {name!r}; stockroom provides: {', '.join(HOOK_NAMES)}")
     return 1
 

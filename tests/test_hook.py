@@ -540,7 +540,7 @@ def test_stock_hook_command(repo: Path) -> None:
     stage_tag(repo, "lr", 1)
     proc = subprocess.run([*run, "pre-commit"], cwd=repo / HANGAR_DIR, capture_output=True, text=True)
     assert proc.returncode == 1 and "not committed" in proc.stderr
-    proc = subprocess.run([*run, "pre-push"], cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run([*run, "pre-rebase"], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 1 and "pre-commit, post-checkout" in proc.stderr
 
 

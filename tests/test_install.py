@@ -87,7 +87,7 @@ def test_installed_script_records_the_interpreter_quoted() -> None:
     assert "python='/opt/my env/it'\"'\"'s/python'\n" in weird
     assert not any(f"@{key}@" in weird for key in ("HOOK", "PYTHON", "PKGDIRS"))  # every placeholder filled
     with pytest.raises(ValueError):
-        render("pre-push")
+        render("pre-rebase")
 
 
 def test_quoting_survives_paths_with_spaces_and_quotes(stock_repo: Path, tmp_path: Path) -> None:

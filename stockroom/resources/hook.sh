@@ -16,19 +16,24 @@ fi
 # The hook that was here before stockroom's runs first; a failing pre-commit stops the commit as before.
 status=0
 legacy="$0.stockroom-legacy"
+# post-rewrite lists the rewritten commits on stdin, pre-push the refs to push: kept, for the
+# previous hook and for stockroom's.
+input=
+if [ "$hook" = post-rewrite ] || [ "$hook" = pre-push ]; then
+    input=$(cat)
+fi
 if [ "$hook" = post-rewrite ]; then
-    # git lists the rewritten commits on stdin: kept for the previous hook and for stockroom's check.
-    STOCKROOM_REWRITTEN=$(cat)
+    STOCKROOM_REWRITTEN=$input
     export STOCKROOM_REWRITTEN
 fi
 if [ -x "$legacy" ]; then
-    if [ "$hook" = post-rewrite ]; then
-        printf '%s\n' "$STOCKROOM_REWRITTEN" | "$legacy" "$@"
+    if [ "$hook" = post-rewrite ] || [ "$hook" = pre-push ]; then
+        printf '%s\n' "$input" | "$legacy" "$@"
     else
         "$legacy" "$@"
     fi
     status=$?
-    if [ "$status" -ne 0 ] && [ "$hook" = pre-commit ]; then
+    if [ "$status" -ne 0 ] && { [ "$hook" = pre-commit ] || [ "$hook" = pre-push ]; }; then
         exit "$status"
     fi
     # The pre-commit framework's hook, kept here, already ran stockroom's check when
@@ -62,7 +67,7 @@ elif [ "$hook" = post-rewrite ]; then
     if [ "$1" != rebase ]; then
         exit "$status"
     fi
-elif [ -f .hangar/ref.lmdb ] && [ -f .hangar/branch.lmdb ] && [ -f .hangar/hash.lmdb ] \
+elif [ "$hook" = pre-commit ] && [ -f .hangar/ref.lmdb ] && [ -f .hangar/branch.lmdb ] && [ -f .hangar/hash.lmdb ] \
     && [ -f .hangar/stage_ref.lmdb ] && [ -f .hangar/stage_hash.lmdb ] && [ -f .hangar/config_user.ini ] \
     && [ -d .hangar/data ] && [ -d .hangar/store_data ] && [ ! -e .hangar/stockroom-staged ]; then
     # (Every file Hangar's init creates is there: a damaged store goes to the full check, which refuses.)
@@ -102,11 +107,19 @@ sys.exit(main(sys.argv[1:]))'
 
 ours=127
 if [ -n "$python" ] && [ -x "$python" ]; then
-    "$python" -S -c "$bootstrap" "$pkgdirs" "$hook" "$@"
+    if [ "$hook" = pre-push ]; then
+        printf '%s\n' "$input" | "$python" -S -c "$bootstrap" "$pkgdirs" "$hook" "$@"
+    else
+        "$python" -S -c "$bootstrap" "$pkgdirs" "$hook" "$@"
+    fi
     ours=$?
 fi
 if [ "$ours" -eq 127 ] && command -v stock >/dev/null 2>&1; then
-    stock hook "$hook" "$@"
+    if [ "$hook" = pre-push ]; then
+        printf '%s\n' "$input" | stock hook "$hook" "$@"
+    else
+        stock hook "$hook" "$@"
+    fi
     ours=$?
 fi
 if [ "$ours" -eq 127 ]; then
@@ -129,8 +142,8 @@ if [ "$ours" -eq 127 ]; then
     fi
     exit "$status"
 fi
-if [ "$hook" = pre-commit ]; then
+if [ "$hook" = pre-commit ] || [ "$hook" = pre-push ]; then
     exit "$ours"
 fi
-# post-checkout and post-rewrite never fail; the previous hook's status stands.
+# post-checkout, post-merge and post-rewrite never fail; the previous hook's status stands.
 exit "$status"

@@ -28,6 +28,7 @@ from typing import Any
 from stockroom import journal
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE
+from stockroom.store import transfer  # noqa: F401 - arms the message for data not fetched
 from stockroom.store.base import BRANCH_PREFIX, STAGED_MARKER, SWITCH_MARKER
 from stockroom.store.labels import column_label, register_column_label
 from stockroom.store.reading import Reading, detached_column

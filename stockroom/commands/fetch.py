@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import click
+
+from stockroom.remote import sync
+
+
+def fetch(remote_name: str | None, revs: tuple[str, ...]) -> int:
+    root = sync.stock_root()
+    sync.ensure_store(root)
+    if revs:
+        digests = list(dict.fromkeys(d for d in (sync.digest_at(root, r) for r in revs) if d))
+    else:
+        digests = sync.branch_digests(root)
+    if not digests:
+        click.echo("nothing to fetch: no stock commit named at those revisions")
+        return 0
+    remote, summary = sync.fetch(root, remote_name, digests)
+    click.echo(
+        f"fetched {summary.commits} stock commit(s), {summary.samples} sample(s), "
+        f"{summary.nbytes / 1e6:.1f} MB from {sync.describe(remote)}"
+    )
+    return 0

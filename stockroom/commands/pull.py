@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import click
+
+from stockroom.remote import sync
+
+
+def _columns(columns: tuple[str, ...], models: tuple[str, ...], tags: bool) -> set[str] | None:
+    if not (columns or models or tags):
+        return None  # everything
+    from stockroom.storages import data, model, tag
+
+    wanted = {data.column_name(c) for c in columns} | {model.column_name(m) for m in models}
+    if tags:
+        wanted.add(tag.COLUMN)
+    return wanted
+
+
+def pull(remote_name: str | None, columns: tuple[str, ...], models: tuple[str, ...], tags: bool) -> int:
+    root = sync.stock_root()
+    created = sync.ensure_store(root)
+    if created:
+        click.echo("set up the stock store (.hangar) and the git hooks in this clone")
+    head = sync.head_digest(root)
+    if not head:
+        click.echo("nothing to pull: head.stock names no stock commit yet")
+        return 0
+    remote, summary = sync.fetch(root, remote_name, [head], _columns(columns, models, tags))
+    if not summary.commits and not summary.samples:
+        click.echo(f"stock commit {head} is here already")
+        return 0
+    click.echo(
+        f"pulled {summary.commits} stock commit(s), {summary.samples} sample(s), "
+        f"{summary.nbytes / 1e6:.1f} MB from {sync.describe(remote)}; {head} is readable"
+    )
+    return 0

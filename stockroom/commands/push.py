@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import click
+
+from stockroom.errors import StockroomError
+from stockroom.headfile import HANGAR_DIR
+from stockroom.remote import sync
+
+
+def push(remote_name: str | None, all_branches: bool) -> int:
+    root = sync.stock_root()
+    if not (root / HANGAR_DIR).exists():
+        raise StockroomError(f"{HANGAR_DIR} is missing: nothing to push; run `stock pull` first")
+    digests = sync.branch_digests(root) if all_branches else []
+    head = sync.head_digest(root)
+    if head and head not in digests:
+        digests.insert(0, head)
+    if not digests:
+        click.echo("nothing to push: head.stock names no stock commit yet")
+        return 0
+    remote, summary = sync.push(root, remote_name, digests)
+    if not summary.commits:
+        click.echo(f"stock remote {sync.describe(remote)} is up to date")
+        return 0
+    click.echo(
+        f"pushed {summary.commits} stock commit(s), {summary.samples} sample(s), "
+        f"{summary.objects} object(s), {summary.nbytes / 1e6:.1f} MB to {sync.describe(remote)}"
+    )
+    return 0

@@ -1,0 +1,267 @@
+"""The small object interface a stock remote needs, and its two backends.
+
+A remote holds immutable objects under slash-separated names. Backends
+offer: read a whole object, read a byte range, test for one, and write one
+*create-only* (an object that exists is never replaced, so two pushers
+cannot overwrite each other's objects). Every failure is a
+:class:`RemoteError` with one line that names the remote and what to do;
+credentials never appear in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from stockroom.errors import StockroomError
+from stockroom.remote.url import RemoteURL
+
+# Names stockroom writes: lower-case hex, '=', '.', '-' and '/' between
+# segments. Anything else coming from a remote is refused before use.
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9=._-]{0,127}(/[a-z0-9][a-z0-9=._-]{0,127}){0,3}$")
+
+
+class RemoteError(StockroomError):
+    """A stock remote could not be reached, read or written."""
+
+
+class ObjectMissing(RemoteError):
+    """The remote has no object by that name."""
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is an object name stockroom could have written, else RemoteError."""
+    if not _NAME_RE.match(name) or ".." in name:
+        raise RemoteError(f"refusing object name {name[:80]!r} from the remote: not one stockroom writes")
+    return name
+
+
+class ObjectStore(Protocol):
+    """What the transfer needs from a remote."""
+
+    label: str
+
+    def get(self, name: str) -> bytes: ...
+
+    def get_range(self, name: str, start: int, end: int) -> bytes: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def put_new(self, name: str, data: bytes) -> bool:
+        """Write ``name`` unless it exists; True when this call created it."""
+        ...
+
+
+class DirectoryStore:
+    """A remote in a directory: a shared drive, NFS, a USB disk."""
+
+    def __init__(self, root: Path, label: str) -> None:
+        self.root = root
+        self.label = label
+
+    def _path(self, name: str) -> Path:
+        return self.root / check_name(name)
+
+    def _check_root(self) -> None:
+        if not self.root.is_dir():
+            raise RemoteError(
+                f"stock remote {self.label}: directory {self.root} does not exist; create it or fix the remote"
+            )
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            self._check_root()
+            raise ObjectMissing(f"stock remote {self.label} has no object {name}") from None
+        except OSError as exc:
+            raise RemoteError(f"stock remote {self.label}: cannot read {name}: {exc.strerror}") from None
+
+    def get_range(self, name: str, start: int, end: int) -> bytes:
+        try:
+            with open(self._path(name), "rb") as f:
+                f.seek(start)
+                return f.read(end - start)
+        except FileNotFoundError:
+            raise ObjectMissing(f"stock remote {self.label} has no object {name}") from None
+
+    def exists(self, name: str) -> bool:
+        if self._path(name).exists():
+            return True
+        self._check_root()
+        return False
+
+    def put_new(self, name: str, data: bytes) -> bool:
+        path = self._path(name)
+        if path.exists():
+            return False
+        self._check_root()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a temporary name, then linked into place: a
+        # link never replaces an existing file, so the first writer wins and
+        # a reader never sees half an object.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            except OSError:
+                # File systems without hard links (some network shares):
+                # best effort, a rename never exposes a partial object.
+                if path.exists():
+                    return False
+                os.replace(tmp, path)
+                return True
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+class S3Store:
+    """A remote on S3-compatible object storage, through obstore."""
+
+    def __init__(self, url: RemoteURL, label: str, endpoint: str = "") -> None:
+        try:
+            from obstore.store import S3Store as ObS3Store
+        except ImportError:
+            raise RemoteError("s3:// remotes need the obstore package: pip install 'stockroom[s3]'") from None
+        self.label = label
+        self.prefix = url.path
+        config: Any = {}
+        endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
+        if endpoint:
+            config["endpoint"] = endpoint
+            if endpoint.startswith("http://"):
+                config["allow_http"] = True
+        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+            config["region"] = "us-east-1"
+        kwargs: dict[str, Any] = {}
+        if not os.environ.get("AWS_ACCESS_KEY_ID"):
+            provider = _profile_credentials()
+            if provider is not None:
+                kwargs["credential_provider"] = provider
+        options: Any = {"connect_timeout": "5s", "timeout": "120s"}
+        retry: Any = {"max_retries": 2, "retry_timeout": timedelta(seconds=10)}
+        self._store = ObS3Store(
+            url.bucket, config=config, client_options=options, retry_config=retry, **kwargs
+        )
+
+    def _key(self, name: str) -> str:
+        check_name(name)
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _fail(self, exc: BaseException, name: str) -> RemoteError:
+        from obstore import exceptions as obe
+
+        if isinstance(exc, (obe.NotFoundError, FileNotFoundError)):
+            return ObjectMissing(f"stock remote {self.label} has no object {name}")
+        if isinstance(exc, (obe.PermissionDeniedError, obe.UnauthenticatedError)):
+            return RemoteError(
+                f"stock remote {self.label}: access denied; check the AWS credentials "
+                f"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket's permissions"
+            )
+        # obstore's messages can hold request details: only the kind is shown.
+        text = str(exc)
+        if (
+            "403" in text
+            or "Forbidden" in text
+            or "InvalidAccessKeyId" in text
+            or "SignatureDoesNotMatch" in text
+        ):
+            return RemoteError(
+                f"stock remote {self.label}: access denied; check the AWS credentials "
+                f"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket's permissions"
+            )
+        if "NoSuchBucket" in text:
+            return RemoteError(
+                f"stock remote {self.label}: the bucket does not exist; create it or fix the URL"
+            )
+        return RemoteError(
+            f"stock remote {self.label} is unreachable or failed ({type(exc).__name__}); "
+            f"check the network and the endpoint, then run the command again"
+        )
+
+    def get(self, name: str) -> bytes:
+        import obstore
+
+        try:
+            return bytes(obstore.get(self._store, self._key(name)).bytes())
+        except RemoteError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - obstore raises several kinds; all become one line
+            raise self._fail(exc, name) from None
+
+    def get_range(self, name: str, start: int, end: int) -> bytes:
+        import obstore
+
+        try:
+            return bytes(obstore.get_range(self._store, self._key(name), start=start, end=end))
+        except RemoteError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - obstore raises several kinds; all become one line
+            raise self._fail(exc, name) from None
+
+    def exists(self, name: str) -> bool:
+        import obstore
+        from obstore import exceptions as obe
+
+        try:
+            obstore.head(self._store, self._key(name))
+            return True
+        except (obe.NotFoundError, FileNotFoundError):
+            return False
+        except RemoteError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - obstore raises several kinds; all become one line
+            raise self._fail(exc, name) from None
+
+    def put_new(self, name: str, data: bytes) -> bool:
+        import obstore
+        from obstore import exceptions as obe
+
+        try:
+            obstore.put(self._store, self._key(name), data, mode="create")
+            return True
+        except (obe.AlreadyExistsError, obe.PreconditionError, FileExistsError):
+            return False
+        except RemoteError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - obstore raises several kinds; all become one line
+            raise self._fail(exc, name) from None
+
+
+def _profile_credentials() -> Any:
+    """A credential provider reading the AWS profile files, when boto3 is here.
+
+    obstore reads the environment, web identity and instance roles itself;
+    named profiles (``~/.aws/credentials``, ``AWS_PROFILE``) need boto3.
+    """
+    if not (os.environ.get("AWS_PROFILE") or Path("~/.aws/credentials").expanduser().exists()):
+        return None
+    try:
+        import boto3
+        from obstore.auth.boto3 import Boto3CredentialProvider
+    except ImportError:
+        return None
+    try:
+        return Boto3CredentialProvider(boto3.Session())
+    except Exception:  # noqa: BLE001 - no usable profile: the default chain applies
+        return None
+
+
+def open_store(url: RemoteURL, label: str, endpoint: str = "") -> ObjectStore:
+    """The backend for ``url``; ``label`` names the remote in messages."""
+    if url.kind == "s3":
+        return S3Store(url, label, endpoint)
+    return DirectoryStore(Path(url.path), label)

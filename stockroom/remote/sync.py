@@ -1,0 +1,111 @@
+"""Push, pull and fetch as the commands and hooks use them: which stock
+commits the git revisions name, which remote, and the transfer itself."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stockroom.errors import StockroomError
+from stockroom.git import git
+from stockroom.headfile import HANGAR_DIR, HEAD_FILE, parse_head, read_head
+from stockroom.remote.config import Remote, get_remote
+from stockroom.remote.objects import ObjectStore, open_store
+from stockroom.remote.url import redact
+
+if TYPE_CHECKING:
+    from stockroom.store.transfer import Summary
+
+
+def stock_root(path: str | os.PathLike[str] | None = None) -> Path:
+    """The git work tree root holding ``head.stock`` (``.hangar`` may be missing)."""
+    from stockroom.git import work_tree_root
+
+    root = work_tree_root(path)
+    if not (root / HEAD_FILE).exists():
+        raise StockroomError(f"{root} is not a stock repository (no {HEAD_FILE}); run `stock init` first")
+    return root
+
+
+def open_remote(root: Path, name: str | None) -> tuple[Remote, ObjectStore]:
+    """The configured remote ``name`` (None: the default) and its object store."""
+    remote = get_remote(root, name)
+    return remote, open_store(remote.parsed(root), remote.name, remote.endpoint)
+
+
+def digest_at(root: Path, rev: str) -> str:
+    """The stock commit ``head.stock`` names at git revision ``rev`` ('' if none)."""
+    try:
+        raw = git("show", f"{rev}:{HEAD_FILE}", cwd=root, keep_env=False)
+    except StockroomError:
+        return ""
+    return parse_head(raw.encode(), f"{HEAD_FILE} at {rev}")
+
+
+def branch_digests(root: Path) -> list[str]:
+    """Stock commits named at the tip of every local git branch."""
+    out = git("for-each-ref", "--format=%(objectname)", "refs/heads", cwd=root, keep_env=False)
+    digests = [digest_at(root, sha) for sha in out.splitlines() if sha]
+    return list(dict.fromkeys(d for d in digests if d))
+
+
+def describe(remote: Remote) -> str:
+    """The remote for messages: name and URL, never a secret."""
+    return f"{remote.name} ({redact(remote.url)})"
+
+
+def ensure_store(root: Path) -> bool:
+    """Set up ``.hangar`` as `stock init` would when a fresh clone lacks it;
+    True when it did."""
+    if (root / HANGAR_DIR).exists():
+        return False
+    from stockroom.core import init_repo
+
+    init_repo(path=root)
+    return True
+
+
+def push(root: Path, remote_name: str | None, digests: list[str]) -> tuple[Remote, Summary]:
+    """Upload ``digests`` (and ancestors, data) to the remote."""
+    from stockroom.store import transfer
+
+    remote, store = open_remote(root, remote_name)
+    summary = transfer.push(root, store, digests)
+    remember_on_remote(root, remote, digests)
+    return remote, summary
+
+
+def fetch(
+    root: Path, remote_name: str | None, digests: list[str], columns: set[str] | None = None
+) -> tuple[Remote, Summary]:
+    """Download ``digests`` (only ``columns`` of their data when given)."""
+    from stockroom.store import transfer
+
+    remote, store = open_remote(root, remote_name)
+    summary = transfer.fetch(root, store, digests, columns)
+    remember_on_remote(root, remote, digests)
+    return remote, summary
+
+
+def head_digest(root: Path) -> str:
+    """What ``head.stock`` names now."""
+    return read_head(root)
+
+
+def remember_on_remote(root: Path, remote: Remote, digests: list[str]) -> None:
+    """Note that the remote has ``digests`` (and so their ancestors), for the
+    pre-push hook's no-network "nothing new" check (see stockroom.hook)."""
+    from stockroom.hook import PUSHED_FILE
+
+    path = root / HANGAR_DIR / PUSHED_FILE
+    try:
+        known = set(path.read_text(encoding="utf-8").splitlines())
+    except OSError:
+        known = set()
+    lines = [f"{d} {remote.url}" for d in digests if d and f"{d} {remote.url}" not in known]
+    if lines:
+        with contextlib.suppress(OSError):  # only a shortcut: without it the hook asks the remote
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in lines))

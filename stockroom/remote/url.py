@@ -1,0 +1,87 @@
+"""Remote URLs: a directory (plain path or ``file://``) or ``s3://bucket/prefix``."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+# Query parameters that would carry a secret in a URL.
+_SECRET_PARAMS = {
+    "secret",
+    "secret_access_key",
+    "aws_secret_access_key",
+    "password",
+    "token",
+    "session_token",
+}
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class RemoteURL:
+    """A parsed remote location: ``kind`` is ``"dir"`` or ``"s3"``."""
+
+    kind: str
+    path: str  # the directory (dir) or the key prefix inside the bucket (s3)
+    bucket: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "s3":
+            return f"s3://{self.bucket}/{self.path}".rstrip("/")
+        return self.path
+
+
+def parse_url(url: str, base: Path | None = None) -> RemoteURL:
+    """Parse ``url``; a relative directory is taken relative to ``base``.
+
+    Raises ValueError (one line, with the fix) for URLs stockroom cannot use,
+    and for any URL that carries credentials: those belong in the AWS
+    credential chain (environment, profile, instance role), never in a URL
+    that may end up in a tracked file or in output.
+    """
+    url = url.strip()
+    if not url:
+        raise ValueError("the remote URL is empty; give a directory or s3://bucket/prefix")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme and len(scheme) > 1 and scheme not in ("file", "s3"):
+        raise ValueError(
+            f"unsupported remote URL scheme {scheme!r}; use a directory, file:///path or s3://bucket/prefix"
+        )
+    if scheme in ("file", "s3") and (parts.username or parts.password or "@" in parts.netloc):
+        raise ValueError(
+            "the remote URL holds credentials; remove them (the URL is stored and shown) and use "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile instead"
+        )
+    if scheme in ("file", "s3") and parts.query:
+        if any(k.lower() in _SECRET_PARAMS for k in parse_qs(parts.query)):
+            raise ValueError(
+                "the remote URL holds a secret in its query; remove it and use the AWS credential chain"
+            )
+        raise ValueError("the remote URL has a query string, which stockroom does not use; remove it")
+    if scheme == "s3":
+        bucket = parts.netloc
+        if not _BUCKET_RE.match(bucket):
+            raise ValueError(f"{bucket!r} is not a valid bucket name; use s3://bucket/prefix")
+        prefix = parts.path.strip("/")
+        if any(seg in ("", ".", "..") for seg in prefix.split("/")) and prefix:
+            raise ValueError("the s3 prefix has empty, '.' or '..' segments; use s3://bucket/some/prefix")
+        return RemoteURL("s3", prefix, bucket)
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError("file:// URLs name a local path: use file:///absolute/path")
+        path = parts.path
+    else:
+        path = url
+    p = Path(os.path.expanduser(path))
+    if not p.is_absolute():
+        p = (base or Path.cwd()) / p
+    return RemoteURL("dir", str(p.resolve()))
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like ``user:secret@`` in a URL removed."""
+    return re.sub(r"(://)[^/@\s]*@", r"\1***@", text)
