@@ -649,8 +649,16 @@ def pre_push(root: str, lines: list[str]) -> int:
             continue  # that commit has no head.stock
         try:
             digest = parse(raw, f"{HEAD_FILE} of {parts[1][:12]}")
-        except HookError:
-            continue  # the pre-commit hook refuses such files; nothing to upload
+        except HookError as exc:
+            # A commit that no hook checked (a rebase replays commits without the
+            # pre-commit hook) may record an unfinished stock merge or conflict
+            # markers: pushing it would hand teammates code with no stock state.
+            _say(
+                f"push refused: {exc}\nfix {HEAD_FILE} in that commit (for example `stock merge`, "
+                f"`git add {HEAD_FILE}` and `git commit --amend`), then push again; to push it "
+                f"anyway: git push --no-verify"
+            )
+            return 1
         if digest and digest not in digests:
             digests.append(digest)
     if not digests:

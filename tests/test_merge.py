@@ -370,8 +370,16 @@ def test_a_hasty_rebase_continue_commits_the_block_and_loses_nothing(repo: Path)
     with pytest.raises(stockroom.StockroomError, match="unfinished stock merge"):
         with read(repo) as stock:
             stock.tag["lr"]
+    # The pre-push hook keeps that commit from reaching teammates.
+    bare = repo.parent / "origin.git"
+    git("init", "-q", "--bare", str(bare), cwd=repo)
+    pushed = git("push", "-q", str(bare), "side", cwd=repo, check=False)
+    assert pushed.returncode != 0 and "push refused" in pushed.stderr
+    assert "unfinished stock merge" in pushed.stderr and "Traceback" not in pushed.stderr
+    assert git("ls-remote", str(bare), cwd=repo).stdout == ""
     assert stock_cli("merge", "--ours", cwd=repo).returncode == 0
     git("commit", "-q", "-a", "--amend", "--no-edit", cwd=repo)
+    assert git("push", "-q", str(bare), "side", cwd=repo, check=False).returncode == 0
     with read(repo) as stock:
         assert dict(stock.tag) == {"seed": 1, "lr": 0.1, "s": 1, "m": 2}
 
