@@ -5,6 +5,7 @@ Run from the repository root::
     python bench/bench_data.py            # MNIST-sized + large-sample data, ~5-10 min
     python bench/bench_data.py --quick    # a tenth of the samples, ~1-2 min
     python bench/bench_data.py --backends # Hangar's backends side by side (raw Hangar)
+    python bench/bench_data.py --per-sample  # only the per-sample rows, ~1 min
 
 Two synthetic datasets: MNIST-sized (60,000 x 28x28 uint8 images plus int64
 labels) and large samples (2,000 x 3x224x224 float32). For each, in one run:
@@ -16,7 +17,12 @@ labels) and large samples (2,000 x 3x224x224 float32). For each, in one run:
 * a full epoch through a PyTorch ``DataLoader`` (batches of 64, shuffled,
   0 and 2 workers) over ``stockroom.loaders.StockDataset`` against Hangar's
   own ``make_torch_dataset`` and a ``numpy.load(mmap_mode="r")`` dataset;
-* disk used in ``.hangar/`` against the raw bytes of the samples.
+* disk used in ``.hangar/`` against the raw bytes of the samples;
+* per-sample writes ``stock.data[c][k] = a`` in a loop inside ``optimize()``
+  against raw Hangar per-sample writes into a column held open with
+  ``with col:`` (backend ``10`` on both sides), and per-sample reads
+  ``stock.data[c][k]`` inside ``optimize()`` against raw Hangar's
+  ``column[k]``, for 28x28 uint8 and 3x224x224 float32 samples.
 
 Every time is the median of ``--runs`` runs (default 3; reads, which are
 cheap, get three times as many, and epochs two more); the sides of a
@@ -189,6 +195,92 @@ def msync_rows(workdir: Path, images: np.ndarray, runs: int) -> Row:
         "us/sample",
         None,
     )
+
+
+# -------------------------------------------------------------- per sample
+def write_stock_per_sample(stock: stockroom.StockRoom, samples: list[np.ndarray]) -> None:
+    with stock.optimize():
+        column = stock.data["x"]
+        for key, sample in enumerate(samples):
+            column[key] = sample
+
+
+def per_sample_rows(workdir: Path, label: str, arrays: np.ndarray, runs: int) -> list[Row]:
+    """The documented loop of one-sample writes inside ``optimize()``, and
+    one-sample reads, against raw Hangar per sample on the same backend."""
+    ds = Dataset(label, {"x": arrays}, 1)
+    samples = ds.samples["x"]
+    writes: dict[str, list[float]] = {"stock": [], "raw": []}
+    stock = raw = None
+    for run in range(runs):
+        if stock is not None:
+            stock.close()
+        stock_dir, raw_dir = workdir / f"ps-stock-{run}", workdir / f"ps-raw-{run}"
+        stock, raw = new_stock(stock_dir), new_raw(raw_dir)
+        sides: list[tuple[str, Callable[[], None]]] = [
+            ("stock", lambda s=stock: write_stock_per_sample(s, samples)),
+            ("raw", lambda r=raw: write_raw(r, ds)),
+        ]
+        for side, fn in sides if run % 2 == 0 else sides[::-1]:
+            writes[side].append(median_time(fn, 1))
+        if run < runs - 1:
+            shutil.rmtree(stock_dir, ignore_errors=True)
+            shutil.rmtree(raw_dir, ignore_errors=True)
+    assert stock is not None and raw is not None
+    stock.commit("bench")
+    commit_raw(raw)
+    time.sleep(RACY_WAIT_S)  # past head.stock's racy window, as in bench_dataset
+    raw_co = raw.checkout()
+    raw_col = raw_co.columns["x"]
+    keys = range(ds.n)
+    with stock.optimize():
+        column = stock.data["x"]
+        assert np.array_equal(column[3], arrays[3]) and np.array_equal(raw_col[3], arrays[3])
+
+        def ours() -> None:
+            for k in keys:
+                column[k]
+
+        def theirs() -> None:
+            for k in keys:
+                raw_col[k]
+
+        reads: dict[str, list[float]] = {"stock": [], "raw": []}
+        pair = [("stock", ours), ("raw", theirs)]
+        for run in range(3 * runs):
+            for side, fn in pair if run % 2 == 0 else pair[::-1]:
+                reads[side].append(median_time(fn, 1))
+    raw_co.close()
+    stock.close()
+    per = 1e6 / ds.n
+    return [
+        (
+            label,
+            "per-sample write loop, inside optimize() vs raw Hangar `with col:`",
+            statistics.median(writes["stock"]) * per,
+            statistics.median(writes["raw"]) * per,
+            "us/sample",
+            1.15,
+        ),
+        (
+            label,
+            "per-sample read, inside optimize() vs raw Hangar",
+            statistics.median(reads["stock"]) * per,
+            statistics.median(reads["raw"]) * per,
+            "us/sample",
+            1.15,
+        ),
+    ]
+
+
+def per_sample_cases(quick: bool, full: bool) -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(2)
+    n_small = 60_000 if full else (1_000 if quick else 10_000)
+    n_large = 1_000 if full else (30 if quick else 200)
+    return [
+        (f"{n_small:,} x 28x28 uint8", rng.integers(0, 256, (n_small, 28, 28), dtype=np.uint8)),
+        (f"{n_large:,} x 3x224x224 float32", rng.standard_normal((n_large, 3, 224, 224), dtype=np.float32)),
+    ]
 
 
 # ------------------------------------------------------------------ loaders
@@ -477,6 +569,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backends", action="store_true", help="only compare Hangar's backends for data columns (raw Hangar)"
     )
+    parser.add_argument(
+        "--per-sample", action="store_true", help="only the per-sample write and read rows (stockroom vs raw)"
+    )
+    parser.add_argument(
+        "--mnist",
+        action="store_true",
+        help="per-sample rows with all 60,000 MNIST-sized samples (default 10,000; --quick 1,000)",
+    )
     args = parser.parse_args(argv)
     began = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="bench_data_", dir=args.workdir))
@@ -487,12 +587,27 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
     rows: list[Row] = []
+    if args.per_sample:
+        try:
+            for i, (label, arrays) in enumerate(per_sample_cases(args.quick, args.mnist)):
+                print(f"== per sample: {label}", file=sys.stderr, flush=True)
+                rows += per_sample_rows(workdir / f"p{i}", label, arrays, args.runs)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print_table(rows)
+        print(
+            f"\n{sys.platform}, {os.cpu_count()} CPUs, hangar {hangar.__version__}; "
+            f"medians of {args.runs} runs (reads {3 * args.runs}); whole run {time.perf_counter() - began:.0f} s"
+        )
+        return 0
     try:
         datasets = make_datasets(args.quick)
         for i, ds in enumerate(datasets):
             bench_dataset(ds, workdir / f"d{i}", args.runs, rows)
         images = datasets[0].columns["image"][: 300 if args.quick else 2_000]
         rows.append(msync_rows(workdir, images, args.runs))
+        for i, (label, arrays) in enumerate(per_sample_cases(args.quick, args.mnist)):
+            rows += per_sample_rows(workdir / f"p{i}", label, arrays, args.runs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(rows)
