@@ -78,6 +78,7 @@ def test_fresh_clone_pull_reads_everything(team: tuple[Path, Path, Path, str], t
     assert not (bob / ".hangar").exists()
     out = stock_cli("pull", cwd=bob)
     assert out.returncode == 0, out.stderr
+    assert "warning" not in out.stderr  # not init's "run `stock pull`" advice, after the pull
     assert (bob / ".git" / "hooks" / "pre-commit").exists()  # set up as `stock init` would
     with stockroom.StockRoom(bob) as stock, stockroom.StockRoom(proj) as orig:
         assert stock.head == digest

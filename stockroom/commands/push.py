@@ -11,6 +11,8 @@ def push(remote_name: str | None, all_branches: bool) -> int:
     root = sync.stock_root()
     if not (root / HANGAR_DIR).exists():
         raise StockroomError(f"{HANGAR_DIR} is missing: nothing to push; run `stock pull` first")
+    if remote_name is not None:
+        sync.get_remote(root, remote_name)  # a misspelt remote is an error even with nothing to push
     digests = sync.branch_digests(root) if all_branches else []
     head = sync.head_digest(root)
     if head and head not in digests:

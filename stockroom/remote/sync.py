@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,11 @@ def ensure_store(root: Path) -> bool:
         return False
     from stockroom.core import init_repo
 
-    init_repo(path=root)
+    with warnings.catch_warnings():
+        # init warns that head.stock's commit is not in the new store and says to
+        # run `stock pull`: wrong here, where the store is set up to pull into it.
+        warnings.filterwarnings("ignore", message=r".*which this new, empty store does not have")
+        init_repo(path=root)
     return True
 
 
