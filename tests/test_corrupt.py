@@ -140,15 +140,16 @@ def test_empty_head_stock_reads_empty_and_refuses_writes(repo: Path, content: by
         with pytest.raises(StockroomError, match="head.stock is empty"):
             stock.tag["b"] = 2
     code, out, err = stock_cli("status")
-    assert code == 0 and "no stock commit yet" in out, err
+    assert code == 0 and "head.stock is empty" in out, err
     assert_one_line_error(*stock_cli("commit", "-m", "x")[::2], "head.stock")
 
 
 def test_head_stock_missing_or_a_directory(repo: Path) -> None:
     (repo / "head.stock").unlink()
-    with pytest.raises(StockroomError, match="no stock repository"):
+    # Issue 14.10: .hangar is there, so the fix is restoring the file, not `stock init`.
+    with pytest.raises(StockroomError, match="head.stock is missing"):
         stockroom.StockRoom()
-    assert_one_line_error(*stock_cli("status")[::2], "stock init")
+    assert_one_line_error(*stock_cli("status")[::2], "git checkout HEAD -- head.stock")
     (repo / "head.stock").mkdir()
     with pytest.raises(StockroomError, match="head.stock"):
         stockroom.StockRoom(repo)
@@ -160,7 +161,7 @@ def test_missing_hangar_says_so(repo: Path) -> None:
     shutil.rmtree(repo / ".hangar")
     with pytest.raises(StockroomError, match=r"\.hangar is missing") as error:
         stockroom.StockRoom()
-    assert "stock init" in str(error.value)
+    assert "stock pull" in str(error.value)  # issue 14.6: never `stock init` here
     assert_one_line_error(*stock_cli("status")[::2], ".hangar is missing")
     # The documented way out: an empty store, head.stock kept (it names data
     # that a fetch or a copy brings back).

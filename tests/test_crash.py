@@ -759,6 +759,10 @@ class HookLab:
         done = subprocess.run((sys.executable, "-m", "stockroom", "install"), cwd=self.base, env=self.env,
                               capture_output=True, text=True, timeout=CHILD_TIMEOUT)
         assert done.returncode == 0, done.stderr
+        # `stock install` adds the merge driver's line to .gitattributes: a user commits it.
+        subprocess.run(("git", "add", ".gitattributes"), cwd=self.base, env=self.env, check=True)
+        subprocess.run(("git", "commit", "-q", "--no-verify", "-m", "stock install"), cwd=self.base,
+                       env=self.env, check=True)
         code = "import stockroom; s = stockroom.StockRoom(); s.tag['hooked'] = 1; s.commit('for the hook')"
         subprocess.run((sys.executable, "-c", code), cwd=self.base, env=self.env, check=True, timeout=CHILD_TIMEOUT)
         # Code to commit beside it (the hook adds head.stock to that commit).

@@ -43,6 +43,9 @@ def status() -> int:
             head = stock.head
         except StockroomError as exc:
             # Conflict markers in a merge or rebase: that is the status to show, not an error.
+            # Any other unreadable head.stock is the error itself (one line, exit 1).
+            if not _conflicted(stock.path):
+                raise
             head = None
             click.echo(f"stock head: unreadable: {exc}")
         if head:
@@ -104,3 +107,10 @@ def _empty_head(root: Path) -> str:
     if not committed:
         return "(no stock commit yet)"
     return f"(none: {HEAD_FILE} is empty, but git's HEAD records stock commit {committed}; {_RESTORE})"
+
+
+def _conflicted(root: Path) -> bool:
+    """Whether git holds head.stock as a merge conflict (a merge, rebase or cherry-pick)."""
+    out = git("status", "--porcelain", "--", HEAD_FILE, cwd=root)
+    code = out[:2] if out else ""
+    return "U" in code or code in ("AA", "DD")
