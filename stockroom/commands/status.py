@@ -44,7 +44,7 @@ def status() -> int:
         except StockroomError as exc:
             # Conflict markers in a merge or rebase: that is the status to show, not an error.
             # Any other unreadable head.stock is the error itself (one line, exit 1).
-            if not _conflicted(stock.path):
+            if "merge-conflict markers" not in str(exc) and not _conflicted(stock.path):
                 raise
             head = None
             click.echo(f"stock head: unreadable: {exc}")
