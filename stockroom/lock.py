@@ -23,6 +23,8 @@ LOCK_FILE = "stockroom-writer.lock"
 DEFAULT_TIMEOUT = 10.0
 TIMEOUT_ENV = "STOCKROOM_LOCK_TIMEOUT"
 _POLL = 0.05
+# Looks at an empty holder record before calling the holder unknown (0.2 s).
+_HOLDER_TRIES = 10
 
 
 def default_timeout() -> float:
@@ -51,14 +53,25 @@ class WriterLock:
 
     def holder(self) -> str:
         """Who holds the lock, as the holder recorded it."""
-        try:
-            info = json.loads(self.path.read_text(encoding="utf-8") or "{}")
-        except (OSError, ValueError):
-            return "another process"
-        if not isinstance(info, dict) or "pid" not in info:
+        info = self._holder_info()
+        if info is None:
             return "another process"
         cmd = info.get("cmd", "")
         return f"pid {info['pid']} on {info.get('host', '?')} ({cmd}) since {info.get('since', '?')}"
+
+    def _holder_info(self) -> dict[str, object] | None:
+        # A new holder writes its record just after taking the flock, and the
+        # previous one emptied the file on release: in that gap the file is
+        # empty, so look again briefly before calling the holder unknown.
+        for _ in range(_HOLDER_TRIES):
+            try:
+                info = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+            except (OSError, ValueError):
+                info = None
+            if isinstance(info, dict) and "pid" in info:
+                return info
+            time.sleep(0.02)
+        return None
 
     def acquire(self) -> None:
         """Take the lock, waiting at most ``timeout`` seconds."""
