@@ -52,10 +52,22 @@ _ENV_ATTRS = {REF_DB: "refenv", BRANCH_DB: "branchenv"}
 
 TEXTS_DIR = "stockroom-tags"
 STAGED_MARKER = "stockroom-staged"
-# A head.stock modified less than this long ago may be modified again
-# without its stat changing (file timestamps are coarse): such a stat is not
-# trusted for caching, and the file is read again on the next call.
+# A file modified less than this long ago may be modified again without its
+# stat changing (its timestamp would be the same): such a stat is not trusted
+# for caching, and the file is read again on the next call. File systems
+# with whole-second timestamps (FAT: 2 s) need the long window; those with
+# finer ones stamp files from the kernel's clock tick (1 to 10 ms), for
+# which the short window leaves a wide margin. Without it, every write in
+# the first 2 s after a commit or checkout re-read head.stock and .git/HEAD.
 RACY_NS = 2_000_000_000
+FINE_RACY_NS = 50_000_000
+
+
+def racy(st: os.stat_result) -> bool:
+    """Whether a file with stat ``st`` may change again without its stat changing."""
+    mtime = st.st_mtime_ns
+    window = RACY_NS if mtime % 1_000_000_000 == 0 else FINE_RACY_NS
+    return time.time_ns() - mtime < window
 
 
 def damaged(hangar_dir: Path, what: str) -> StockroomError:
@@ -94,8 +106,7 @@ class HeadWatch:
         key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
         if key != self._key:
             self._head = read_head(self.root)
-            recent = time.time_ns() - st.st_mtime_ns < RACY_NS
-            self._key = None if recent else key
+            self._key = None if racy(st) else key
         return self._head
 
 

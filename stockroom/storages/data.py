@@ -153,7 +153,25 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
             )
 
     def __getitem__(self, key: SampleKey) -> np.ndarray:
-        hkey = _hangar_key(key)
+        hkey = key if type(key) is int and 0 <= key < _INT_KEY_LIMIT else _hangar_key(key)
+        store = self._store
+        if not store.dirty:
+            # The per-sample fast path: nothing staged by this object, and the
+            # reader checkout seen last is still at the commit head.stock names.
+            col = self._seen_column
+            if (
+                col is not None
+                and store._reader is self._seen_checkout
+                and store._reader_digest == store.head()
+            ):
+                try:
+                    return col[hkey]
+                except KeyError as exc:
+                    if hkey not in col:
+                        raise KeyError(key) from None
+                    raise self._file_gone(exc) from None
+                except OSError as exc:
+                    raise damaged(store.root / HANGAR_DIR, f"reading failed: {exc}") from exc
         if self._store.staged_in(self._hname):  # read your own staged writes: through the writer
             held = self._store.held_column(self._hname, write=False)
             if held is not None:  # inside optimize(), after a write to this column

@@ -16,7 +16,7 @@ from stockroom.errors import StockroomError
 from stockroom.git import git_dir_of
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE
 from stockroom.lock import WriterLock
-from stockroom.quickread import RACY_NS, HeadWatch
+from stockroom.quickread import HeadWatch
 from stockroom.store.repository import _USERS, Checkout, _quiet, open_repository
 
 BRANCH_PREFIX = "stock-"
@@ -25,9 +25,6 @@ BRANCH_PREFIX = "stock-"
 STAGED_MARKER = "stockroom-staged"
 # Present while Hangar rebuilds its staging area for another branch.
 SWITCH_MARKER = "stockroom-switching"
-# A file modified less than this long ago may be modified again without its
-# stat changing (file timestamps are coarse): see quickread.HeadWatch.
-_RACY_NS = RACY_NS
 
 
 class StoreBase:

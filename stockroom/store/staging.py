@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from stockroom import journal, quickread
 from stockroom.errors import StockroomError
 from stockroom.git import head_is_detached
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, write_head
-from stockroom.store.base import _RACY_NS, BRANCH_PREFIX, SWITCH_MARKER
+from stockroom.store.base import BRANCH_PREFIX, SWITCH_MARKER
 from stockroom.store.labels import TAG_COLUMN, describe_changes
 from stockroom.store.recovery import Recovery
 from stockroom.store.repository import Checkout, _quiet
@@ -97,8 +96,7 @@ class Staging(Recovery):
         key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
         if key != self._git_head_key:
             self._git_head_detached = head_is_detached(self._git_dir)
-            recent = time.time_ns() - st.st_mtime_ns < _RACY_NS
-            self._git_head_key = None if recent else key
+            self._git_head_key = None if quickread.racy(st) else key
         return self._git_head_detached
 
     def _check_can_write(self) -> None:
