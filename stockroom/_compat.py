@@ -45,11 +45,15 @@ What breaks without these patches, and why:
   Hangar commits the block's records to LMDB, so records never name
   unflushed data either way. That per-sample msync is skipped (the flush
   that closes a full file is kept).
+* Hangar hashes every bytes value it stores, in the writing thread. Model
+  saves compute that same digest in worker threads (they key their units
+  by it) and hand it over (``give_digest``), so the bytes are hashed once.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -84,6 +88,8 @@ CONTEXT_MODULE = "hangar.context"
 _COMMIT_COPY_RE = re.compile(r"a=[0-9a-f]{40}\.lmdb")
 # hangar's numpy backend: msyncs after every sample (see _defer_numpy_flush).
 NUMPY_FLUSH_MODULE = "hangar.backends.numpy_10"
+# hangar's bytes type: hashes every value it stores (see _accept_given_digests).
+BYTES_TYPE_MODULE = "hangar.typesystem.pybytes"
 
 
 def _numpy_shim() -> types.ModuleType:
@@ -288,6 +294,49 @@ def _defer_numpy_flush(module: types.ModuleType) -> None:
     handles.write_data = write_data_flushed_per_block
 
 
+# Digests of bytes values computed before they reach hangar, by the id of the
+# very object (held here, so the id cannot be reused while it is listed).
+_GIVEN_DIGESTS: dict[int, tuple[bytes, str]] = {}
+
+
+def bytes_digest(data: bytes) -> str:
+    """Hangar's digest of a bytes value (``3=`` + BLAKE2b, 20 bytes, in hex)."""
+    return "3=" + hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def give_digest(data: bytes, digest: str) -> None:
+    """Let hangar take ``digest`` (from :func:`bytes_digest`) for this very
+    ``data`` object instead of hashing it again; :func:`take_digest` after."""
+    _GIVEN_DIGESTS[id(data)] = (data, digest)
+
+
+def take_digest(data: bytes) -> None:
+    """Forget what :func:`give_digest` listed for ``data``."""
+    _GIVEN_DIGESTS.pop(id(data), None)
+
+
+def _accept_given_digests(module: types.ModuleType) -> None:
+    """Hangar hashes every bytes value it stores (BLAKE2b, in the writing
+    thread: 0.14 s of a 105 MB model's 0.23 s save). A caller that computed
+    the same digest already, in worker threads on other cores, lists it with
+    :func:`give_digest`; for that very object (identity, not equality: a
+    listed digest is never taken for other data) hangar's hash is skipped.
+    Any other value is hashed as before.
+    """
+    base = module.BytesSchemaBase
+    data_hash_digest = base.data_hash_digest
+
+    def data_hash_digest_or_given(self: Any, data: Any) -> str:
+        given = _GIVEN_DIGESTS.get(id(data))
+        if given is not None and given[0] is data:
+            return given[1]
+        return str(data_hash_digest(self, data))
+
+    data_hash_digest_or_given.__doc__ = data_hash_digest.__doc__
+    data_hash_digest_or_given.__wrapped__ = data_hash_digest  # type: ignore[attr-defined]  # Hangar's own
+    base.data_hash_digest = data_hash_digest_or_given
+
+
 class _PatchLoader(importlib.abc.Loader):
     """Runs a hangar module, then applies a patch function to it."""
 
@@ -346,6 +395,7 @@ class HangarCompatFinder(importlib.abc.MetaPathFinder):
             and fullname not in NUMPY_SHIM_MODULES | LMDB_SHIM_MODULES
             and fullname not in LAZY_MODULES
             and fullname != NUMPY_FLUSH_MODULE
+            and fullname != BYTES_TYPE_MODULE
             and fullname != CONTEXT_MODULE
         ):
             return None
@@ -360,6 +410,8 @@ class HangarCompatFinder(importlib.abc.MetaPathFinder):
             spec.loader = _ShimLoader(spec.loader, "lmdb", "lmdb", _context_lmdb_shim)
         elif fullname == NUMPY_FLUSH_MODULE:
             spec.loader = _PatchLoader(spec.loader, _defer_numpy_flush)
+        elif fullname == BYTES_TYPE_MODULE:
+            spec.loader = _PatchLoader(spec.loader, _accept_given_digests)
         elif fullname in NUMPY_SHIM_MODULES:
             spec.loader = _ShimLoader(spec.loader, "np", "numpy", _numpy_shim)
         else:

@@ -302,3 +302,40 @@ def test_scratch_open_only_matches_commit_copies() -> None:
     assert _compat._COMMIT_COPY_RE.fullmatch("a=" + "0" * 40 + ".lmdb")
     for name in ("ref.lmdb", "branch.lmdb", "a=123.lmdb", "a=" + "0" * 40 + ".lmdb.bak"):
         assert not _compat._COMMIT_COPY_RE.fullmatch(name)
+
+
+# ------------------------------------------------------- given bytes digests
+def test_given_bytes_digest_is_hangars_and_taken_only_for_that_object(stock: stockroom.StockRoom) -> None:
+    from hangar.records import hash_func_from_tcode
+
+    co = stock.get_hangar_checkout(write=True)
+    try:
+        schema = co.add_bytes_column("b", backend="31")._schema
+        data = bytes(range(256)) * 1000
+        assert _compat.bytes_digest(data) == hash_func_from_tcode("3")(data) == schema.data_hash_digest(data)
+        equal_copy = bytes(bytearray(data))
+        _compat.give_digest(data, "3=" + "ab" * 20)
+        try:
+            assert schema.data_hash_digest(data) == "3=" + "ab" * 20  # the very object: not hashed again
+            assert schema.data_hash_digest(equal_copy) == _compat.bytes_digest(data)  # any other: hashed
+        finally:
+            _compat.take_digest(data)
+        assert schema.data_hash_digest(data) == _compat.bytes_digest(data)
+    finally:
+        co.close()
+
+
+def test_model_units_are_stored_under_hangars_digest(stock: stockroom.StockRoom) -> None:
+    weights = [np.arange(600_000, dtype=np.float32)]
+    stock.model["m"] = weights
+    co = stock.get_hangar_checkout(write=True)
+    try:
+        col = co.columns["model.m"]
+        units = [k for k in col.keys() if not k.startswith("meta.")]
+        assert units
+        for key in units:
+            # Hangar's own record of the unit names the same digest it is keyed by.
+            assert _compat.bytes_digest(col[key]) == "3=" + key
+    finally:
+        co.close()
+    assert np.array_equal(stock.model["m"][0], weights[0])
