@@ -245,11 +245,14 @@ class _Pb2Loader(importlib.abc.Loader):
 class _ShimLoader(importlib.abc.Loader):
     """Runs a hangar module, then rebinds one of its globals to a shim."""
 
-    def __init__(self, wrapped: importlib.abc.Loader, name: str, real: str, make: Any) -> None:
+    def __init__(
+        self, wrapped: importlib.abc.Loader, name: str, real: str, make: Any, patch: Any = None
+    ) -> None:
         self.wrapped = wrapped
         self.name = name
         self.real = real
         self.make = make
+        self.patch = patch
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return self.wrapped.create_module(spec)
@@ -258,6 +261,8 @@ class _ShimLoader(importlib.abc.Loader):
         self.wrapped.exec_module(module)
         if getattr(module, self.name, None) is sys.modules.get(self.real):
             setattr(module, self.name, self.make())
+        if self.patch is not None:
+            self.patch(module)
 
 
 def _no_flush() -> None:
@@ -292,6 +297,54 @@ def _defer_numpy_flush(module: types.ModuleType) -> None:
     write_data_flushed_per_block.__doc__ = write_data.__doc__
     write_data_flushed_per_block.__wrapped__ = write_data  # type: ignore[attr-defined]  # Hangar's own
     handles.write_data = write_data_flushed_per_block
+
+
+# Per process and data directory of an LMDB backend: the staged data file
+# written last and its row-key generator (see _reuse_staged_file).
+_LAST_STAGED: dict[tuple[int, str], tuple[str, Any]] = {}
+
+
+def _reuse_staged_file(module: types.ModuleType) -> None:
+    """Make an LMDB data backend (``30``/``31``) append to its staged file.
+
+    Each write context (``with column:``) that writes creates a new LMDB
+    environment for its first value, a directory of two files: one tag
+    written outside ``optimize()`` cost a new environment, a training loop
+    logging a metric per step left thousands, and opening a column lists them
+    all, so every write got slower than the last. Here the first write of a
+    context goes on in the file this process wrote last, as long as it is
+    still staged (not committed, not reset), with row keys continuing after
+    the ones used. A committed file is never written again.
+    """
+    handles = next(
+        getattr(module, name)
+        for name in ("LMDB_30_FileHandles", "LMDB_31_FileHandles")
+        if hasattr(module, name)
+    )
+    create_schema = handles._create_schema
+
+    def create_or_reuse_schema(self: Any, *, remote_operation: bool = False) -> None:
+        key = (os.getpid(), str(self.DATADIR))
+        last = _LAST_STAGED.get(key)
+        if not remote_operation and self.w_uid is None and last is not None:
+            uid, rows = last
+            path = str(self.DATADIR.joinpath(uid))
+            open_now = _OPEN_ENVS.get((os.getpid(), os.path.realpath(path)))
+            # Open read-only here already (a read in this context): LMDB would
+            # refuse a second, writable handle, so that case takes a new file.
+            if os.path.isfile(os.path.join(self.STAGEDIR, f"{uid}.lmdbdir")) and (
+                open_now is None or open_now.writable
+            ):
+                self.wFp[uid] = module.lmdb.open(path, **module.LMDB_SETTINGS)
+                self.w_uid = uid
+                self.row_idx = rows
+                return
+        create_schema(self, remote_operation=remote_operation)
+        if not remote_operation:
+            _LAST_STAGED[key] = (self.w_uid, self.row_idx)
+
+    create_or_reuse_schema.__wrapped__ = create_schema  # type: ignore[attr-defined]  # Hangar's own
+    handles._create_schema = create_or_reuse_schema
 
 
 # Digests of bytes values computed before they reach hangar, by the id of the
@@ -415,7 +468,7 @@ class HangarCompatFinder(importlib.abc.MetaPathFinder):
         elif fullname in NUMPY_SHIM_MODULES:
             spec.loader = _ShimLoader(spec.loader, "np", "numpy", _numpy_shim)
         else:
-            spec.loader = _ShimLoader(spec.loader, "lmdb", "lmdb", _lmdb_shim)
+            spec.loader = _ShimLoader(spec.loader, "lmdb", "lmdb", _lmdb_shim, _reuse_staged_file)
         return spec
 
 

@@ -339,3 +339,26 @@ def test_model_units_are_stored_under_hangars_digest(stock: stockroom.StockRoom)
     finally:
         co.close()
     assert np.array_equal(stock.model["m"][0], weights[0])
+
+
+# ------------------------------------------------------- staged LMDB data files
+def test_staged_writes_append_to_one_lmdb_data_file(stock: stockroom.StockRoom, stock_repo: Path) -> None:
+    """Tags written one by one outside optimize() share one staged data file;
+    a committed file is never written again."""
+    data_dir = stock_repo / ".hangar" / "data" / "30"
+    for i in range(30):
+        stock.tag[f"t{i}"] = f"value {i}"
+        assert stock.tag[f"t{i}"] == f"value {i}"  # a read between writes, as a notebook does
+    assert len(list(data_dir.iterdir())) == 1
+    stock.commit("thirty tags")
+    committed = {p.name: (p / "data.mdb").stat().st_mtime_ns for p in data_dir.iterdir()}
+    for i in range(30, 40):
+        stock.tag[f"t{i}"] = f"value {i}"
+    after = {p.name: (p / "data.mdb").stat().st_mtime_ns for p in data_dir.iterdir()}
+    assert len(after) == 2 and all(after[name] == mtime for name, mtime in committed.items())
+    assert stock.reset()
+    stock.tag["again"] = "x"
+    stock.commit("after a reset")
+    with stockroom.StockRoom() as other:
+        assert [other.tag[f"t{i}"] for i in range(30)] == [f"value {i}" for i in range(30)]
+        assert other.tag["again"] == "x" and "t35" not in other.tag
