@@ -305,16 +305,26 @@ _LAST_STAGED: dict[tuple[int, str], tuple[str, Any]] = {}
 
 
 def _reuse_staged_file(module: types.ModuleType) -> None:
-    """Make an LMDB data backend (``30``/``31``) append to its staged file.
+    """Make an LMDB data backend (``30``/``31``) put a write context's first
+    value into the file it staged last.
 
     Each write context (``with column:``) that writes creates a new LMDB
     environment for its first value, a directory of two files: one tag
     written outside ``optimize()`` cost a new environment, a training loop
     logging a metric per step left thousands, and opening a column lists them
-    all, so every write got slower than the last. Here the first write of a
-    context goes on in the file this process wrote last, as long as it is
-    still staged (not committed, not reset), with row keys continuing after
-    the ones used. A committed file is never written again.
+    all, so every write got slower than the last. Here the first value of a
+    context goes into the file this process wrote last, as long as it is
+    still staged (not committed, not reset) and not open in this process,
+    with row keys continuing after the ones used; a committed file is never
+    written again.
+
+    That one value is written with LMDB's fsync (the file is opened synced):
+    rows in the file are named by staged records already, and an unsynced
+    append cut by a power failure could leave LMDB's newest meta page
+    pointing at pages that never reached the disk, losing them too. A second
+    value in the same context goes to a new file, as Hangar does it: those
+    are written without fsync and synced once when the context closes,
+    before any record names them.
     """
     handles = next(
         getattr(module, name)
@@ -322,29 +332,44 @@ def _reuse_staged_file(module: types.ModuleType) -> None:
         if hasattr(module, name)
     )
     create_schema = handles._create_schema
+    write_data = handles.write_data
+
+    def new_schema(self: Any, remote_operation: bool) -> None:
+        create_schema(self, remote_operation=remote_operation)
+        if not remote_operation:
+            _LAST_STAGED[(os.getpid(), str(self.DATADIR))] = (self.w_uid, self.row_idx)
 
     def create_or_reuse_schema(self: Any, *, remote_operation: bool = False) -> None:
-        key = (os.getpid(), str(self.DATADIR))
-        last = _LAST_STAGED.get(key)
+        last = _LAST_STAGED.get((os.getpid(), str(self.DATADIR)))
         if not remote_operation and self.w_uid is None and last is not None:
             uid, rows = last
             path = str(self.DATADIR.joinpath(uid))
-            open_now = _OPEN_ENVS.get((os.getpid(), os.path.realpath(path)))
-            # Open read-only here already (a read in this context): LMDB would
-            # refuse a second, writable handle, so that case takes a new file.
             if os.path.isfile(os.path.join(self.STAGEDIR, f"{uid}.lmdbdir")) and (
-                open_now is None or open_now.writable
+                (os.getpid(), os.path.realpath(path)) not in _OPEN_ENVS
             ):
-                self.wFp[uid] = module.lmdb.open(path, **module.LMDB_SETTINGS)
+                self.wFp[uid] = module.lmdb.open(path, **{**module.LMDB_SETTINGS, "sync": True})
                 self.w_uid = uid
                 self.row_idx = rows
+                self._stockroom_reused = (uid, False)  # (file, a value written to it yet)
                 return
-        create_schema(self, remote_operation=remote_operation)
-        if not remote_operation:
-            _LAST_STAGED[key] = (self.w_uid, self.row_idx)
+        new_schema(self, remote_operation)
+
+    def write_data_once_into_reused(self: Any, data: Any, *, remote_operation: bool = False) -> Any:
+        reused = getattr(self, "_stockroom_reused", None)
+        if reused is not None and self.w_uid == reused[0]:
+            if reused[1]:  # a second value in this context: a new file, as Hangar does
+                self._stockroom_reused = None
+                self.w_uid = None  # the reused file stays in wFp, closed with the context
+                new_schema(self, remote_operation)
+            else:
+                self._stockroom_reused = (reused[0], True)
+        return write_data(self, data, remote_operation=remote_operation)
 
     create_or_reuse_schema.__wrapped__ = create_schema  # type: ignore[attr-defined]  # Hangar's own
+    write_data_once_into_reused.__wrapped__ = write_data  # type: ignore[attr-defined]  # Hangar's own
+    write_data_once_into_reused.__doc__ = write_data.__doc__
     handles._create_schema = create_or_reuse_schema
+    handles.write_data = write_data_once_into_reused
 
 
 # Digests of bytes values computed before they reach hangar, by the id of the
