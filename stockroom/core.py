@@ -163,7 +163,11 @@ class StockRoom:
                     f"run `stock init` there"
                 )
         from stockroom import journal, quickread
+        from stockroom.lock import default_timeout
         from stockroom.storages.tag import TagStore
+
+        if lock_timeout is None:
+            default_timeout()  # a bad STOCKROOM_LOCK_TIMEOUT is refused now, not at the first write
 
         self.path = root
         # The store (and Hangar, numpy) is opened on first use: `stock status`
