@@ -8,13 +8,16 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from stockroom import git as gitutil
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, atomic_write, no_store_advice, read_head, write_head
 
 if TYPE_CHECKING:
+    from stockroom.storages.data import DataStore
+    from stockroom.storages.model import ModelStore
+    from stockroom.store import Store
     from stockroom.view import StockView
 
 GITIGNORE_LINE = ".hangar"
@@ -159,19 +162,54 @@ class StockRoom:
                     f"{root} is not a stock repository (no {HEAD_FILE} and {HANGAR_DIR}); "
                     f"run `stock init` there"
                 )
-        # Imported after the root is found: a wrong directory fails fast,
-        # without loading numpy and Hangar.
-        from stockroom.storages.data import DataStore
-        from stockroom.storages.model import ModelStore
+        from stockroom import journal, quickread
+        from stockroom.lock import default_timeout
         from stockroom.storages.tag import TagStore
-        from stockroom.store import Store
+
+        if lock_timeout is None:
+            default_timeout()  # a bad STOCKROOM_LOCK_TIMEOUT is refused now, not at the first write
 
         self.path = root
-        self._store = Store(root, lock_timeout)
-        self.data = DataStore(self._store)
-        self.model = ModelStore(self._store)
-        self.tag = TagStore(self._store)
+        # The store (and Hangar, numpy) is opened on first use: `stock status`
+        # and committed tag reads need neither (see stockroom.quickread).
+        self._lazy = quickread.LazyStore(root, lock_timeout)
+        self._data: DataStore | None = None
+        self._model: ModelStore | None = None
         self._views: list[StockView] = []
+        hangar_dir = root / HANGAR_DIR
+        if journal.exists(hangar_dir):
+            # An interrupted commit: the store says so when it opens (a warning).
+            from stockroom.store import Store
+
+            self._lazy.store = Store(root, lock_timeout, self._lazy.headwatch)
+        else:
+            # What opening the store refuses, refused here as before.
+            quickread.check_complete(hangar_dir)
+            quickread.check_version(root)
+        self.tag = TagStore(self._lazy)
+
+    @property
+    def _store(self) -> Store:
+        """The access layer's store, opened now if it was not."""
+        return cast("Store", self._lazy.open())
+
+    @property
+    def data(self) -> DataStore:
+        """Data columns: ``stock.data["images"][0] = array``."""
+        if self._data is None:
+            from stockroom.storages.data import DataStore
+
+            self._data = DataStore(self._store)
+        return self._data
+
+    @property
+    def model(self) -> ModelStore:
+        """Model weights: ``stock.model["net"] = model.state_dict()``."""
+        if self._model is None:
+            from stockroom.storages.model import ModelStore
+
+            self._model = ModelStore(self._store)
+        return self._model
 
     @property
     def stockroot(self) -> Path:
@@ -181,7 +219,7 @@ class StockRoom:
     @property
     def head(self) -> str:
         """The stock commit ``head.stock`` names now ('' before the first)."""
-        return self._store.head()
+        return self._lazy.head()
 
     def commit(self, message: str, update_head: bool = True) -> str:
         """Commit everything written since the last commit; return its digest.
@@ -237,7 +275,7 @@ class StockRoom:
         views, self._views = self._views, []
         for view in views:
             view.close()
-        self._store.close()
+        self._lazy.close()
 
     def __enter__(self) -> StockRoom:
         return self

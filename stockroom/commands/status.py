@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from stockroom import quickread
 from stockroom.core import StockRoom
 from stockroom.errors import StockroomError
 from stockroom.git import git
@@ -49,11 +50,13 @@ def status() -> int:
             head = None
             click.echo(f"stock head: unreadable: {exc}")
         if head:
-            stock._store._require_commit(head)  # a digest .hangar lacks: say so, exit 1
+            _require_commit(stock, head)  # a digest .hangar lacks: say so, exit 1
         if head is not None:
             click.echo(f"stock head: {head or _empty_head(stock.path)}")
         try:
-            staged = stock._store.staged_changes()
+            # No marker, nothing staged (it is left before any staged write):
+            # then Hangar need not even be imported.
+            staged = stock._store.staged_changes() if quickread.maybe_staged(stock.path) else []
         except StockroomError as exc:
             click.echo(f"staged writes: unknown ({exc})")
         else:
@@ -79,6 +82,15 @@ def status() -> int:
             state = f"changed, not staged: run `git add {HEAD_FILE}` (under the pre-commit framework the commit is refused until you do)"
         click.echo(f"{HEAD_FILE}: {state}")
     return 0
+
+
+def _require_commit(stock: StockRoom, digest: str) -> None:
+    """Refuse a ``head.stock`` naming a commit ``.hangar`` lacks (without
+    opening the store when it is not open already)."""
+    if stock._lazy.store is not None:
+        stock._store._require_commit(digest)
+    elif not quickread.has_commit(stock.path, digest):
+        stock._store._require_commit(digest)  # says what is wrong, in the store's words
 
 
 _LETTERS = {"M": "modified", "T": "type changed", "A": "added", "D": "deleted", "R": "renamed", "C": "copied"}

@@ -139,6 +139,8 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
         # The Hangar column of the last reader checkout seen (per-sample reads).
         self._seen_checkout: Any = None
         self._seen_column: Any = None
+        # (held writer column, its dtype, its shape): per-sample writes.
+        self._fits: tuple[Any, np.dtype, tuple[int, ...]] | None = None
 
     def _check_fits(self, dtype: np.dtype, shape: tuple[int, ...], arr: np.ndarray) -> None:
         if arr.dtype != dtype:
@@ -153,7 +155,25 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
             )
 
     def __getitem__(self, key: SampleKey) -> np.ndarray:
-        hkey = _hangar_key(key)
+        hkey = key if type(key) is int and 0 <= key < _INT_KEY_LIMIT else _hangar_key(key)
+        store = self._store
+        if not store.dirty:
+            # The per-sample fast path: nothing staged by this object, and the
+            # reader checkout seen last is still at the commit head.stock names.
+            col = self._seen_column
+            if (
+                col is not None
+                and store._reader is self._seen_checkout
+                and store._reader_digest == store.head()
+            ):
+                try:
+                    return col[hkey]
+                except KeyError as exc:
+                    if hkey not in col:
+                        raise KeyError(key) from None
+                    raise self._file_gone(exc) from None
+                except OSError as exc:
+                    raise damaged(store.root / HANGAR_DIR, f"reading failed: {exc}") from exc
         if self._store.staged_in(self._hname):  # read your own staged writes: through the writer
             held = self._store.held_column(self._hname, write=False)
             if held is not None:  # inside optimize(), after a write to this column
@@ -262,12 +282,17 @@ class Column(MutableMapping[SampleKey, np.ndarray]):
             self.update({key: value})
             return
         # Inside optimize(), the column already open: the per-sample fast path.
-        hkey = _hangar_key(key)
+        hkey = key if type(key) is int and 0 <= key < _INT_KEY_LIMIT else _hangar_key(key)
         arr = _as_sample(value)
         if arr is None:
             arr = to_array(value, f"column {self.name!r}, sample {key!r}")
-        self._check_fits(held.dtype, held.shape, arr)
-        self._store.put_sample(held, hkey, arr)
+        fits = self._fits
+        if fits is None or fits[0] is not held:
+            # The held column's dtype and shape, looked up once per column held.
+            fits = self._fits = (held, np.dtype(held.dtype), tuple(held.shape))
+        if arr.dtype != fits[1] or arr.shape != fits[2]:
+            self._check_fits(fits[1], fits[2], arr)
+        held._perform_set(hkey, arr)  # Staging.put_sample, without the call
 
     def update(  # type: ignore[override]
         self, other: Mapping[SampleKey, object] | Iterable[tuple[SampleKey, object]] = (), /, **kwargs: object

@@ -8,7 +8,8 @@ same kind. ``save_weights``/``load_weights`` do the same for a
 Layout in Hangar (see docs/models.md): one bytes column per model,
 ``model.<encoded name>``. Each tensor's raw bytes are cut into units of at
 most 2,000,000 bytes (Hangar's limit for a bytes sample; small tensors
-share units), each stored under the SHA-256 of its content; the
+share units), each stored under the BLAKE2b-160 of its content (Hangar's
+own digest of it, computed once); the
 ``meta.<i>`` keys hold JSON that lists tensor names, order, dtypes, shapes,
 unit digests and framework versions. Saving a new version writes only units
 whose digest the column lacks, so unchanged layers cost neither hashing by
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from stockroom._compat import give_digest, take_digest
 from stockroom.errors import StockroomError
 from stockroom.keys import encode_text
 from stockroom.progress import Progress, bar
@@ -213,7 +215,10 @@ def _is_torch_module(value: object) -> bool:
 
 # ---------------------------------------------------------------- pieces
 def _hash_unit(unit: np.ndarray | bytes, have: frozenset[str]) -> tuple[str, bytes | None]:
-    digest = hashlib.sha256(unit if isinstance(unit, bytes) else unit.data).hexdigest()
+    # Hangar's own digest of a bytes sample (BLAKE2b, 20 bytes), so that it
+    # need not hash the unit again (see _compat.give_digest): one pass, here,
+    # in worker threads.
+    digest = hashlib.blake2b(unit if isinstance(unit, bytes) else unit.data, digest_size=20).hexdigest()
     if digest in have:
         return digest, None
     return digest, (unit if isinstance(unit, bytes) else unit.tobytes())
@@ -222,14 +227,14 @@ def _hash_unit(unit: np.ndarray | bytes, have: frozenset[str]) -> tuple[str, byt
 def _hashed_units(
     units: list[np.ndarray | bytes], have: frozenset[str]
 ) -> Iterator[tuple[str, bytes | None]]:
-    """``(sha256 hex, bytes, or None when ``have`` holds the digest)`` for each unit, in order.
+    """``(BLAKE2b-160 hex, bytes, or None when ``have`` holds the digest)`` for each unit, in order.
 
     Hashing and copying run a few units ahead in worker threads (hashlib
-    releases the GIL), overlapping with Hangar's own hashing and LMDB
-    writes in the caller; the window bounds the extra memory.
+    releases the GIL), overlapping with Hangar's LMDB writes in the caller;
+    the window bounds the extra memory.
     """
-    # One core stays with the caller, which spends its time in Hangar.
-    workers = min(4, (os.cpu_count() or 1) - 1)
+    # The caller mostly waits for LMDB's fsyncs (the GIL released): every core hashes.
+    workers = min(4, os.cpu_count() or 1)
     if workers < 1 or sum(len(u) for u in units) < _PARALLEL_MIN_BYTES:
         for unit in units:
             yield _hash_unit(unit, have)
@@ -383,7 +388,11 @@ class ModelStore(NamedColumns, MutableMapping[str, Any]):
                         for digest, payload in _hashed_units(units, before):
                             digests.append(digest)
                             if payload is not None and digest not in col:
-                                col[digest] = payload
+                                give_digest(payload, "3=" + digest)  # Hangar's form of it
+                                try:
+                                    col[digest] = payload
+                                finally:
+                                    take_digest(payload)
                                 added.append(digest)
                             progress.update(len(payload) if payload is not None else 0)
                         meta = _meta_pieces(_encode_meta(kind, versions, tensors, digests))

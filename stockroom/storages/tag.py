@@ -6,14 +6,20 @@ import contextlib
 import itertools
 import struct
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, cast
 
+from stockroom import quickread
 from stockroom.keys import decode_text, encode_text
-from stockroom.store import Store, register_column_label
+
+if TYPE_CHECKING:
+    from stockroom.store import Store
 
 TagValue = int | float | str | bool
 
+# Hangar's column of the tags: stockroom.store.labels.TAG_COLUMN (which labels
+# it "tags"), not imported from there: that would import Hangar, which a
+# committed tag read does not need.
 COLUMN = "tag"
-register_column_label(COLUMN, lambda _: "tags")
 
 
 # Hangar's str columns take at most 2,000,000 bytes (UTF-8) per value; the
@@ -111,11 +117,55 @@ class TagStore(MutableMapping[str, TagValue]):
     ``True``, floats keep every bit, ``nan`` and ``-0.0`` included).
     """
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, store: Store | quickread.LazyStore) -> None:
+        self._lazy = store if isinstance(store, quickread.LazyStore) else quickread.LazyStore.of(store)
+        # The tags of the last commit read (encoded key: encoded value): a
+        # commit's digest names its content, so this never goes stale.
+        self._seen: tuple[str, dict[str, str]] = ("", {})
+
+    @property
+    def _store(self) -> Store:
+        return cast("Store", self._lazy.open())
+
+    def _committed(self) -> dict[str, str] | None:
+        """The tags of the commit ``head.stock`` names, when reads go there and
+        they are cached (see :mod:`stockroom.quickread`); None otherwise."""
+        lazy = self._lazy
+        store = lazy.store
+        if store is not None and store.staged_in(COLUMN):
+            return None  # read your own staged tags
+        if lazy.is_closed():
+            return None  # the slow path says so
+        digest = lazy.head()
+        if digest == "":
+            return {}
+        seen_digest, tags = self._seen
+        if seen_digest == digest:
+            return tags
+        cached = quickread.read_tags(lazy.root, digest)
+        if cached is not None:
+            self._seen = (digest, cached)
+        return cached
+
+    def _remember(self, co: Any) -> None:
+        """After a slow read from the reader checkout: cache its commit's tags."""
+        store = self._lazy.store
+        if co is None or store is None or co is not store._reader:
+            return
+        col = co.columns[COLUMN] if COLUMN in co.columns else None
+        tags = {} if col is None else {str(k): str(col[k]) for k in col.keys()}
+        digest = store._reader_digest
+        quickread.save_tags(self._lazy.root, digest, tags)
+        self._seen = (digest, tags)
 
     def __getitem__(self, key: str) -> TagValue:
         hkey = encode_text(key, "tag key")
+        tags = self._committed()
+        if tags is not None:
+            raw = tags.get(hkey)
+            if raw is None:
+                raise KeyError(key)
+            return decode_value(raw)
         store = self._store
         if store.staged_in(COLUMN):  # read your own staged tags
             held = store.held_column(COLUMN, write=False)
@@ -129,6 +179,7 @@ class TagStore(MutableMapping[str, TagValue]):
                         raise KeyError(key)
                     return decode_value(col[hkey])
         with store.reading(column=COLUMN) as co:
+            self._remember(co)
             if co is None or COLUMN not in co.columns or hkey not in co.columns[COLUMN]:
                 raise KeyError(key)
             return decode_value(co.columns[COLUMN][hkey])
@@ -198,11 +249,15 @@ class TagStore(MutableMapping[str, TagValue]):
         self._store.mark_dirty(COLUMN)
 
     def _hkeys(self) -> list[str]:
+        tags = self._committed()
+        if tags is not None:
+            return list(tags)
         if self._store.staged_in(COLUMN):
             with self._store.staged_column(COLUMN, write=False) as col:
                 if col is not None:
                     return list(col.keys())
         with self._store.reading(column=COLUMN) as co:
+            self._remember(co)
             if co is None or COLUMN not in co.columns:
                 return []
             return list(co.columns[COLUMN].keys())
@@ -218,6 +273,9 @@ class TagStore(MutableMapping[str, TagValue]):
             hkey = encode_text(key, "tag key")
         except ValueError:
             return False
+        tags = self._committed()
+        if tags is not None:
+            return hkey in tags
         if self._store.staged_in(COLUMN):
             with self._store.staged_column(COLUMN, write=False) as col:
                 if col is not None:

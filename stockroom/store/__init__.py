@@ -28,6 +28,7 @@ from typing import Any
 from stockroom import journal
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE
+from stockroom.quickread import CLOSED_MESSAGE, HeadWatch
 from stockroom.store import transfer  # noqa: F401 - arms the message for data not fetched
 from stockroom.store.base import BRANCH_PREFIX, STAGED_MARKER, SWITCH_MARKER
 from stockroom.store.labels import column_label, register_column_label
@@ -73,8 +74,10 @@ class Store(Reading):
     operation, or the whole ``optimize()`` block.
     """
 
-    def __init__(self, root: Path, lock_timeout: float | None = None) -> None:
-        super().__init__(root, lock_timeout)
+    def __init__(
+        self, root: Path, lock_timeout: float | None = None, headwatch: HeadWatch | None = None
+    ) -> None:
+        super().__init__(root, lock_timeout, headwatch)
         if journal.exists(root / HANGAR_DIR):
             self._warn_if_interrupted()
 
@@ -126,6 +129,11 @@ class Store(Reading):
         specs = info["specs"]
         return [{"digest": d, **specs[d]} for d in order]
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran."""
+        return isinstance(self.repo, _Closed)
+
     def close(self) -> None:
         if isinstance(self.repo, _Closed):
             return  # closed already
@@ -147,9 +155,6 @@ class Store(Reading):
         # would read as a damaged store).
         self.repo = _Closed()
         self.lock = _Closed()  # type: ignore[assignment]
-
-
-CLOSED_MESSAGE = "this StockRoom is closed; open a new one (`with StockRoom() as stock:`)"
 
 
 class _Closed:

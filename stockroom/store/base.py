@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,9 @@ from hangar.records import commiting, heads
 
 from stockroom.errors import StockroomError
 from stockroom.git import git_dir_of
-from stockroom.headfile import HANGAR_DIR, HEAD_FILE, read_head
+from stockroom.headfile import HANGAR_DIR, HEAD_FILE
 from stockroom.lock import WriterLock
+from stockroom.quickread import HeadWatch
 from stockroom.store.repository import _USERS, Checkout, _quiet, open_repository
 
 BRANCH_PREFIX = "stock-"
@@ -25,16 +25,14 @@ BRANCH_PREFIX = "stock-"
 STAGED_MARKER = "stockroom-staged"
 # Present while Hangar rebuilds its staging area for another branch.
 SWITCH_MARKER = "stockroom-switching"
-# A head.stock modified less than this long ago may be modified again
-# without its stat changing (file timestamps are coarse): such a stat is not
-# trusted for caching, and the file is read again on the next call.
-_RACY_NS = 2_000_000_000
 
 
 class StoreBase:
     """State shared by the rooms of :class:`stockroom.store.Store`."""
 
-    def __init__(self, root: Path, lock_timeout: float | None = None) -> None:
+    def __init__(
+        self, root: Path, lock_timeout: float | None = None, headwatch: HeadWatch | None = None
+    ) -> None:
         self.root = root
         self.repo = open_repository(root)
         self._repo_key = (os.getpid(), str(root))
@@ -42,10 +40,8 @@ class StoreBase:
         self._released = False
         self.lock = WriterLock(root / HANGAR_DIR, lock_timeout)
         self._git_dir = git_dir_of(root)
-        self._head_key: tuple[int, int, int, int] | None = None
-        # A str, built once: head() stats it on every read.
-        self._head_path = str(root / HEAD_FILE)
-        self._head = ""
+        # Shared with the StockRoom that opened this store (it reads head.stock before).
+        self._headwatch = headwatch or HeadWatch(root)
         self._reader: Checkout | None = None
         self._reader_digest = ""
         self._writer: Checkout | None = None
@@ -68,17 +64,7 @@ class StoreBase:
 
     def head(self) -> str:
         """The digest ``head.stock`` names now ('' before the first commit)."""
-        path = self._head_path
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return read_head(self.root)  # raises the explanatory error
-        key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
-        if key != self._head_key:
-            self._head = read_head(self.root)
-            recent = time.time_ns() - st.st_mtime_ns < _RACY_NS
-            self._head_key = None if recent else key
-        return self._head
+        return self._headwatch.head()
 
     def has_commit(self, digest: str) -> bool:
         return bool(commiting.check_commit_hash_in_history(self.repo._env.refenv, digest))

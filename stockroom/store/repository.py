@@ -20,20 +20,12 @@ from stockroom import _compat
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR
 from stockroom.lock import WriterLock
+from stockroom.quickread import HANGAR_DIRS, HANGAR_FILES, check_complete, damaged
 
 _compat.install()
 
 import hangar  # noqa: E402  (after the compatibility patches, on purpose)
-from hangar.constants import (  # noqa: E402
-    CONFIG_USER_NAME,
-    DIR_DATA,
-    DIR_DATA_STORE,
-    LMDB_BRANCH_NAME,
-    LMDB_HASH_NAME,
-    LMDB_REF_NAME,
-    LMDB_STAGE_HASH_NAME,
-    LMDB_STAGE_REF_NAME,
-)
+from hangar.constants import LMDB_BRANCH_NAME, LMDB_REF_NAME  # noqa: E402
 from hangar.records import vcompat  # noqa: E402
 
 Checkout = Any  # hangar's ReaderCheckout / WriterCheckout (untyped library)
@@ -152,33 +144,14 @@ def open_repository(root: Path) -> Any:
     return repo
 
 
-# What Hangar's init creates. Hangar re-creates a missing LMDB file empty
-# when it opens the repository (an empty staging area reads as "delete
-# everything"), so their absence must be caught before it opens.
-_HANGAR_FILES = (
-    LMDB_BRANCH_NAME,
-    LMDB_REF_NAME,
-    LMDB_HASH_NAME,
-    LMDB_STAGE_REF_NAME,
-    LMDB_STAGE_HASH_NAME,
-    CONFIG_USER_NAME,
-)
-_HANGAR_DIRS = (DIR_DATA, DIR_DATA_STORE)
-
-
-def damaged(hangar_dir: Path, what: str) -> StockroomError:
-    """The error for a ``.hangar`` that lost files or holds unreadable ones."""
-    return StockroomError(
-        f"{hangar_dir} is damaged ({what}); restore {HANGAR_DIR} from a backup or a "
-        f"fresh clone of its data, or start over with `stock init --overwrite` (deletes all stock data)"
-    )
+# What Hangar's init creates (checked before Hangar opens the store: it
+# re-creates a missing LMDB file empty). Kept in stockroom.quickread.
+_HANGAR_FILES = HANGAR_FILES
+_HANGAR_DIRS = HANGAR_DIRS
 
 
 def _check_complete(hangar_dir: Path) -> None:
-    missing = [name for name in _HANGAR_FILES if not (hangar_dir / name).is_file()]
-    missing += [name + "/" for name in _HANGAR_DIRS if not (hangar_dir / name).is_dir()]
-    if missing:
-        raise damaged(hangar_dir, f"missing {', '.join(missing)}")
+    check_complete(hangar_dir)
 
 
 def _check_version(repo: Any, hangar_dir: Path) -> None:
