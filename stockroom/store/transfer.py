@@ -25,34 +25,38 @@ a push re-run after an interruption finds the packs it had already sent.
 
 from __future__ import annotations
 
+import array
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import re
-import tempfile
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lmdb
+import blosc
 import numpy as np
 from hangar.backends import BACKEND_ACCESSOR_MAP, backend_decoder
+from hangar.backends.numpy_10 import COLLECTION_SIZE, numpy_10_encode
 from hangar.backends.remote_50 import REMOTE_50_Handler
 from hangar.columns.constructors import column_type_object_from_schema
-from hangar.constants import LMDB_SETTINGS
+from hangar.constants import DIR_DATA
 from hangar.records import (
     commiting,
     hash_data_db_key_from_raw_key,
     parsing,
-    queries,
     schema_spec_from_db_val,
 )
 from hangar.remote.content import ContentReader, ContentWriter
 from hangar.txnctx import TxnRegister
+from numpy.lib.format import open_memmap
+from xxhash import xxh64_hexdigest
 
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR
@@ -70,6 +74,10 @@ _SCHEMA_RE = re.compile(r"^[0-9]=[0-9a-f]{8,64}$")
 _DATA_RE = re.compile(r"^[0-9]=[0-9a-f]{8,64}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _REMOTE_BACKEND = "50"
+# Hangar's hash-db key of a data digest (hash_data_db_key_from_raw_key).
+_DATA_KEY_PREFIX = hash_data_db_key_from_raw_key("").decode()
+# Backend files a push keeps open at once (each memmap holds a descriptor).
+_OPEN_FILES = 128
 
 
 def commit_object(digest: str) -> str:
@@ -113,28 +121,40 @@ def _parents(parent_val: bytes) -> list[str]:
     return [p for p in (spec.master_ancestor, spec.dev_ancestor) if p]
 
 
-@contextlib.contextmanager
-def _commit_query(ref_val: bytes) -> Iterator[queries.RecordQuery]:
-    """The records of a commit, from its raw ref value, for queries."""
-    kvs = parsing.commit_ref_raw_val_from_db_val(ref_val).db_kvs
-    with tempfile.TemporaryDirectory() as tmp:
-        db = lmdb.open(str(Path(tmp, "refs.lmdb")), sync=False, writemap=True, **LMDB_SETTINGS)
-        try:
-            with db.begin(write=True) as txn, txn.cursor() as cursor:
-                cursor.putmulti(kvs, append=True)
-            yield queries.RecordQuery(db)
-        finally:
-            db.close()
+_SCHEMA_RECORD_RE = re.compile(rb"(?:^|\$)s:([^:$ ]+):[fn] ([^$ ]+)")
+_VALUE_RE = re.compile(rb" ([^$]+)")
+
+
+@functools.lru_cache(maxsize=8)
+def _columns_cached(ref_val: bytes) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    # A commit's ref value is Hangar's sorted records ``key value`` joined by
+    # '$' (blosc-compressed): ``s:<column>:<layout>`` -> schema digest and
+    # ``f:<column>:<sample>`` / ``n:<column>:<sample>:<sub>`` -> data digest.
+    # Hangar's own parser also recomputes the ref digest (a blake2b per
+    # record): that check belongs where records come from a remote
+    # (read_manifest), not on every look at a local commit. Sorted keys put
+    # a column's data records in one run, sliced out whole and scanned in C.
+    raw = blosc.decompress(ref_val)
+    out = []
+    # Schema records sort after the data records ('s' > 'f', 'n').
+    tail = 0 if raw.startswith(b"s:") else max(raw.rfind(b"$f:"), raw.rfind(b"$n:"), 0)
+    for col, schema in _SCHEMA_RECORD_RE.findall(raw, tail):
+        digests: set[bytes] = set()
+        for layout in (b"f:", b"n:"):
+            prefix = layout + col + b":"
+            first = 0 if raw.startswith(prefix) else raw.find(b"$" + prefix)
+            if first < 0:
+                continue
+            last = raw.rfind(b"$" + prefix)
+            end = raw.find(b"$", max(first, last) + 1)
+            digests.update(_VALUE_RE.findall(raw, first, len(raw) if end < 0 else end))
+        out.append((col.decode(), schema.decode(), tuple(sorted(d.decode() for d in digests))))
+    return tuple(out)
 
 
 def _columns(ref_val: bytes) -> dict[str, tuple[str, list[str]]]:
     """Hangar column name -> (schema digest, data digests) of a commit."""
-    out: dict[str, tuple[str, list[str]]] = {}
-    with _commit_query(ref_val) as query:
-        schemas = {k.column: v.digest for k, v in query.schema_specs().items()}
-        for name in query.column_names():
-            out[name] = (schemas[name], sorted({h.digest for h in query.column_data_hashes(name)}))
-    return out
+    return {name: (schema, list(digests)) for name, schema, digests in _columns_cached(ref_val)}
 
 
 def _encode(value: Any) -> tuple[bytes, list[int] | None]:
@@ -194,16 +214,24 @@ class _Local:
         return out
 
     @contextlib.contextmanager
-    def sample_reader(self) -> Iterator[Any]:
-        """A function digest -> stored value, with every backend open for reading."""
+    def sample_reader(self) -> Iterator[Callable[[list[str]], Iterator[tuple[str, Any, Any]]]]:
+        """A function: digests -> (digest, raw bytes, shape or None), in that
+        order, with every backend open for reading.
+
+        Samples of numpy-memmap columns (backend 10) are sliced straight out
+        of the backend's files, their checksums checked as Hangar's reader
+        checks them; other backends read through Hangar's own handles.
+        """
         handles: dict[str, Any] = {}
         for code, accessor in BACKEND_ACCESSOR_MAP.items():
             if accessor is not None:
                 handles[code] = accessor(repo_path=self.env.repo_path, schema_shape=None, schema_dtype=None)
                 handles[code].open(mode="r")
+        files: dict[str, tuple[Any, memoryview, int]] = {}  # uid -> (memmap, its bytes, row size)
+        data_dir = Path(self.env.repo_path, DIR_DATA, "10")
         txn = TxnRegister().begin_reader_txn(self.env.hashenv)
 
-        def read(digest: str) -> Any:
+        def spec_of(digest: str) -> Any:
             val = txn.get(hash_data_db_key_from_raw_key(digest), default=False)
             if not val:
                 raise StockroomError(f"sample {digest} is missing from {HANGAR_DIR}; run `stock repair`")
@@ -213,12 +241,42 @@ class _Local:
                     "part of this stock commit's data was never fetched here (a partial `stock pull`); "
                     "run `stock pull` to fetch all of it, then push again"
                 )
-            return handles[spec.backend].read_data(spec)
+            return spec
+
+        def memmap_file(uid: str) -> tuple[Any, memoryview, int]:
+            if uid not in files:
+                if len(files) >= _OPEN_FILES:  # bounded: each open memmap holds a descriptor
+                    files.pop(next(iter(files)))
+                arr = open_memmap(data_dir / f"{uid}.npy", mode="r")
+                flat = memoryview(arr).cast("B")  # type: ignore[arg-type]  # a memmap is a buffer
+                files[uid] = (arr, flat, arr[0].nbytes)
+            return files[uid]
+
+        def read(digests: list[str]) -> Iterator[tuple[str, Any, Any]]:
+            for digest in digests:
+                spec = spec_of(digest)
+                if spec.backend == "10":
+                    arr, buf, row = memmap_file(spec.uid)
+                    idx = spec.collection_idx
+                    if spec.shape == arr.shape[1:]:
+                        raw: Any = buf[idx * row : (idx + 1) * row]
+                    else:
+                        raw = np.ascontiguousarray(arr[(idx, *[slice(0, n) for n in spec.shape])]).tobytes()
+                    if xxh64_hexdigest(raw) != spec.checksum:
+                        raise StockroomError(
+                            f"sample {digest} in {HANGAR_DIR} fails its checksum (damaged on disk); "
+                            "run `stock repair`"
+                        )
+                    yield digest, raw, list(spec.shape)
+                else:
+                    raw, shape = _encode(handles[spec.backend].read_data(spec))
+                    yield digest, raw, shape
 
         try:
             yield read
         finally:
             TxnRegister().abort_reader_txn(self.env.hashenv)
+            files.clear()
             for handle in handles.values():
                 with contextlib.suppress(Exception):
                     handle.close()
@@ -286,13 +344,28 @@ def push(root: Path, store: ObjectStore, targets: Iterable[str]) -> Summary:
         if d not in known.where:
             missing[schema_of[d]].append(d)
 
-    total = sum(len(v) for v in missing.values())
-    with Progress(total, "pushing samples", unit="sample") as bar, local.sample_reader() as read:
-        for schema in sorted(missing):
-            for pack in _build_packs(schema, missing[schema], read, bar):
-                _upload_pack(store, pack, summary)
-                known.add_pack(pack.sha, pack.index_sha, len(pack.data), pack.entries)
-                summary.samples += len(pack.entries)
+    # Packs are read and built here while the previous one uploads in a
+    # worker (file writes, hashing and obstore release the GIL); at most two
+    # packs are in memory.
+    with (
+        Progress(None, "pushing", unit="B", unit_scale=True) as bar,
+        local.sample_reader() as read,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="stock-push") as uploader,
+    ):
+        pending: Future[None] | None = None
+        try:
+            for schema in sorted(missing):
+                for pack in _build_packs(schema, missing[schema], read):
+                    if pending is not None:
+                        pending.result()
+                    pending = uploader.submit(_upload_pack, store, pack, summary, bar)
+                    known.add_pack(pack.sha, pack.index_sha, len(pack.data), pack.entries)
+                    summary.samples += len(pack.entries)
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     schema_vals = {s: local.schema(s) for s in schemas}
     for digest in order:
@@ -334,9 +407,9 @@ class _Pack:
     entries: list[list[Any]]
 
 
-def _build_packs(schema: str, digests: list[str], read: Any, bar: Progress) -> Iterator[_Pack]:
+def _build_packs(schema: str, digests: list[str], read: Any) -> Iterator[_Pack]:
     """Packs of up to PACK_BYTES, samples in digest order (deterministic)."""
-    chunks: list[bytes] = []
+    chunks: list[Any] = []
     entries: list[list[Any]] = []
     size = 0
 
@@ -348,12 +421,10 @@ def _build_packs(schema: str, digests: list[str], read: Any, bar: Progress) -> I
         ).encode()
         return _Pack(sha, data, index, hashlib.sha256(index).hexdigest(), list(entries))
 
-    for digest in digests:
-        raw, shape = _encode(read(digest))
+    for digest, raw, shape in read(digests):
         entries.append([digest, schema, size, len(raw), shape])
         chunks.append(raw)
         size += len(raw)
-        bar.update(1)
         if size >= PACK_BYTES:
             yield finish()
             chunks, entries, size = [], [], 0
@@ -361,16 +432,16 @@ def _build_packs(schema: str, digests: list[str], read: Any, bar: Progress) -> I
         yield finish()
 
 
-def _upload_pack(store: ObjectStore, pack: _Pack, summary: Summary) -> None:
+def _upload_pack(store: ObjectStore, pack: _Pack, summary: Summary, bar: Progress) -> None:
     # The index is written after its pack: an index on the remote means its
     # pack is whole. Both are checked first, so a re-run sends nothing twice.
     for name, data in ((f"packs/{pack.sha}", pack.data), (f"packs/{pack.sha}.idx", pack.index)):
         if store.exists(name):
             summary.skipped_objects += 1
-            continue
-        if store.put_new(name, data):
+        elif store.put_new(name, data):
             summary.objects += 1
             summary.nbytes += len(data)
+        bar.update(len(data))
 
 
 class _RemoteIndex:
@@ -480,6 +551,132 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
 # -------------------------------------------------------------------- fetch
 
 
+COMPLETE_FILE = "stockroom-complete"
+# Downloads in flight at once: each is a whole pack (verified in its thread).
+_FETCH_WORKERS = 4
+
+
+def complete_commits(root: Path) -> set[str]:
+    """Stock commits known to have every sample here (not placeholders)."""
+    try:
+        return set((root / HANGAR_DIR / COMPLETE_FILE).read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        return set()
+
+
+def mark_complete(root: Path, digests: Iterable[str]) -> None:
+    """Note that ``digests`` have every sample here, so a later pull of them
+    returns at once instead of looking at each sample's record."""
+    lines = "".join(f"{d}\n" for d in digests if _COMMIT_RE.match(d))
+    if lines:
+        with contextlib.suppress(OSError):  # only a shortcut: without it the records are checked
+            with open(root / HANGAR_DIR / COMPLETE_FILE, "a", encoding="ascii") as handle:
+                handle.write(lines)
+
+
+def forget_complete(root: Path) -> None:
+    """Drop every "has all its data" note; call it before anything could
+    turn a sample record into one without its data (placeholders)."""
+    with contextlib.suppress(FileNotFoundError):
+        (root / HANGAR_DIR / COMPLETE_FILE).unlink()
+
+
+def _sample_checker(obj: Any) -> Callable[[memoryview, Any, str], tuple[int, ...] | None]:
+    """A test that raw bytes from a pack are the sample with Hangar digest
+    ``digest``: the sample's shape (ints) when they are, else None."""
+    if obj.column_type != "ndarray":
+
+        def decoded(raw: memoryview, shape: Any, digest: str) -> tuple[int, ...] | None:
+            return () if obj.data_hash_digest(_decode(obj, bytes(raw), shape)) == digest else None
+
+        return decoded
+    dtype = np.dtype(obj.dtype)
+    num, itemsize = dtype.num, dtype.itemsize
+    blake2b = hashlib.blake2b
+    # shape -> (its ints, byte length, the digest's tail); samples of a
+    # column mostly share one shape, checked and packed once.
+    known: dict[tuple[Any, ...], tuple[tuple[int, ...], int, bytes]] = {}
+
+    def array_digest(raw: memoryview, shape: Any, digest: str) -> tuple[int, ...] | None:
+        # Hangar's ndarray digest (hashmachine.ndarray_hasher_tcode_0) without
+        # building the array: blake2b-160 of the C-order bytes, then of the
+        # shape and the dtype number as C ints.
+        try:
+            ints, length, tail = known[tuple(shape)]
+        except KeyError:
+            if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+                return None
+            try:
+                packed = array.array("i", [*shape, num]).tobytes()
+            except OverflowError:
+                return None
+            ints, length, tail = known.setdefault(
+                tuple(shape), (tuple(shape), int(np.prod(shape, dtype=np.int64)) * itemsize, packed)
+            )
+        except TypeError:  # not a list of numbers
+            return None
+        if len(raw) != length or type(shape) is not list:
+            return None
+        hasher = blake2b(raw, digest_size=20)
+        hasher.update(tail)
+        return ints if "0=" + hasher.hexdigest() == digest else None
+
+    return array_digest
+
+
+_Sample = tuple[str, memoryview, Any]  # digest, raw bytes in its pack, shape (checked ints)
+
+
+def _write_numpy10(repo_path: Path, obj: Any, items: list[_Sample]) -> list[tuple[bytes, bytes]]:
+    """Write samples of a numpy-memmap (backend 10) column as Hangar's backend
+    would, a file of COLLECTION_SIZE at a time; their hash records come back.
+
+    Hangar's ``write_data`` costs a Python call, a slice assignment and a
+    checksum per sample; here a file's samples land in one copy when they
+    have the column's full shape. The files and records are the backend's
+    own (same layout, same checksums), so reads do not know the difference.
+    """
+    shape = tuple(obj.shape)
+    dtype = np.dtype(obj.dtype)
+    handles = BACKEND_ACCESSOR_MAP["10"](repo_path=repo_path, schema_shape=shape, schema_dtype=dtype)
+    handles.open(mode="a", remote_operation=True)
+    kvs: list[tuple[bytes, bytes]] = []
+    try:
+        for start in range(0, len(items), COLLECTION_SIZE):
+            chunk = items[start : start + COLLECTION_SIZE]
+            handles._create_schema(remote_operation=True)
+            uid = handles.w_uid
+            block = handles.wFp[uid]
+            handles.hIdx = len(chunk) - 1
+            try:
+                if all(s == shape for _, _, s in chunk):
+                    joined = b"".join(raw for _, raw, _ in chunk)
+                    block[: len(chunk)] = np.frombuffer(joined, dtype=dtype).reshape(len(chunk), *shape)
+                else:
+                    for i, (_, raw, s) in enumerate(chunk):
+                        block[(i, *[slice(0, n) for n in s])] = np.frombuffer(raw, dtype=dtype).reshape(s)
+            except ValueError:
+                raise RemoteError(
+                    "a sample on the remote does not fit its column's shape; the remote is damaged"
+                ) from None
+            block.flush()
+            full = numpy_10_encode(uid, "{}", 0, shape).decode().replace(":0:", ":{}:", 1)
+            if full.format("c", 7).encode() != numpy_10_encode(uid, "c", 7, shape):
+                full = ""  # not the layout expected: Hangar's function for every record
+            for i, (digest, raw, s) in enumerate(chunk):
+                # Hangar's record, numpy_10_encode(uid, checksum, i, shape), with
+                # the full-shape case formatted from a template.
+                val = (
+                    full.format(xxh64_hexdigest(raw), i).encode()
+                    if s == shape and full
+                    else numpy_10_encode(uid, xxh64_hexdigest(raw), i, s)
+                )
+                kvs.append((f"{_DATA_KEY_PREFIX}{digest}".encode(), val))
+    finally:
+        handles.close()
+    return kvs
+
+
 def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[str] | None = None) -> Summary:
     """Bring the stock commits ``targets`` (their data: only ``columns``, Hangar
     names, when given) and their ancestors' records from the remote.
@@ -499,15 +696,22 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
     targets = [t for t in targets if t]
     for target in targets:
         _check(_COMMIT_RE, target, "commit digest")
+    complete = complete_commits(root)
     data_targets = []
+    found_complete = []
     for target in targets:
+        if target in complete:
+            continue  # every sample here: nothing to look at
         if local.has_commit(target):
             cols = _columns(local.commit(target)[2])
             digests = [d for name, (_, ds) in cols.items() if columns is None or name in columns for d in ds]
             backends = local.data_backends(digests)
             if all(b not in (None, _REMOTE_BACKEND) for b in backends.values()):
+                if columns is None:
+                    found_complete.append(target)
                 continue  # here already, with its data
         data_targets.append(target)
+    mark_complete(root, found_complete)
     if not data_targets:
         return summary
 
@@ -532,8 +736,11 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
             if parent not in seen:
                 post.append((parent, False))
 
+    target_samples: dict[str, list[str]] = {}
     for d in order:
         cols = _columns(manifests[d]["_records"][2])
+        if d in data_targets:
+            target_samples[d] = [digest for _, digests in cols.values() for digest in digests]
         for name, (schema, digests) in cols.items():
             take = d in data_targets and (columns is None or name in columns)
             for digest in digests:
@@ -562,56 +769,100 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
     for d in order:
         schemas.update(manifests[d]["_schemas"])
     schema_objs = {s: column_type_object_from_schema(schema_spec_from_db_val(v)) for s, v in schemas.items()}
+    checkers = {s: _sample_checker(obj) for s, obj in schema_objs.items()}
 
-    received: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    def download(sha: str, digests: list[str]) -> tuple[bytes, dict[str, list[_Sample]]]:
+        # Runs in a worker: reading and hashing release the GIL, so packs
+        # download while others are checked.
+        name = f"packs/{sha}"
+        data = store.get(name)
+        if len(data) != index.packs[sha]["size"] or hashlib.sha256(data).hexdigest() != sha:
+            raise RemoteError(
+                f"object {name} on the remote is corrupt or truncated (digest mismatch); nothing was written"
+            )
+        # The pack's digest is not in the commit's: each sample is checked
+        # against the Hangar digest the commit records name.
+        view = memoryview(data)
+        out: dict[str, list[_Sample]] = defaultdict(list)
+        for digest in digests:
+            _, schema, offset, length, shape = index.entries[digest]
+            check = checkers.get(schema)
+            if check is None or wanted[digest] != schema:
+                raise RemoteError(f"object {name}.idx on the remote is inconsistent; nothing was written")
+            raw = view[offset : offset + length]
+            ints = check(raw, shape, digest)
+            if ints is None:
+                raise RemoteError(f"sample {digest} in {name} on the remote is corrupt; nothing was written")
+            out[schema].append((digest, raw, ints))
+        return data, out
+
+    received: dict[str, list[_Sample]] = defaultdict(list)
     total = sum(index.packs[sha]["size"] for sha in by_pack)
     with Progress(total, "pulling", unit="B", unit_scale=True) as bar:
-        for sha, digests in sorted(by_pack.items()):
-            name = f"packs/{sha}"
-            data = store.get(name)
-            if len(data) != index.packs[sha]["size"] or hashlib.sha256(data).hexdigest() != sha:
-                raise RemoteError(
-                    f"object {name} on the remote is corrupt or truncated (digest mismatch); nothing was written"
-                )
-            summary.objects += 1
-            summary.nbytes += len(data)
-            bar.update(len(data))
-            view = memoryview(data)
-            for digest in digests:
-                _, schema, offset, length, shape = index.entries[digest]
-                obj = schema_objs.get(schema)
-                if obj is None or wanted[digest] != schema:
-                    raise RemoteError(f"object {name}.idx on the remote is inconsistent; nothing was written")
-                value = _decode(obj, bytes(view[offset : offset + length]), shape)
-                if obj.data_hash_digest(value) != digest:
-                    raise RemoteError(
-                        f"sample {digest} in {name} on the remote is corrupt; nothing was written"
-                    )
-                received[schema].append((digest, value))
+        with ThreadPoolExecutor(max_workers=_FETCH_WORKERS, thread_name_prefix="stock-fetch") as pool:
+            futures: list[Future[tuple[bytes, dict[str, list[_Sample]]]]] = [
+                pool.submit(download, sha, digests) for sha, digests in sorted(by_pack.items())
+            ]
+            try:
+                for future in futures:
+                    data, samples = future.result()
+                    summary.objects += 1
+                    summary.nbytes += len(data)
+                    bar.update(len(data))
+                    for schema, items in samples.items():
+                        received[schema].extend(items)
+            finally:
+                for future in futures:
+                    future.cancel()
 
     lock = WriterLock(root / HANGAR_DIR)
     lock.acquire()
     try:
         writer = ContentWriter(local.env)
+        written: set[str] = set()
         with _quiet():
             for schema, val in schemas.items():
                 writer.schema(schema, val)
+            records: list[tuple[bytes, bytes]] = []
             for schema, items in received.items():
+                obj = schema_objs[schema]
                 # The schema's own backend: numpy-memmap columns stay backend 10.
-                writer.data(schema, items)
+                if obj.column_type == "ndarray" and obj.backend == "10":
+                    records.extend(_write_numpy10(Path(local.env.repo_path), obj, items))
+                else:
+                    writer.data(schema, [(d, _decode(obj, bytes(raw), shape)) for d, raw, shape in items])
+                written.update(d for d, _, _ in items)
                 summary.samples += len(items)
+            if records:
+                records.sort()
+                txn = TxnRegister().begin_writer_txn(local.env.hashenv)
+                try:
+                    with txn.cursor() as cursor:
+                        cursor.putmulti(records)
+                finally:
+                    TxnRegister().commit_writer_txn(local.env.hashenv)
             commiting.move_process_data_to_store(local.env.repo_path, remote_operation=True)
             grouped: dict[str, list[tuple[str, str]]] = defaultdict(list)
             for digest, schema in placeholders.items():
                 grouped[schema].append((digest, schema))
-            for schema, items in grouped.items():
-                writer.data(schema, items, backend=_REMOTE_BACKEND)
+            if grouped:
+                forget_complete(root)
+            for schema, refs in grouped.items():
+                writer.data(schema, refs, backend=_REMOTE_BACKEND)
             for d in order:
                 if not local.has_commit(d):
                     parent, spec, ref = manifests[d]["_records"]
                     writer.commit(d, parent, spec, ref)
                     summary.commits += 1
                     summary.names.append(d)
+        mark_complete(
+            root,
+            [
+                d
+                for d, digests in target_samples.items()
+                if all(x in written or have.get(x) not in (None, _REMOTE_BACKEND) for x in digests)
+            ],
+        )
     finally:
         lock.release()
     return summary
