@@ -31,6 +31,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import re
 import warnings
 from collections import defaultdict
@@ -152,6 +153,19 @@ def _columns_cached(ref_val: bytes) -> tuple[tuple[str, str, tuple[str, ...]], .
     return tuple(out)
 
 
+def _ref_digest(ref_val: bytes) -> str:
+    """Hangar's digest of a commit's ref records (as
+    ``parsing.commit_ref_raw_val_from_db_val(ref_val).digest``), without
+    building the records: blake2b-160 of the joined blake2b-160 hex digests
+    of each ``key value`` record."""
+    raw = blosc.decompress(ref_val)
+    blake2b = hashlib.blake2b
+    if not raw:
+        return blake2b(b"", digest_size=20).hexdigest()
+    joined = "".join([blake2b(rec, digest_size=20).hexdigest() for rec in raw.split(b"$")])
+    return blake2b(joined.encode(), digest_size=20).hexdigest()
+
+
 def _columns(ref_val: bytes) -> dict[str, tuple[str, list[str]]]:
     """Hangar column name -> (schema digest, data digests) of a commit."""
     return {name: (schema, list(digests)) for name, schema, digests in _columns_cached(ref_val)}
@@ -227,38 +241,43 @@ class _Local:
             if accessor is not None:
                 handles[code] = accessor(repo_path=self.env.repo_path, schema_shape=None, schema_dtype=None)
                 handles[code].open(mode="r")
-        files: dict[str, tuple[Any, memoryview, int]] = {}  # uid -> (memmap, its bytes, row size)
+        files: dict[
+            str, tuple[Any, memoryview, int, tuple[int, ...]]
+        ] = {}  # uid -> memmap, its bytes, row size, shape
         data_dir = Path(self.env.repo_path, DIR_DATA, "10")
         txn = TxnRegister().begin_reader_txn(self.env.hashenv)
 
-        def spec_of(digest: str) -> Any:
-            val = txn.get(hash_data_db_key_from_raw_key(digest), default=False)
-            if not val:
-                raise StockroomError(f"sample {digest} is missing from {HANGAR_DIR}; run `stock repair`")
-            spec = backend_decoder(val)
-            if spec.backend == _REMOTE_BACKEND:
-                raise StockroomError(
-                    "part of this stock commit's data was never fetched here (a partial `stock pull`); "
-                    "run `stock pull` to fetch all of it, then push again"
-                )
-            return spec
+        def specs(digests: list[str]) -> Iterator[tuple[str, Any]]:
+            keys = [f"{_DATA_KEY_PREFIX}{d}".encode() for d in digests]
+            with txn.cursor() as cursor:
+                found = dict(cursor.getmulti(keys))  # one call for the whole list
+            for digest, key in zip(digests, keys, strict=True):
+                val = found.get(key)
+                if not val:
+                    raise StockroomError(f"sample {digest} is missing from {HANGAR_DIR}; run `stock repair`")
+                spec = backend_decoder(val)
+                if spec.backend == _REMOTE_BACKEND:
+                    raise StockroomError(
+                        "part of this stock commit's data was never fetched here (a partial `stock pull`); "
+                        "run `stock pull` to fetch all of it, then push again"
+                    )
+                yield digest, spec
 
-        def memmap_file(uid: str) -> tuple[Any, memoryview, int]:
+        def memmap_file(uid: str) -> tuple[Any, memoryview, int, tuple[int, ...]]:
             if uid not in files:
                 if len(files) >= _OPEN_FILES:  # bounded: each open memmap holds a descriptor
                     files.pop(next(iter(files)))
                 arr = open_memmap(data_dir / f"{uid}.npy", mode="r")
                 flat = memoryview(arr).cast("B")  # type: ignore[arg-type]  # a memmap is a buffer
-                files[uid] = (arr, flat, arr[0].nbytes)
+                files[uid] = (arr, flat, arr[0].nbytes, arr.shape[1:])
             return files[uid]
 
         def read(digests: list[str]) -> Iterator[tuple[str, Any, Any]]:
-            for digest in digests:
-                spec = spec_of(digest)
+            for digest, spec in specs(digests):
                 if spec.backend == "10":
-                    arr, buf, row = memmap_file(spec.uid)
+                    arr, buf, row, full = memmap_file(spec.uid)
                     idx = spec.collection_idx
-                    if spec.shape == arr.shape[1:]:
+                    if spec.shape == full:
                         raw: Any = buf[idx * row : (idx + 1) * row]
                     else:
                         raw = np.ascontiguousarray(arr[(idx, *[slice(0, n) for n in spec.shape])]).tobytes()
@@ -480,18 +499,23 @@ class _RemoteIndex:
             samples = index["samples"]
         except (ValueError, KeyError, TypeError):
             raise RemoteError(f"object {name} on the remote is malformed; nothing was written") from None
-        entries = []
+        if not isinstance(samples, list):
+            raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
+        # One pass, few calls per entry (an index can name 100,000 samples);
+        # a schema digest is checked once however many samples name it.
+        digest_ok = _DATA_RE.match
+        schemas_ok: set[str] = set()
         for entry in samples:
-            if not isinstance(entry, list) or len(entry) != 5:
+            if type(entry) is not list or len(entry) != 5:
                 raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
             digest, schema, offset, length, _shape = entry
-            _check(_DATA_RE, digest, "sample digest")
-            _check(_SCHEMA_RE, schema, "schema digest")
-            if not (
-                isinstance(offset, int) and isinstance(length, int) and 0 <= offset <= offset + length <= size
-            ):
+            if type(digest) is not str or not digest_ok(digest):
+                _check(_DATA_RE, digest, "sample digest")
+            if type(schema) is not str or schema not in schemas_ok:
+                schemas_ok.add(_check(_SCHEMA_RE, schema, "schema digest"))
+            if not (type(offset) is int and type(length) is int and 0 <= offset <= offset + length <= size):
                 raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
-            entries.append(entry)
+        entries = samples
         self.add_pack(sha, index_sha, size, entries)
 
     def add_pack(self, sha: str, index_sha: str, size: int, entries: list[list[Any]]) -> None:
@@ -523,7 +547,7 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
         computed = parsing.cmt_final_digest(
             parent_digest=parsing.commit_parent_raw_val_from_db_val(parent).digest,
             spec_digest=parsing.commit_spec_raw_val_from_db_val(spec).digest,
-            refs_digest=parsing.commit_ref_raw_val_from_db_val(ref).digest,
+            refs_digest=_ref_digest(ref),
         )
     except Exception:  # noqa: BLE001 - any decoding failure means a damaged object
         computed = ""
@@ -627,9 +651,12 @@ def _sample_checker(obj: Any) -> Callable[[memoryview, Any, str], tuple[int, ...
 _Sample = tuple[str, memoryview, Any]  # digest, raw bytes in its pack, shape (checked ints)
 
 
-def _write_numpy10(repo_path: Path, obj: Any, items: list[_Sample]) -> list[tuple[bytes, bytes]]:
+def _write_numpy10(
+    repo_path: Path, obj: Any, items: list[_Sample], written: list[Path]
+) -> list[tuple[bytes, bytes]]:
     """Write samples of a numpy-memmap (backend 10) column as Hangar's backend
-    would, a file of COLLECTION_SIZE at a time; their hash records come back.
+    would, a file of COLLECTION_SIZE at a time; their hash records come back
+    and the files written are added to ``written``, not yet synced.
 
     Hangar's ``write_data`` costs a Python call, a slice assignment and a
     checksum per sample; here a file's samples land in one copy when they
@@ -646,8 +673,11 @@ def _write_numpy10(repo_path: Path, obj: Any, items: list[_Sample]) -> list[tupl
             chunk = items[start : start + COLLECTION_SIZE]
             handles._create_schema(remote_operation=True)
             uid = handles.w_uid
-            block = handles.wFp[uid]
-            handles.hIdx = len(chunk) - 1
+            # Taken from the handles: closing them would msync it, one file
+            # at a time; the caller syncs all files at once (_sync_files).
+            block = handles.wFp.pop(uid)
+            handles.w_uid = None
+            written.append(Path(repo_path, DIR_DATA, "10", f"{uid}.npy"))
             try:
                 if all(s == shape for _, _, s in chunk):
                     joined = b"".join(raw for _, raw, _ in chunk)
@@ -659,7 +689,7 @@ def _write_numpy10(repo_path: Path, obj: Any, items: list[_Sample]) -> list[tupl
                 raise RemoteError(
                     "a sample on the remote does not fit its column's shape; the remote is damaged"
                 ) from None
-            block.flush()
+            del block
             full = numpy_10_encode(uid, "{}", 0, shape).decode().replace(":0:", ":{}:", 1)
             if full.format("c", 7).encode() != numpy_10_encode(uid, "c", 7, shape):
                 full = ""  # not the layout expected: Hangar's function for every record
@@ -675,6 +705,21 @@ def _write_numpy10(repo_path: Path, obj: Any, items: list[_Sample]) -> list[tupl
     finally:
         handles.close()
     return kvs
+
+
+def _sync_files(paths: list[Path]) -> None:
+    """fsync ``paths`` (pages written through a shared memmap included), in
+    parallel: fsync releases the GIL and the file system batches them."""
+
+    def sync(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="stock-sync") as pool:
+        list(pool.map(sync, paths))
 
 
 def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[str] | None = None) -> Summary:
@@ -824,15 +869,18 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
             for schema, val in schemas.items():
                 writer.schema(schema, val)
             records: list[tuple[bytes, bytes]] = []
+            files: list[Path] = []
             for schema, items in received.items():
                 obj = schema_objs[schema]
                 # The schema's own backend: numpy-memmap columns stay backend 10.
                 if obj.column_type == "ndarray" and obj.backend == "10":
-                    records.extend(_write_numpy10(Path(local.env.repo_path), obj, items))
+                    records.extend(_write_numpy10(Path(local.env.repo_path), obj, items, files))
                 else:
                     writer.data(schema, [(d, _decode(obj, bytes(raw), shape)) for d, raw, shape in items])
                 written.update(d for d, _, _ in items)
                 summary.samples += len(items)
+            # The data is on disk before any record names it.
+            _sync_files(files)
             if records:
                 records.sort()
                 txn = TxnRegister().begin_writer_txn(local.env.hashenv)
