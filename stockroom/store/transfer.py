@@ -608,6 +608,15 @@ def forget_complete(root: Path) -> None:
 def _sample_checker(obj: Any) -> Callable[[memoryview, Any, str], tuple[int, ...] | None]:
     """A test that raw bytes from a pack are the sample with Hangar digest
     ``digest``: the sample's shape (ints) when they are, else None."""
+    blake2b = hashlib.blake2b
+    if obj.column_type == "bytes":
+
+        def bytes_digest(raw: memoryview, shape: Any, digest: str) -> tuple[int, ...] | None:
+            # Hangar's bytes digest (hashmachine.pybytes_hasher_tcode_3), on
+            # the pack's bytes without a copy.
+            return () if "3=" + blake2b(raw, digest_size=20).hexdigest() == digest else None
+
+        return bytes_digest
     if obj.column_type != "ndarray":
 
         def decoded(raw: memoryview, shape: Any, digest: str) -> tuple[int, ...] | None:
@@ -616,7 +625,6 @@ def _sample_checker(obj: Any) -> Callable[[memoryview, Any, str], tuple[int, ...
         return decoded
     dtype = np.dtype(obj.dtype)
     num, itemsize = dtype.num, dtype.itemsize
-    blake2b = hashlib.blake2b
     # shape -> (its ints, byte length, the digest's tail); samples of a
     # column mostly share one shape, checked and packed once.
     known: dict[tuple[Any, ...], tuple[tuple[int, ...], int, bytes]] = {}
@@ -875,6 +883,9 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
                 # The schema's own backend: numpy-memmap columns stay backend 10.
                 if obj.column_type == "ndarray" and obj.backend == "10":
                     records.extend(_write_numpy10(Path(local.env.repo_path), obj, items, files))
+                elif obj.column_type == "bytes":
+                    # The backends take any buffer: no copy of large samples.
+                    writer.data(schema, [(d, raw) for d, raw, _ in items])
                 else:
                     writer.data(schema, [(d, _decode(obj, bytes(raw), shape)) for d, raw, shape in items])
                 written.update(d for d, _, _ in items)
