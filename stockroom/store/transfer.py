@@ -77,6 +77,9 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _REMOTE_BACKEND = "50"
 # Hangar's hash-db key of a data digest (hash_data_db_key_from_raw_key).
 _DATA_KEY_PREFIX = hash_data_db_key_from_raw_key("").decode()
+# Downloads in flight at once: each is a whole pack (verified in its thread)
+# or an index.
+_FETCH_WORKERS = 4
 # Backend files a push keeps open at once (each memmap holds a descriptor).
 _OPEN_FILES = 128
 
@@ -474,11 +477,26 @@ class _RemoteIndex:
 
     def add_commit(self, digest: str) -> dict[str, Any]:
         manifest = read_manifest(self.store, digest)
-        for sha, info in manifest["packs"].items():
-            self.load_pack(sha, info)
+        self.load_packs(manifest["packs"].items())
         return manifest
 
-    def load_pack(self, sha: str, info: Any) -> None:
+    def load_packs(self, packs: Iterable[tuple[str, Any]]) -> None:
+        """``load_pack`` for each (sha, info), the indexes downloaded at once:
+        on an object store each is a round trip."""
+        todo = [(sha, info) for sha, info in packs if sha not in self.packs]
+        for sha, _ in todo:
+            _check(_SHA_RE, sha, "pack name")
+        if len(todo) < 2:
+            for sha, info in todo:
+                self.load_pack(sha, info)
+            return
+        with ThreadPoolExecutor(max_workers=_FETCH_WORKERS, thread_name_prefix="stock-index") as pool:
+            raws = list(pool.map(lambda item: self.store.get(f"packs/{item[0]}.idx"), todo))
+        for (sha, info), raw in zip(todo, raws, strict=True):
+            self.load_pack(sha, info, raw)
+
+    def load_pack(self, sha: str, info: Any, raw: bytes | None = None) -> None:
+        """Read and check pack ``sha``'s index (``raw``: already downloaded)."""
         if sha in self.packs:
             return
         _check(_SHA_RE, sha, "pack name")
@@ -489,7 +507,8 @@ class _RemoteIndex:
         if not isinstance(size, int) or size < 0:
             raise RemoteError("a manifest on the remote is malformed; the remote is damaged")
         name = f"packs/{sha}.idx"
-        raw = self.store.get(name)
+        if raw is None:
+            raw = self.store.get(name)
         if hashlib.sha256(raw).hexdigest() != index_sha:
             raise RemoteError(
                 f"object {name} on the remote is corrupt (digest mismatch); nothing was written"
@@ -576,8 +595,6 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
 
 
 COMPLETE_FILE = "stockroom-complete"
-# Downloads in flight at once: each is a whole pack (verified in its thread).
-_FETCH_WORKERS = 4
 
 
 def complete_commits(root: Path) -> set[str]:
@@ -806,9 +823,8 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
 
     # Where each wanted sample is: the targets' pack indexes.
     for d in data_targets:
-        for sha, info in manifests[d]["packs"].items():
-            index.load_pack(sha, info)
-            summary.objects += 1
+        index.load_packs(manifests[d]["packs"].items())
+        summary.objects += len(manifests[d]["packs"])
     by_pack: dict[str, list[str]] = defaultdict(list)
     for digest in wanted:
         sha = index.where.get(digest)
