@@ -19,7 +19,9 @@ send) is reported on its own and not subtracted.
 Targets (issue 9): push and pull within 1.5x of the one-object baseline;
 a no-op push/pull at most 0.5 s; at most 100 objects on the remote for the
 dataset; an incremental push after changing one layer within 1.1x of that
-layer's bytes.
+layer's bytes; `git push` with nothing new for the stock: the pre-push hook
+adds at most 50 ms (median, interleaved runs against the same push without
+hooks) and makes no request (the stock remote is moved away first).
 """
 
 from __future__ import annotations
@@ -199,6 +201,45 @@ def bench_payload(
     return url, endpoint
 
 
+def bench_git_push(tmp: Path, runs: int, rows: list[list[str]]) -> None:
+    """`git push` of a code-only commit (nothing new for the stock) with the
+    hooks against the same push without them; the stock remote is made
+    unreachable first, so any request the pre-push hook made would fail it."""
+    repo = tmp / "hooked"
+    digest = make_repo(repo, lambda stock: stock.tag.__setitem__("lr", 0.1))
+    stock_remote = tmp / "hooked-remote"
+    stock_remote.mkdir()
+    config.add_remote(repo, "origin", str(stock_remote), local=True)
+    sync.push(repo, "origin", [digest])
+    stock_remote.rename(tmp / "hooked-remote-gone")
+    bare = tmp / "hooked-code.git"
+    git("init", "-q", "--bare", str(bare), cwd=tmp)
+    git("remote", "add", "origin", str(bare), cwd=repo)
+    git("push", "-q", "origin", "HEAD:main", cwd=repo)
+    no_hooks = tmp / "no-hooks"
+    no_hooks.mkdir()
+    times: dict[str, list[float]] = {"hooks": [], "none": []}
+    for i in range(runs):
+        for mode in ("hooks", "none"):  # interleaved: load on the machine hits both alike
+            (repo / "code.txt").write_text(f"{i} {mode}\n")
+            git("add", "code.txt", cwd=repo)
+            git("commit", "-q", "--no-verify", "-m", f"code {i} {mode}", cwd=repo)
+            extra = [] if mode == "hooks" else ["-c", f"core.hooksPath={no_hooks}"]
+            start = time.perf_counter()
+            git(*extra, "push", "-q", "origin", "HEAD:main", cwd=repo)
+            times[mode].append(time.perf_counter() - start)
+    med = statistics.median
+    added = med(times["hooks"]) - med(times["none"])
+    rows.append(
+        [
+            "git push, nothing new for the stock: pre-push adds",
+            f"{added * 1000:.0f} ms",
+            f"median of {runs}, over the push without hooks ({med(times['none']) * 1000:.0f} ms); "
+            "stock remote unreachable: no request made",
+        ]
+    )
+
+
 def count_objects(path: Path) -> int:
     return sum(1 for p in path.rglob("*") if p.is_file() and not p.name.startswith(".incoming-"))
 
@@ -286,6 +327,7 @@ def main() -> int:
             ]
         )
         boto3_vs_obstore(endpoint, cmp_bytes, args.runs, rows)
+        bench_git_push(tmp, max(11, 4 * args.runs), rows)
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,34 +25,39 @@ a push re-run after an interruption finds the packs it had already sent.
 
 from __future__ import annotations
 
+import array
 import base64
 import contextlib
+import functools
 import hashlib
 import json
+import os
 import re
-import tempfile
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lmdb
+import blosc
 import numpy as np
 from hangar.backends import BACKEND_ACCESSOR_MAP, backend_decoder
+from hangar.backends.numpy_10 import COLLECTION_SIZE, numpy_10_encode
 from hangar.backends.remote_50 import REMOTE_50_Handler
 from hangar.columns.constructors import column_type_object_from_schema
-from hangar.constants import LMDB_SETTINGS
+from hangar.constants import DIR_DATA
 from hangar.records import (
     commiting,
     hash_data_db_key_from_raw_key,
     parsing,
-    queries,
     schema_spec_from_db_val,
 )
 from hangar.remote.content import ContentReader, ContentWriter
 from hangar.txnctx import TxnRegister
+from numpy.lib.format import open_memmap
+from xxhash import xxh64_hexdigest
 
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR
@@ -70,6 +75,13 @@ _SCHEMA_RE = re.compile(r"^[0-9]=[0-9a-f]{8,64}$")
 _DATA_RE = re.compile(r"^[0-9]=[0-9a-f]{8,64}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _REMOTE_BACKEND = "50"
+# Hangar's hash-db key of a data digest (hash_data_db_key_from_raw_key).
+_DATA_KEY_PREFIX = hash_data_db_key_from_raw_key("").decode()
+# Downloads in flight at once: each is a whole pack (verified in its thread)
+# or an index.
+_FETCH_WORKERS = 4
+# Backend files a push keeps open at once (each memmap holds a descriptor).
+_OPEN_FILES = 128
 
 
 def commit_object(digest: str) -> str:
@@ -113,28 +125,53 @@ def _parents(parent_val: bytes) -> list[str]:
     return [p for p in (spec.master_ancestor, spec.dev_ancestor) if p]
 
 
-@contextlib.contextmanager
-def _commit_query(ref_val: bytes) -> Iterator[queries.RecordQuery]:
-    """The records of a commit, from its raw ref value, for queries."""
-    kvs = parsing.commit_ref_raw_val_from_db_val(ref_val).db_kvs
-    with tempfile.TemporaryDirectory() as tmp:
-        db = lmdb.open(str(Path(tmp, "refs.lmdb")), sync=False, writemap=True, **LMDB_SETTINGS)
-        try:
-            with db.begin(write=True) as txn, txn.cursor() as cursor:
-                cursor.putmulti(kvs, append=True)
-            yield queries.RecordQuery(db)
-        finally:
-            db.close()
+_SCHEMA_RECORD_RE = re.compile(rb"(?:^|\$)s:([^:$ ]+):[fn] ([^$ ]+)")
+_VALUE_RE = re.compile(rb" ([^$]+)")
+
+
+@functools.lru_cache(maxsize=8)
+def _columns_cached(ref_val: bytes) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    # A commit's ref value is Hangar's sorted records ``key value`` joined by
+    # '$' (blosc-compressed): ``s:<column>:<layout>`` -> schema digest and
+    # ``f:<column>:<sample>`` / ``n:<column>:<sample>:<sub>`` -> data digest.
+    # Hangar's own parser also recomputes the ref digest (a blake2b per
+    # record): that check belongs where records come from a remote
+    # (read_manifest), not on every look at a local commit. Sorted keys put
+    # a column's data records in one run, sliced out whole and scanned in C.
+    raw = blosc.decompress(ref_val)
+    out = []
+    # Schema records sort after the data records ('s' > 'f', 'n').
+    tail = 0 if raw.startswith(b"s:") else max(raw.rfind(b"$f:"), raw.rfind(b"$n:"), 0)
+    for col, schema in _SCHEMA_RECORD_RE.findall(raw, tail):
+        digests: set[bytes] = set()
+        for layout in (b"f:", b"n:"):
+            prefix = layout + col + b":"
+            first = 0 if raw.startswith(prefix) else raw.find(b"$" + prefix)
+            if first < 0:
+                continue
+            last = raw.rfind(b"$" + prefix)
+            end = raw.find(b"$", max(first, last) + 1)
+            digests.update(_VALUE_RE.findall(raw, first, len(raw) if end < 0 else end))
+        out.append((col.decode(), schema.decode(), tuple(sorted(d.decode() for d in digests))))
+    return tuple(out)
+
+
+def _ref_digest(ref_val: bytes) -> str:
+    """Hangar's digest of a commit's ref records (as
+    ``parsing.commit_ref_raw_val_from_db_val(ref_val).digest``), without
+    building the records: blake2b-160 of the joined blake2b-160 hex digests
+    of each ``key value`` record."""
+    raw = blosc.decompress(ref_val)
+    blake2b = hashlib.blake2b
+    if not raw:
+        return blake2b(b"", digest_size=20).hexdigest()
+    joined = "".join([blake2b(rec, digest_size=20).hexdigest() for rec in raw.split(b"$")])
+    return blake2b(joined.encode(), digest_size=20).hexdigest()
 
 
 def _columns(ref_val: bytes) -> dict[str, tuple[str, list[str]]]:
     """Hangar column name -> (schema digest, data digests) of a commit."""
-    out: dict[str, tuple[str, list[str]]] = {}
-    with _commit_query(ref_val) as query:
-        schemas = {k.column: v.digest for k, v in query.schema_specs().items()}
-        for name in query.column_names():
-            out[name] = (schemas[name], sorted({h.digest for h in query.column_data_hashes(name)}))
-    return out
+    return {name: (schema, list(digests)) for name, schema, digests in _columns_cached(ref_val)}
 
 
 def _encode(value: Any) -> tuple[bytes, list[int] | None]:
@@ -194,31 +231,74 @@ class _Local:
         return out
 
     @contextlib.contextmanager
-    def sample_reader(self) -> Iterator[Any]:
-        """A function digest -> stored value, with every backend open for reading."""
+    def sample_reader(self) -> Iterator[Callable[[list[str]], Iterator[tuple[str, Any, Any]]]]:
+        """A function: digests -> (digest, raw bytes, shape or None), in that
+        order, with every backend open for reading.
+
+        Samples of numpy-memmap columns (backend 10) are sliced straight out
+        of the backend's files, their checksums checked as Hangar's reader
+        checks them; other backends read through Hangar's own handles.
+        """
         handles: dict[str, Any] = {}
         for code, accessor in BACKEND_ACCESSOR_MAP.items():
             if accessor is not None:
                 handles[code] = accessor(repo_path=self.env.repo_path, schema_shape=None, schema_dtype=None)
                 handles[code].open(mode="r")
+        files: dict[
+            str, tuple[Any, memoryview, int, tuple[int, ...]]
+        ] = {}  # uid -> memmap, its bytes, row size, shape
+        data_dir = Path(self.env.repo_path, DIR_DATA, "10")
         txn = TxnRegister().begin_reader_txn(self.env.hashenv)
 
-        def read(digest: str) -> Any:
-            val = txn.get(hash_data_db_key_from_raw_key(digest), default=False)
-            if not val:
-                raise StockroomError(f"sample {digest} is missing from {HANGAR_DIR}; run `stock repair`")
-            spec = backend_decoder(val)
-            if spec.backend == _REMOTE_BACKEND:
-                raise StockroomError(
-                    "part of this stock commit's data was never fetched here (a partial `stock pull`); "
-                    "run `stock pull` to fetch all of it, then push again"
-                )
-            return handles[spec.backend].read_data(spec)
+        def specs(digests: list[str]) -> Iterator[tuple[str, Any]]:
+            keys = [f"{_DATA_KEY_PREFIX}{d}".encode() for d in digests]
+            with txn.cursor() as cursor:
+                found = dict(cursor.getmulti(keys))  # one call for the whole list
+            for digest, key in zip(digests, keys, strict=True):
+                val = found.get(key)
+                if not val:
+                    raise StockroomError(f"sample {digest} is missing from {HANGAR_DIR}; run `stock repair`")
+                spec = backend_decoder(val)
+                if spec.backend == _REMOTE_BACKEND:
+                    raise StockroomError(
+                        "part of this stock commit's data was never fetched here (a partial `stock pull`); "
+                        "run `stock pull` to fetch all of it, then push again"
+                    )
+                yield digest, spec
+
+        def memmap_file(uid: str) -> tuple[Any, memoryview, int, tuple[int, ...]]:
+            if uid not in files:
+                if len(files) >= _OPEN_FILES:  # bounded: each open memmap holds a descriptor
+                    files.pop(next(iter(files)))
+                arr = open_memmap(data_dir / f"{uid}.npy", mode="r")
+                flat = memoryview(arr).cast("B")  # type: ignore[arg-type]  # a memmap is a buffer
+                files[uid] = (arr, flat, arr[0].nbytes, arr.shape[1:])
+            return files[uid]
+
+        def read(digests: list[str]) -> Iterator[tuple[str, Any, Any]]:
+            for digest, spec in specs(digests):
+                if spec.backend == "10":
+                    arr, buf, row, full = memmap_file(spec.uid)
+                    idx = spec.collection_idx
+                    if spec.shape == full:
+                        raw: Any = buf[idx * row : (idx + 1) * row]
+                    else:
+                        raw = np.ascontiguousarray(arr[(idx, *[slice(0, n) for n in spec.shape])]).tobytes()
+                    if xxh64_hexdigest(raw) != spec.checksum:
+                        raise StockroomError(
+                            f"sample {digest} in {HANGAR_DIR} fails its checksum (damaged on disk); "
+                            "run `stock repair`"
+                        )
+                    yield digest, raw, list(spec.shape)
+                else:
+                    raw, shape = _encode(handles[spec.backend].read_data(spec))
+                    yield digest, raw, shape
 
         try:
             yield read
         finally:
             TxnRegister().abort_reader_txn(self.env.hashenv)
+            files.clear()
             for handle in handles.values():
                 with contextlib.suppress(Exception):
                     handle.close()
@@ -286,13 +366,28 @@ def push(root: Path, store: ObjectStore, targets: Iterable[str]) -> Summary:
         if d not in known.where:
             missing[schema_of[d]].append(d)
 
-    total = sum(len(v) for v in missing.values())
-    with Progress(total, "pushing samples", unit="sample") as bar, local.sample_reader() as read:
-        for schema in sorted(missing):
-            for pack in _build_packs(schema, missing[schema], read, bar):
-                _upload_pack(store, pack, summary)
-                known.add_pack(pack.sha, pack.index_sha, len(pack.data), pack.entries)
-                summary.samples += len(pack.entries)
+    # Packs are read and built here while the previous one uploads in a
+    # worker (file writes, hashing and obstore release the GIL); at most two
+    # packs are in memory.
+    with (
+        Progress(None, "pushing", unit="B", unit_scale=True) as bar,
+        local.sample_reader() as read,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="stock-push") as uploader,
+    ):
+        pending: Future[None] | None = None
+        try:
+            for schema in sorted(missing):
+                for pack in _build_packs(schema, missing[schema], read):
+                    if pending is not None:
+                        pending.result()
+                    pending = uploader.submit(_upload_pack, store, pack, summary, bar)
+                    known.add_pack(pack.sha, pack.index_sha, len(pack.data), pack.entries)
+                    summary.samples += len(pack.entries)
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     schema_vals = {s: local.schema(s) for s in schemas}
     for digest in order:
@@ -334,9 +429,9 @@ class _Pack:
     entries: list[list[Any]]
 
 
-def _build_packs(schema: str, digests: list[str], read: Any, bar: Progress) -> Iterator[_Pack]:
+def _build_packs(schema: str, digests: list[str], read: Any) -> Iterator[_Pack]:
     """Packs of up to PACK_BYTES, samples in digest order (deterministic)."""
-    chunks: list[bytes] = []
+    chunks: list[Any] = []
     entries: list[list[Any]] = []
     size = 0
 
@@ -348,12 +443,10 @@ def _build_packs(schema: str, digests: list[str], read: Any, bar: Progress) -> I
         ).encode()
         return _Pack(sha, data, index, hashlib.sha256(index).hexdigest(), list(entries))
 
-    for digest in digests:
-        raw, shape = _encode(read(digest))
+    for digest, raw, shape in read(digests):
         entries.append([digest, schema, size, len(raw), shape])
         chunks.append(raw)
         size += len(raw)
-        bar.update(1)
         if size >= PACK_BYTES:
             yield finish()
             chunks, entries, size = [], [], 0
@@ -361,16 +454,16 @@ def _build_packs(schema: str, digests: list[str], read: Any, bar: Progress) -> I
         yield finish()
 
 
-def _upload_pack(store: ObjectStore, pack: _Pack, summary: Summary) -> None:
+def _upload_pack(store: ObjectStore, pack: _Pack, summary: Summary, bar: Progress) -> None:
     # The index is written after its pack: an index on the remote means its
     # pack is whole. Both are checked first, so a re-run sends nothing twice.
     for name, data in ((f"packs/{pack.sha}", pack.data), (f"packs/{pack.sha}.idx", pack.index)):
         if store.exists(name):
             summary.skipped_objects += 1
-            continue
-        if store.put_new(name, data):
+        elif store.put_new(name, data):
             summary.objects += 1
             summary.nbytes += len(data)
+        bar.update(len(data))
 
 
 class _RemoteIndex:
@@ -384,11 +477,26 @@ class _RemoteIndex:
 
     def add_commit(self, digest: str) -> dict[str, Any]:
         manifest = read_manifest(self.store, digest)
-        for sha, info in manifest["packs"].items():
-            self.load_pack(sha, info)
+        self.load_packs(manifest["packs"].items())
         return manifest
 
-    def load_pack(self, sha: str, info: Any) -> None:
+    def load_packs(self, packs: Iterable[tuple[str, Any]]) -> None:
+        """``load_pack`` for each (sha, info), the indexes downloaded at once:
+        on an object store each is a round trip."""
+        todo = [(sha, info) for sha, info in packs if sha not in self.packs]
+        for sha, _ in todo:
+            _check(_SHA_RE, sha, "pack name")
+        if len(todo) < 2:
+            for sha, info in todo:
+                self.load_pack(sha, info)
+            return
+        with ThreadPoolExecutor(max_workers=_FETCH_WORKERS, thread_name_prefix="stock-index") as pool:
+            raws = list(pool.map(lambda item: self.store.get(f"packs/{item[0]}.idx"), todo))
+        for (sha, info), raw in zip(todo, raws, strict=True):
+            self.load_pack(sha, info, raw)
+
+    def load_pack(self, sha: str, info: Any, raw: bytes | None = None) -> None:
+        """Read and check pack ``sha``'s index (``raw``: already downloaded)."""
         if sha in self.packs:
             return
         _check(_SHA_RE, sha, "pack name")
@@ -399,7 +507,8 @@ class _RemoteIndex:
         if not isinstance(size, int) or size < 0:
             raise RemoteError("a manifest on the remote is malformed; the remote is damaged")
         name = f"packs/{sha}.idx"
-        raw = self.store.get(name)
+        if raw is None:
+            raw = self.store.get(name)
         if hashlib.sha256(raw).hexdigest() != index_sha:
             raise RemoteError(
                 f"object {name} on the remote is corrupt (digest mismatch); nothing was written"
@@ -409,18 +518,23 @@ class _RemoteIndex:
             samples = index["samples"]
         except (ValueError, KeyError, TypeError):
             raise RemoteError(f"object {name} on the remote is malformed; nothing was written") from None
-        entries = []
+        if not isinstance(samples, list):
+            raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
+        # One pass, few calls per entry (an index can name 100,000 samples);
+        # a schema digest is checked once however many samples name it.
+        digest_ok = _DATA_RE.match
+        schemas_ok: set[str] = set()
         for entry in samples:
-            if not isinstance(entry, list) or len(entry) != 5:
+            if type(entry) is not list or len(entry) != 5:
                 raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
             digest, schema, offset, length, _shape = entry
-            _check(_DATA_RE, digest, "sample digest")
-            _check(_SCHEMA_RE, schema, "schema digest")
-            if not (
-                isinstance(offset, int) and isinstance(length, int) and 0 <= offset <= offset + length <= size
-            ):
+            if type(digest) is not str or not digest_ok(digest):
+                _check(_DATA_RE, digest, "sample digest")
+            if type(schema) is not str or schema not in schemas_ok:
+                schemas_ok.add(_check(_SCHEMA_RE, schema, "schema digest"))
+            if not (type(offset) is int and type(length) is int and 0 <= offset <= offset + length <= size):
                 raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
-            entries.append(entry)
+        entries = samples
         self.add_pack(sha, index_sha, size, entries)
 
     def add_pack(self, sha: str, index_sha: str, size: int, entries: list[list[Any]]) -> None:
@@ -452,7 +566,7 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
         computed = parsing.cmt_final_digest(
             parent_digest=parsing.commit_parent_raw_val_from_db_val(parent).digest,
             spec_digest=parsing.commit_spec_raw_val_from_db_val(spec).digest,
-            refs_digest=parsing.commit_ref_raw_val_from_db_val(ref).digest,
+            refs_digest=_ref_digest(ref),
         )
     except Exception:  # noqa: BLE001 - any decoding failure means a damaged object
         computed = ""
@@ -480,6 +594,159 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
 # -------------------------------------------------------------------- fetch
 
 
+COMPLETE_FILE = "stockroom-complete"
+
+
+def complete_commits(root: Path) -> set[str]:
+    """Stock commits known to have every sample here (not placeholders)."""
+    try:
+        return set((root / HANGAR_DIR / COMPLETE_FILE).read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        return set()
+
+
+def mark_complete(root: Path, digests: Iterable[str]) -> None:
+    """Note that ``digests`` have every sample here, so a later pull of them
+    returns at once instead of looking at each sample's record."""
+    lines = "".join(f"{d}\n" for d in digests if _COMMIT_RE.match(d))
+    if lines:
+        with contextlib.suppress(OSError):  # only a shortcut: without it the records are checked
+            with open(root / HANGAR_DIR / COMPLETE_FILE, "a", encoding="ascii") as handle:
+                handle.write(lines)
+
+
+def forget_complete(root: Path) -> None:
+    """Drop every "has all its data" note; call it before anything could
+    turn a sample record into one without its data (placeholders)."""
+    with contextlib.suppress(FileNotFoundError):
+        (root / HANGAR_DIR / COMPLETE_FILE).unlink()
+
+
+def _sample_checker(obj: Any) -> Callable[[memoryview, Any, str], tuple[int, ...] | None]:
+    """A test that raw bytes from a pack are the sample with Hangar digest
+    ``digest``: the sample's shape (ints) when they are, else None."""
+    blake2b = hashlib.blake2b
+    if obj.column_type == "bytes":
+
+        def bytes_digest(raw: memoryview, shape: Any, digest: str) -> tuple[int, ...] | None:
+            # Hangar's bytes digest (hashmachine.pybytes_hasher_tcode_3), on
+            # the pack's bytes without a copy.
+            return () if "3=" + blake2b(raw, digest_size=20).hexdigest() == digest else None
+
+        return bytes_digest
+    if obj.column_type != "ndarray":
+
+        def decoded(raw: memoryview, shape: Any, digest: str) -> tuple[int, ...] | None:
+            return () if obj.data_hash_digest(_decode(obj, bytes(raw), shape)) == digest else None
+
+        return decoded
+    dtype = np.dtype(obj.dtype)
+    num, itemsize = dtype.num, dtype.itemsize
+    # shape -> (its ints, byte length, the digest's tail); samples of a
+    # column mostly share one shape, checked and packed once.
+    known: dict[tuple[Any, ...], tuple[tuple[int, ...], int, bytes]] = {}
+
+    def array_digest(raw: memoryview, shape: Any, digest: str) -> tuple[int, ...] | None:
+        # Hangar's ndarray digest (hashmachine.ndarray_hasher_tcode_0) without
+        # building the array: blake2b-160 of the C-order bytes, then of the
+        # shape and the dtype number as C ints.
+        try:
+            ints, length, tail = known[tuple(shape)]
+        except KeyError:
+            if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+                return None
+            try:
+                packed = array.array("i", [*shape, num]).tobytes()
+            except OverflowError:
+                return None
+            ints, length, tail = known.setdefault(
+                tuple(shape), (tuple(shape), int(np.prod(shape, dtype=np.int64)) * itemsize, packed)
+            )
+        except TypeError:  # not a list of numbers
+            return None
+        if len(raw) != length or type(shape) is not list:
+            return None
+        hasher = blake2b(raw, digest_size=20)
+        hasher.update(tail)
+        return ints if "0=" + hasher.hexdigest() == digest else None
+
+    return array_digest
+
+
+_Sample = tuple[str, memoryview, Any]  # digest, raw bytes in its pack, shape (checked ints)
+
+
+def _write_numpy10(
+    repo_path: Path, obj: Any, items: list[_Sample], written: list[Path]
+) -> list[tuple[bytes, bytes]]:
+    """Write samples of a numpy-memmap (backend 10) column as Hangar's backend
+    would, a file of COLLECTION_SIZE at a time; their hash records come back
+    and the files written are added to ``written``, not yet synced.
+
+    Hangar's ``write_data`` costs a Python call, a slice assignment and a
+    checksum per sample; here a file's samples land in one copy when they
+    have the column's full shape. The files and records are the backend's
+    own (same layout, same checksums), so reads do not know the difference.
+    """
+    shape = tuple(obj.shape)
+    dtype = np.dtype(obj.dtype)
+    handles = BACKEND_ACCESSOR_MAP["10"](repo_path=repo_path, schema_shape=shape, schema_dtype=dtype)
+    handles.open(mode="a", remote_operation=True)
+    kvs: list[tuple[bytes, bytes]] = []
+    try:
+        for start in range(0, len(items), COLLECTION_SIZE):
+            chunk = items[start : start + COLLECTION_SIZE]
+            handles._create_schema(remote_operation=True)
+            uid = handles.w_uid
+            # Taken from the handles: closing them would msync it, one file
+            # at a time; the caller syncs all files at once (_sync_files).
+            block = handles.wFp.pop(uid)
+            handles.w_uid = None
+            written.append(Path(repo_path, DIR_DATA, "10", f"{uid}.npy"))
+            try:
+                if all(s == shape for _, _, s in chunk):
+                    joined = b"".join(raw for _, raw, _ in chunk)
+                    block[: len(chunk)] = np.frombuffer(joined, dtype=dtype).reshape(len(chunk), *shape)
+                else:
+                    for i, (_, raw, s) in enumerate(chunk):
+                        block[(i, *[slice(0, n) for n in s])] = np.frombuffer(raw, dtype=dtype).reshape(s)
+            except ValueError:
+                raise RemoteError(
+                    "a sample on the remote does not fit its column's shape; the remote is damaged"
+                ) from None
+            del block
+            full = numpy_10_encode(uid, "{}", 0, shape).decode().replace(":0:", ":{}:", 1)
+            if full.format("c", 7).encode() != numpy_10_encode(uid, "c", 7, shape):
+                full = ""  # not the layout expected: Hangar's function for every record
+            for i, (digest, raw, s) in enumerate(chunk):
+                # Hangar's record, numpy_10_encode(uid, checksum, i, shape), with
+                # the full-shape case formatted from a template.
+                val = (
+                    full.format(xxh64_hexdigest(raw), i).encode()
+                    if s == shape and full
+                    else numpy_10_encode(uid, xxh64_hexdigest(raw), i, s)
+                )
+                kvs.append((f"{_DATA_KEY_PREFIX}{digest}".encode(), val))
+    finally:
+        handles.close()
+    return kvs
+
+
+def _sync_files(paths: list[Path]) -> None:
+    """fsync ``paths`` (pages written through a shared memmap included), in
+    parallel: fsync releases the GIL and the file system batches them."""
+
+    def sync(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="stock-sync") as pool:
+        list(pool.map(sync, paths))
+
+
 def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[str] | None = None) -> Summary:
     """Bring the stock commits ``targets`` (their data: only ``columns``, Hangar
     names, when given) and their ancestors' records from the remote.
@@ -499,15 +766,22 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
     targets = [t for t in targets if t]
     for target in targets:
         _check(_COMMIT_RE, target, "commit digest")
+    complete = complete_commits(root)
     data_targets = []
+    found_complete = []
     for target in targets:
+        if target in complete:
+            continue  # every sample here: nothing to look at
         if local.has_commit(target):
             cols = _columns(local.commit(target)[2])
             digests = [d for name, (_, ds) in cols.items() if columns is None or name in columns for d in ds]
             backends = local.data_backends(digests)
             if all(b not in (None, _REMOTE_BACKEND) for b in backends.values()):
+                if columns is None:
+                    found_complete.append(target)
                 continue  # here already, with its data
         data_targets.append(target)
+    mark_complete(root, found_complete)
     if not data_targets:
         return summary
 
@@ -532,8 +806,11 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
             if parent not in seen:
                 post.append((parent, False))
 
+    target_samples: dict[str, list[str]] = {}
     for d in order:
         cols = _columns(manifests[d]["_records"][2])
+        if d in data_targets:
+            target_samples[d] = [digest for _, digests in cols.values() for digest in digests]
         for name, (schema, digests) in cols.items():
             take = d in data_targets and (columns is None or name in columns)
             for digest in digests:
@@ -546,9 +823,8 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
 
     # Where each wanted sample is: the targets' pack indexes.
     for d in data_targets:
-        for sha, info in manifests[d]["packs"].items():
-            index.load_pack(sha, info)
-            summary.objects += 1
+        index.load_packs(manifests[d]["packs"].items())
+        summary.objects += len(manifests[d]["packs"])
     by_pack: dict[str, list[str]] = defaultdict(list)
     for digest in wanted:
         sha = index.where.get(digest)
@@ -562,56 +838,106 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
     for d in order:
         schemas.update(manifests[d]["_schemas"])
     schema_objs = {s: column_type_object_from_schema(schema_spec_from_db_val(v)) for s, v in schemas.items()}
+    checkers = {s: _sample_checker(obj) for s, obj in schema_objs.items()}
 
-    received: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    def download(sha: str, digests: list[str]) -> tuple[bytes, dict[str, list[_Sample]]]:
+        # Runs in a worker: reading and hashing release the GIL, so packs
+        # download while others are checked.
+        name = f"packs/{sha}"
+        data = store.get(name)
+        if len(data) != index.packs[sha]["size"] or hashlib.sha256(data).hexdigest() != sha:
+            raise RemoteError(
+                f"object {name} on the remote is corrupt or truncated (digest mismatch); nothing was written"
+            )
+        # The pack's digest is not in the commit's: each sample is checked
+        # against the Hangar digest the commit records name.
+        view = memoryview(data)
+        out: dict[str, list[_Sample]] = defaultdict(list)
+        for digest in digests:
+            _, schema, offset, length, shape = index.entries[digest]
+            check = checkers.get(schema)
+            if check is None or wanted[digest] != schema:
+                raise RemoteError(f"object {name}.idx on the remote is inconsistent; nothing was written")
+            raw = view[offset : offset + length]
+            ints = check(raw, shape, digest)
+            if ints is None:
+                raise RemoteError(f"sample {digest} in {name} on the remote is corrupt; nothing was written")
+            out[schema].append((digest, raw, ints))
+        return data, out
+
+    received: dict[str, list[_Sample]] = defaultdict(list)
     total = sum(index.packs[sha]["size"] for sha in by_pack)
     with Progress(total, "pulling", unit="B", unit_scale=True) as bar:
-        for sha, digests in sorted(by_pack.items()):
-            name = f"packs/{sha}"
-            data = store.get(name)
-            if len(data) != index.packs[sha]["size"] or hashlib.sha256(data).hexdigest() != sha:
-                raise RemoteError(
-                    f"object {name} on the remote is corrupt or truncated (digest mismatch); nothing was written"
-                )
-            summary.objects += 1
-            summary.nbytes += len(data)
-            bar.update(len(data))
-            view = memoryview(data)
-            for digest in digests:
-                _, schema, offset, length, shape = index.entries[digest]
-                obj = schema_objs.get(schema)
-                if obj is None or wanted[digest] != schema:
-                    raise RemoteError(f"object {name}.idx on the remote is inconsistent; nothing was written")
-                value = _decode(obj, bytes(view[offset : offset + length]), shape)
-                if obj.data_hash_digest(value) != digest:
-                    raise RemoteError(
-                        f"sample {digest} in {name} on the remote is corrupt; nothing was written"
-                    )
-                received[schema].append((digest, value))
+        with ThreadPoolExecutor(max_workers=_FETCH_WORKERS, thread_name_prefix="stock-fetch") as pool:
+            futures: list[Future[tuple[bytes, dict[str, list[_Sample]]]]] = [
+                pool.submit(download, sha, digests) for sha, digests in sorted(by_pack.items())
+            ]
+            try:
+                for future in futures:
+                    data, samples = future.result()
+                    summary.objects += 1
+                    summary.nbytes += len(data)
+                    bar.update(len(data))
+                    for schema, items in samples.items():
+                        received[schema].extend(items)
+            finally:
+                for future in futures:
+                    future.cancel()
 
     lock = WriterLock(root / HANGAR_DIR)
     lock.acquire()
     try:
         writer = ContentWriter(local.env)
+        written: set[str] = set()
         with _quiet():
             for schema, val in schemas.items():
                 writer.schema(schema, val)
+            records: list[tuple[bytes, bytes]] = []
+            files: list[Path] = []
             for schema, items in received.items():
+                obj = schema_objs[schema]
                 # The schema's own backend: numpy-memmap columns stay backend 10.
-                writer.data(schema, items)
+                if obj.column_type == "ndarray" and obj.backend == "10":
+                    records.extend(_write_numpy10(Path(local.env.repo_path), obj, items, files))
+                elif obj.column_type == "bytes":
+                    # The backends take any buffer: no copy of large samples.
+                    writer.data(schema, [(d, raw) for d, raw, _ in items])
+                else:
+                    writer.data(schema, [(d, _decode(obj, bytes(raw), shape)) for d, raw, shape in items])
+                written.update(d for d, _, _ in items)
                 summary.samples += len(items)
+            # The data is on disk before any record names it.
+            _sync_files(files)
+            if records:
+                records.sort()
+                txn = TxnRegister().begin_writer_txn(local.env.hashenv)
+                try:
+                    with txn.cursor() as cursor:
+                        cursor.putmulti(records)
+                finally:
+                    TxnRegister().commit_writer_txn(local.env.hashenv)
             commiting.move_process_data_to_store(local.env.repo_path, remote_operation=True)
             grouped: dict[str, list[tuple[str, str]]] = defaultdict(list)
             for digest, schema in placeholders.items():
                 grouped[schema].append((digest, schema))
-            for schema, items in grouped.items():
-                writer.data(schema, items, backend=_REMOTE_BACKEND)
+            if grouped:
+                forget_complete(root)
+            for schema, refs in grouped.items():
+                writer.data(schema, refs, backend=_REMOTE_BACKEND)
             for d in order:
                 if not local.has_commit(d):
                     parent, spec, ref = manifests[d]["_records"]
                     writer.commit(d, parent, spec, ref)
                     summary.commits += 1
                     summary.names.append(d)
+        mark_complete(
+            root,
+            [
+                d
+                for d, digests in target_samples.items()
+                if all(x in written or have.get(x) not in (None, _REMOTE_BACKEND) for x in digests)
+            ],
+        )
     finally:
         lock.release()
     return summary
