@@ -280,6 +280,15 @@ def pull(
 
 
 @cli.command()
+@click.option("--yes", is_flag=True, help="Drop them (without it: only say what would go).")
+def gc(yes: bool) -> None:
+    """Drop data read on demand that head.stock's commit does not need (the remote keeps it)."""
+    from stockroom.commands.gc import gc as run
+
+    _run(run, yes)
+
+
+@cli.command()
 @click.argument("remote_name", metavar="[REMOTE]", required=False)
 @click.argument("revs", nargs=-1)
 def fetch(remote_name: str | None, revs: tuple[str, ...]) -> None:

@@ -192,7 +192,7 @@ def test_cache_limit_smaller_than_dataset_completes_an_epoch(
 
 
 def test_gc_drops_only_remote_backed_data(lazy_team: tuple[Path, Path, Path, str]) -> None:
-    proj, _, bob, _ = lazy_team
+    _, remote, bob, _ = lazy_team
     with stockroom.StockRoom(bob) as stock:
         for i in range(5):
             stock.data["img"][i]
@@ -201,19 +201,27 @@ def test_gc_drops_only_remote_backed_data(lazy_team: tuple[Path, Path, Path, str
         stock.data["label"][1000] = np.array(1)
         stock.commit("local only")
     assert len(lazy.cached(bob / ".hangar")) >= 5
-    out = stock_cli("gc", cwd=bob)
-    assert out.returncode == 0, out.stderr
-    assert "dry run" in out.stdout
-    assert len(lazy.cached(bob / ".hangar")) >= 5
-    # head.stock's commit still needs those: nothing to drop yet.
+    # head.stock's commit still reads those: nothing to drop.
     out = stock_cli("gc", "--yes", cwd=bob)
     assert out.returncode == 0, out.stderr
+    assert "nothing to drop" in out.stdout
     assert len(lazy.cached(bob / ".hangar")) >= 5
     # A commit that no longer names samples 0..4: their cached copies can go.
     with stockroom.StockRoom(bob) as stock:
         for i in range(5):
             del stock.data["img"][i]
         stock.commit("drop some")
+    out = stock_cli("gc", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert "dry run" in out.stdout and "would drop 5 sample" in out.stdout
+    assert len(lazy.cached(bob / ".hangar")) >= 5
+    # The remote lost its packs: the cached copies are the only ones, kept.
+    packs = remote / "packs"
+    packs.rename(remote / "packs-away")
+    out = stock_cli("gc", "--yes", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert len(lazy.cached(bob / ".hangar")) >= 5
+    (remote / "packs-away").rename(packs)
     out = stock_cli("gc", "--yes", cwd=bob)
     assert out.returncode == 0, out.stderr
     assert lazy.cached(bob / ".hangar") == {}

@@ -73,7 +73,9 @@ def placeholder(schema: str, digest: str, pack: str) -> str:
     255 characters: the fields are joined with ``/`` and stay well short."""
     text = _SEP.join((schema, digest, pack))
     if ":" in text or len(text) > 240:
-        raise StockroomError(f"cannot record sample {digest} for lazy reading; run `stock pull` without --lazy")
+        raise StockroomError(
+            f"cannot record sample {digest} for lazy reading; run `stock pull` without --lazy"
+        )
     return text
 
 
@@ -396,3 +398,131 @@ def lazy_enabled(root: Path) -> bool:
         check=False,
     )
     return out.stdout.strip() == "true"
+
+
+# ------------------------------------------------------------ gc and status
+
+
+def _head_records(root: Path, head: str) -> dict[str, bytes]:
+    """Sample digest -> its local Hangar record, for every sample commit ``head`` names."""
+    from hangar.records import hash_data_db_key_from_raw_key
+    from hangar.txnctx import TxnRegister
+
+    from stockroom.store.transfer import _columns, _Local
+
+    local = _Local(root)
+    digests = {d for _, ds in _columns(local.commit(head)[2]).values() for d in ds}
+    out: dict[str, bytes] = {}
+    txn = TxnRegister().begin_reader_txn(local.env.hashenv)
+    try:
+        for digest in digests:
+            val = txn.get(hash_data_db_key_from_raw_key(digest), default=False)
+            out[digest] = bytes(val) if val else b""
+    finally:
+        TxnRegister().abort_reader_txn(local.env.hashenv)
+    return out
+
+
+def _lazy_text(record: bytes) -> str | None:
+    """The lazy record text of a Hangar record, None if it is not a lazy one."""
+    if not record.startswith(b"50:"):
+        return None
+    text = record[3:].decode("utf-8", "replace")
+    return text if parse_placeholder(text) is not None else None
+
+
+@dataclass
+class Where:
+    """How much of a stock commit's data is here and how much only on the remote."""
+
+    samples: int = 0
+    local: int = 0  # samples stored in .hangar (pulled, or written here)
+    fetched: int = 0  # samples read on demand and kept
+    fetched_bytes: int = 0
+    remote_only: int = 0
+    remote_only_bytes: int = 0
+    unfetched: int = 0  # on the remote, not readable on demand (a partial non-lazy pull)
+
+
+def where(root: Path, head: str) -> Where:
+    """What of commit ``head``'s data is local and what is remote-only."""
+    hangar_dir = root / ".hangar"
+    out = Where()
+    kept = cached(hangar_dir)
+    rd = reader(hangar_dir)
+    for digest, record in _head_records(root, head).items():
+        out.samples += 1
+        text = _lazy_text(record)
+        if text is None:
+            if record.startswith(b"50:"):
+                out.unfetched += 1
+            else:
+                out.local += 1
+            continue
+        if digest in kept:
+            out.fetched += 1
+            out.fetched_bytes += kept[digest]
+            continue
+        out.remote_only += 1
+        parsed = parse_placeholder(text)
+        assert parsed is not None
+        with contextlib.suppress(StockroomError):
+            out.remote_only_bytes += int(rd.entry(parsed[2], digest)[3])
+    return out
+
+
+@dataclass
+class GcPlan:
+    """Cached samples ``stock gc`` may drop."""
+
+    drop: dict[str, int]  # digest -> bytes
+    kept_needed: int
+
+
+def gc_plan(root: Path, head: str) -> GcPlan:
+    """Cached samples that commit ``head`` does not read on demand and that the
+    remote holds (checked now: one request per pack)."""
+    hangar_dir = root / ".hangar"
+    kept = cached(hangar_dir)
+    records = _head_records(root, head) if head else {}
+    needed = {d for d, rec in records.items() if _lazy_text(rec) is not None}
+    drop = {d: size for d, size in kept.items() if d not in needed}
+    if not drop:
+        return GcPlan({}, len(kept))
+    # Which pack holds each: the kept indexes. A sample found in none is kept.
+    packs: dict[str, str] = {}
+    for idx in (lazy_dir(hangar_dir) / "packs").glob("*.idx"):
+        sha = idx.name[: -len(".idx")]
+        try:
+            entries = json.loads(idx.read_bytes())["samples"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for entry in entries:
+            if entry[0] in drop:
+                packs[entry[0]] = sha
+    rd = reader(hangar_dir)
+    store, label = rd.store()
+    on_remote: dict[str, bool] = {}
+    for sha in set(packs.values()):
+        try:
+            on_remote[sha] = store.exists(f"packs/{sha}")
+        except RemoteError as exc:
+            raise RemoteError(
+                f"stock gc checks that stock remote {label} holds what it drops, and cannot reach it "
+                f"({exc}); nothing was dropped. Run it again when the remote is reachable"
+            ) from None
+    final = {d: size for d, size in drop.items() if on_remote.get(packs.get(d, ""), False)}
+    return GcPlan(final, len(kept) - len(final))
+
+
+def gc_drop(root: Path, digests: Iterable[str]) -> int:
+    """Drop the cached samples ``digests``; the bytes freed."""
+    freed = 0
+    objects = lazy_dir(root / ".hangar") / "objects"
+    for digest in digests:
+        path = objects / digest
+        with contextlib.suppress(FileNotFoundError):
+            size = path.stat().st_size
+            path.unlink()
+            freed += size
+    return freed

@@ -590,7 +590,9 @@ def fetch(
             if sha is not None:
                 lazy_specs[digest] = lazy_reads.placeholder(schema, digest, sha)
                 used.add(sha)
-        lazy_reads.keep_for_lazy(root / HANGAR_DIR, store.label, {sha: index.raw[sha] for sha in used}, schemas)
+        lazy_reads.keep_for_lazy(
+            root / HANGAR_DIR, store.label, {sha: index.raw[sha] for sha in used}, schemas
+        )
         wanted, by_pack = {}, defaultdict(list)
     schema_objs = {s: column_type_object_from_schema(schema_spec_from_db_val(v)) for s, v in schemas.items()}
 
