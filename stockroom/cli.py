@@ -269,11 +269,23 @@ def push(remote_name: str | None, all_branches: bool) -> None:
 @click.option("--column", "columns", multiple=True, help="Fetch only this data column (repeatable).")
 @click.option("--model", "models", multiple=True, help="Fetch only this model (repeatable).")
 @click.option("--tags", is_flag=True, help="Fetch the tags (with --column/--model).")
-def pull(remote_name: str | None, columns: tuple[str, ...], models: tuple[str, ...], tags: bool) -> None:
+@click.option("--lazy", is_flag=True, help="Fetch the commit records only; data is fetched when read.")
+def pull(
+    remote_name: str | None, columns: tuple[str, ...], models: tuple[str, ...], tags: bool, lazy: bool
+) -> None:
     """Make the stock state head.stock names readable here."""
     from stockroom.commands.pull import pull as run
 
-    _run(run, remote_name, columns, models, tags)
+    _run(run, remote_name, columns, models, tags, lazy)
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Drop them (without it: only say what would go).")
+def gc(yes: bool) -> None:
+    """Drop data read on demand that head.stock's commit does not need (the remote keeps it)."""
+    from stockroom.commands.gc import gc as run
+
+    _run(run, yes)
 
 
 @cli.command()

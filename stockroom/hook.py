@@ -709,7 +709,8 @@ def autofetch(root: str, digest: str) -> None:
 
         from stockroom.remote import sync
 
-        sync.fetch(Path(root), name, [digest])
+        lazy = _config("--bool", "stock.lazy") == "true"
+        sync.fetch(Path(root), name, [digest], lazy=lazy)
     except Exception as exc:  # noqa: BLE001 - a git command never fails because of the fetch
         _say(f"warning: could not fetch stock commit {_short(digest)} from {name!r}: {exc}; run `stock pull`")
         return

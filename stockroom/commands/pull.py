@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from stockroom.errors import StockroomError
 from stockroom.remote import sync
 
 
@@ -16,7 +17,9 @@ def _columns(columns: tuple[str, ...], models: tuple[str, ...], tags: bool) -> s
     return wanted
 
 
-def pull(remote_name: str | None, columns: tuple[str, ...], models: tuple[str, ...], tags: bool) -> int:
+def pull(
+    remote_name: str | None, columns: tuple[str, ...], models: tuple[str, ...], tags: bool, lazy: bool = False
+) -> int:
     root = sync.stock_root()
     created = sync.ensure_store(root)
     if created:
@@ -25,9 +28,17 @@ def pull(remote_name: str | None, columns: tuple[str, ...], models: tuple[str, .
     if not head:
         click.echo("nothing to pull: head.stock names no stock commit yet")
         return 0
-    remote, summary = sync.fetch(root, remote_name, [head], _columns(columns, models, tags))
+    if lazy and (columns or models or tags):
+        raise StockroomError("--lazy fetches no data at all; leave out --column/--model/--tags")
+    remote, summary = sync.fetch(root, remote_name, [head], _columns(columns, models, tags), lazy=lazy)
     if not summary.commits and not summary.samples:
         click.echo(f"stock commit {head} is here already")
+        return 0
+    if lazy:
+        click.echo(
+            f"pulled {summary.commits} stock commit(s) from {sync.describe(remote)}, no data: "
+            f"{head} is readable, each sample fetched when first read"
+        )
         return 0
     click.echo(
         f"pulled {summary.commits} stock commit(s), {summary.samples} sample(s), "

@@ -8,7 +8,7 @@ from stockroom import quickread
 from stockroom.core import StockRoom
 from stockroom.errors import StockroomError
 from stockroom.git import git
-from stockroom.headfile import HEAD_FILE, parse_head
+from stockroom.headfile import HANGAR_DIR, HEAD_FILE, parse_head
 from stockroom.install import framework_runs
 
 _RESTORE = f"restore it with `git checkout HEAD -- {HEAD_FILE}`"
@@ -53,6 +53,8 @@ def status() -> int:
             _require_commit(stock, head)  # a digest .hangar lacks: say so, exit 1
         if head is not None:
             click.echo(f"stock head: {head or _empty_head(stock.path)}")
+        if head:
+            _data_here(stock.path, head)
         try:
             # No marker, nothing staged (it is left before any staged write):
             # then Hangar need not even be imported.
@@ -91,6 +93,21 @@ def _require_commit(stock: StockRoom, digest: str) -> None:
         stock._store._require_commit(digest)
     elif not quickread.has_commit(stock.path, digest):
         stock._store._require_commit(digest)  # says what is wrong, in the store's words
+
+
+def _data_here(root: Path, head: str) -> None:
+    """How much of the commit's data is here, in a clone that reads on demand."""
+    from stockroom.store import lazy
+
+    if not lazy.lazy_dir(root / HANGAR_DIR).exists():
+        return  # no lazy pull here: all data pulled or written here
+    w = lazy.where(root, head)
+    click.echo(
+        f"stock data: {w.local + w.fetched} of {w.samples} sample(s) local "
+        f"({w.fetched} read on demand, {w.fetched_bytes / 1e6:.1f} MB), "
+        f"{w.remote_only} remote-only ({w.remote_only_bytes / 1e6:.1f} MB, fetched when read)"
+        + (f", {w.unfetched} not fetched (run `stock pull`)" if w.unfetched else "")
+    )
 
 
 _LETTERS = {"M": "modified", "T": "type changed", "A": "added", "D": "deleted", "R": "renamed", "C": "copied"}

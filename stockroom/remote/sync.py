@@ -83,13 +83,18 @@ def push(root: Path, remote_name: str | None, digests: list[str]) -> tuple[Remot
 
 
 def fetch(
-    root: Path, remote_name: str | None, digests: list[str], columns: set[str] | None = None
+    root: Path,
+    remote_name: str | None,
+    digests: list[str],
+    columns: set[str] | None = None,
+    lazy: bool = False,
 ) -> tuple[Remote, Summary]:
-    """Download ``digests`` (only ``columns`` of their data when given)."""
+    """Download ``digests`` (only ``columns`` of their data when given; with
+    ``lazy``, their records only: data is fetched when read)."""
     from stockroom.store import transfer
 
     remote, store = open_remote(root, remote_name)
-    summary = transfer.fetch(root, store, digests, columns)
+    summary = transfer.fetch(root, store, digests, columns, lazy=lazy)
     remember_on_remote(root, remote, digests)
     return remote, summary
 

@@ -474,6 +474,7 @@ class _RemoteIndex:
         self.where: dict[str, str] = {}  # sample digest -> pack sha
         self.packs: dict[str, dict[str, Any]] = {}  # pack sha -> {"index": sha, "size": n}
         self.entries: dict[str, list[Any]] = {}  # sample digest -> index entry
+        self.raw: dict[str, bytes] = {}  # pack sha -> its verified index, as read (lazy pulls keep it)
 
     def add_commit(self, digest: str) -> dict[str, Any]:
         manifest = read_manifest(self.store, digest)
@@ -535,6 +536,7 @@ class _RemoteIndex:
             if not (type(offset) is int and type(length) is int and 0 <= offset <= offset + length <= size):
                 raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
         entries = samples
+        self.raw[sha] = raw
         self.add_pack(sha, index_sha, size, entries)
 
     def add_pack(self, sha: str, index_sha: str, size: int, entries: list[list[Any]]) -> None:
@@ -747,9 +749,18 @@ def _sync_files(paths: list[Path]) -> None:
         list(pool.map(sync, paths))
 
 
-def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[str] | None = None) -> Summary:
+def fetch(
+    root: Path,
+    store: ObjectStore,
+    targets: Iterable[str],
+    columns: set[str] | None = None,
+    lazy: bool = False,
+) -> Summary:
     """Bring the stock commits ``targets`` (their data: only ``columns``, Hangar
     names, when given) and their ancestors' records from the remote.
+
+    ``lazy``: no data is downloaded; each sample is recorded with where the
+    remote keeps it, and fetched when first read (``stockroom.store.lazy``).
 
     Everything is downloaded and verified before anything is written; then
     schemas, data, placeholders for samples not fetched, and commit records
@@ -780,6 +791,8 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
                 if columns is None:
                     found_complete.append(target)
                 continue  # here already, with its data
+            if lazy and all(b is not None for b in backends.values()):
+                continue  # here already, readable on demand
         data_targets.append(target)
     mark_complete(root, found_complete)
     if not data_targets:
@@ -837,6 +850,26 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
     schemas: dict[str, bytes] = {}
     for d in order:
         schemas.update(manifests[d]["_schemas"])
+    lazy_specs: dict[str, str] = {}  # sample digest -> its lazy record's text
+    if lazy:
+        # Every sample recorded here, the ancestors' too (a later checkout of
+        # one reads them), says where it is.
+        from stockroom.store import lazy as lazy_reads
+
+        for d in order:
+            for sha, info in manifests[d]["packs"].items():
+                index.load_pack(sha, info)
+        placeholders.update(wanted)
+        used: set[str] = set()
+        for digest, schema in placeholders.items():
+            sha = index.where.get(digest)
+            if sha is not None:
+                lazy_specs[digest] = lazy_reads.placeholder(schema, digest, sha)
+                used.add(sha)
+        lazy_reads.keep_for_lazy(
+            root / HANGAR_DIR, store.label, {sha: index.raw[sha] for sha in used}, schemas
+        )
+        wanted, by_pack = {}, defaultdict(list)
     schema_objs = {s: column_type_object_from_schema(schema_spec_from_db_val(v)) for s, v in schemas.items()}
     checkers = {s: _sample_checker(obj) for s, obj in schema_objs.items()}
 
@@ -919,7 +952,7 @@ def fetch(root: Path, store: ObjectStore, targets: Iterable[str], columns: set[s
             commiting.move_process_data_to_store(local.env.repo_path, remote_operation=True)
             grouped: dict[str, list[tuple[str, str]]] = defaultdict(list)
             for digest, schema in placeholders.items():
-                grouped[schema].append((digest, schema))
+                grouped[schema].append((digest, lazy_specs.get(digest, schema)))
             if grouped:
                 forget_complete(root)
             for schema, refs in grouped.items():
@@ -949,11 +982,11 @@ def missing_commits(root: Path, digests: Iterable[str]) -> list[str]:
     return [d for d in digests if d and not local.has_commit(d)]
 
 
-def _unfetched(self: Any, hashVal: Any) -> None:  # noqa: N803 - Hangar's signature
-    raise StockroomError(
-        "this sample's data was not fetched (a partial `stock pull`); run `stock pull` to fetch "
-        "everything, or `stock pull --column NAME` / `--model NAME` for what you read"
-    )
+def _unfetched(self: Any, hashVal: Any) -> Any:  # noqa: N803 - Hangar's signature
+    # A lazy record is read from the remote; a plain one says what to pull.
+    from stockroom.store import lazy as lazy_reads
+
+    return lazy_reads.read_placeholder(Path(self.repo_path), hashVal.schema_hash)
 
 
 # Hangar's own messages name commands Hangar has and stockroom does not;

@@ -1,0 +1,528 @@
+"""On-demand data: a lazy clone reads samples from the remote when first read.
+
+``stock pull --lazy`` writes the commit records and, for each sample, a
+Hangar "on the remote" record (backend ``50``) whose text says where the
+sample is: ``50:<schema>/<digest>/<pack sha>``. Hangar hands that record to
+``REMOTE_50_Handler.read_data`` when a column read meets such a sample;
+this module replaces that method, so every read path (``stock.data``,
+models, tags, ``StockDataset``) fetches what it reads and the read API does
+not change.
+
+Local layout, under ``.hangar/stockroom-lazy/`` (nothing here needs the
+stock writer lock, so DataLoader workers fetch in parallel)::
+
+    remote            the remote name the lazy pull used
+    packs/<sha>.idx   pack indexes, verified against their manifests
+    schemas/<digest>  schema records, to decode and verify samples
+    objects/<digest>  fetched samples, verified, written temp + rename
+    locks/<digest>    per-sample lock files: one download at a time
+
+A sample is fetched by byte range from its pack, checked against its
+Hangar digest, and only then renamed into ``objects/``: a failed or
+corrupt read leaves nothing behind. The cache is bounded by
+``git config stock.cacheLimit`` (least recently read dropped first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hangar.columns.constructors import column_type_object_from_schema
+from hangar.records import schema_spec_from_db_val
+
+from stockroom.errors import StockroomError
+from stockroom.remote.objects import ObjectStore, RemoteError
+
+LAZY_DIR = "stockroom-lazy"
+_SEP = "/"
+
+
+@dataclass
+class Stats:
+    """What this process fetched lazily (for tests and benchmarks)."""
+
+    requests: int = 0
+    nbytes: int = 0
+    waited: int = 0  # reads that found another process downloading the sample
+
+
+stats = Stats()
+
+
+def lazy_dir(hangar_dir: Path) -> Path:
+    """The lazy cache directory of the store at ``hangar_dir``."""
+    return hangar_dir / LAZY_DIR
+
+
+def placeholder(schema: str, digest: str, pack: str) -> str:
+    """The text of a lazy sample's Hangar record (after ``50:``).
+
+    Hangar's parser takes everything after the last ``:`` and reads at most
+    255 characters: the fields are joined with ``/`` and stay well short."""
+    text = _SEP.join((schema, digest, pack))
+    if ":" in text or len(text) > 240:
+        raise StockroomError(
+            f"cannot record sample {digest} for lazy reading; run `stock pull` without --lazy"
+        )
+    return text
+
+
+def parse_placeholder(text: str) -> tuple[str, str, str] | None:
+    """(schema, digest, pack) of a lazy record, None for a plain "on the remote" one."""
+    parts = text.split(_SEP)
+    if len(parts) != 3:
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def keep_for_lazy(
+    hangar_dir: Path, remote_name: str, indexes: dict[str, bytes], schemas: dict[str, bytes]
+) -> None:
+    """Keep what lazy reads need: the verified pack indexes, schemas, remote name."""
+    base = lazy_dir(hangar_dir)
+    for sha, raw in indexes.items():
+        path = base / "packs" / f"{sha}.idx"
+        if not path.exists():
+            _atomic_write(path, raw)
+    for digest, raw in schemas.items():
+        path = base / "schemas" / digest
+        if not path.exists():
+            _atomic_write(path, raw)
+    _atomic_write(base / "remote", remote_name.encode())
+
+
+# ------------------------------------------------------------------ reading
+
+
+class _Reader:
+    """Per-process state of lazy reads in one store (indexes, schemas, remote)."""
+
+    def __init__(self, hangar_dir: Path) -> None:
+        self.hangar_dir = hangar_dir
+        self.base = lazy_dir(hangar_dir)
+        self.root = hangar_dir.parent
+        self.pid = os.getpid()
+        self._entries: dict[str, dict[str, list[Any]]] = {}
+        self._schemas: dict[str, Any] = {}
+        self._store: ObjectStore | None = None
+        self._label = ""
+        self._lock = threading.Lock()
+        self._limit: int | None = None
+        self._cached_bytes: int | None = None
+
+    # -- metadata
+    def entry(self, pack: str, digest: str) -> list[Any]:
+        entries = self._entries.get(pack)
+        if entries is None:
+            try:
+                raw = (self.base / "packs" / f"{pack}.idx").read_bytes()
+                entries = {e[0]: e for e in json.loads(raw)["samples"]}
+            except (OSError, ValueError, KeyError, TypeError):
+                raise StockroomError(
+                    f"the lazy-read index of pack {pack} is missing or damaged in {self.base}; "
+                    f"run `stock pull --lazy` (or `stock pull`) again"
+                ) from None
+            self._entries[pack] = entries
+        found = entries.get(digest)
+        if found is None:
+            raise StockroomError(
+                f"sample {digest} is not in its pack's index in {self.base}; run `stock pull --lazy` again"
+            )
+        return found
+
+    def schema(self, digest: str) -> Any:
+        obj = self._schemas.get(digest)
+        if obj is None:
+            try:
+                raw = (self.base / "schemas" / digest).read_bytes()
+            except OSError:
+                raise StockroomError(
+                    f"schema {digest} for lazy reads is missing from {self.base}; run `stock pull --lazy` again"
+                ) from None
+            obj = self._schemas[digest] = column_type_object_from_schema(schema_spec_from_db_val(raw))
+        return obj
+
+    def store(self) -> tuple[ObjectStore, str]:
+        with self._lock:
+            if self._store is None:
+                from stockroom.remote.config import get_remote
+                from stockroom.remote.objects import open_store
+
+                try:
+                    name = (self.base / "remote").read_text(encoding="utf-8").strip() or None
+                except OSError:
+                    name = None
+                remote = get_remote(self.root, name)
+                self._label = remote.name
+                self._store = open_store(remote.parsed(self.root), remote.name, remote.endpoint)
+            return self._store, self._label
+
+    def limit(self) -> int | None:
+        if self._limit is None:
+            self._limit = cache_limit(self.root) or 0
+        return self._limit or None
+
+    # -- objects
+    def object_path(self, digest: str) -> Path:
+        return self.base / "objects" / digest
+
+    def read(self, schema: str, digest: str, pack: str) -> Any:
+        entry = self.entry(pack, digest)
+        obj = self.schema(schema)
+        path = self.object_path(digest)
+        for _ in range(3):
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                raw = self.fetch(obj, digest, pack, entry)
+                if raw is None:
+                    continue  # fetched, then dropped by a cache limit: read again
+            else:
+                with contextlib.suppress(OSError):
+                    os.utime(path)  # least recently read is dropped first
+            return _decode(obj, raw, entry[4])
+        raw = self.fetch(obj, digest, pack, entry, keep=False)
+        return _decode(obj, raw, entry[4])
+
+    def fetch(self, obj: Any, digest: str, pack: str, entry: list[Any], keep: bool = True) -> bytes:
+        """Download one sample (once, whatever the number of readers), verify, keep."""
+        path = self.object_path(digest)
+        locks = self.base / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(locks / digest, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                stats.waited += 1
+                fcntl.flock(fd, fcntl.LOCK_EX)  # another reader downloads it: wait, then read theirs
+            with contextlib.suppress(FileNotFoundError):
+                if keep:
+                    return path.read_bytes()
+            raw = self.download(obj, digest, pack, entry)
+            if keep:
+                _atomic_write(path, raw)
+                self.account(len(raw))
+            return raw
+        finally:
+            os.close(fd)
+
+    def download(self, obj: Any, digest: str, pack: str, entry: list[Any]) -> bytes:
+        store, label = self.store()
+        _, _, offset, length, shape = entry
+        name = f"packs/{pack}"
+        try:
+            raw = store.get_range(name, offset, offset + length)
+        except RemoteError as exc:
+            raise RemoteError(
+                f"cannot read sample data on demand from stock remote {label}: {exc}; "
+                f"fix the remote and read again, or run `stock pull` to keep all of it here"
+            ) from None
+        stats.requests += 1
+        stats.nbytes += len(raw)
+        if len(raw) != length:
+            raise RemoteError(
+                f"object {name} on stock remote {label} is truncated; nothing was kept. "
+                f"Push the stock again from a clone that has it (`stock push`)"
+            )
+        value = _decode(obj, raw, shape)
+        if obj.data_hash_digest(value) != digest:
+            raise RemoteError(
+                f"sample {digest} in {name} on stock remote {label} is corrupt; nothing was kept. "
+                f"Push the stock again from a clone that has it (`stock push`)"
+            )
+        return raw
+
+    def account(self, nbytes: int) -> None:
+        limit = self.limit()
+        if limit is None:
+            return
+        with self._lock:
+            if self._cached_bytes is None:
+                self._cached_bytes = sum(size for _, size, _ in _objects(self.base))
+            self._cached_bytes += nbytes
+            if self._cached_bytes <= limit:
+                return
+            self._cached_bytes = shrink(self.base, int(limit * 0.9))
+
+
+def _decode(obj: Any, raw: bytes, shape: Any) -> Any:
+    kind = obj.column_type
+    if kind == "ndarray":
+        return np.frombuffer(raw, dtype=np.dtype(obj.dtype)).reshape(shape).copy()
+    if kind == "str":
+        return raw.decode("utf-8")
+    return raw
+
+
+_READERS: dict[tuple[int, str], _Reader] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def reader(hangar_dir: Path) -> _Reader:
+    """This process's lazy reader of the store at ``hangar_dir`` (a forked
+    worker gets its own: a remote client must not cross a fork)."""
+    key = (os.getpid(), str(hangar_dir))
+    with _READERS_LOCK:
+        found = _READERS.get(key)
+        if found is None:
+            found = _READERS[key] = _Reader(hangar_dir)
+        return found
+
+
+def read_placeholder(hangar_dir: Path, text: str) -> Any:
+    """The value of the lazy sample whose record text is ``text``."""
+    parsed = parse_placeholder(text)
+    if parsed is None:
+        raise StockroomError(
+            "this sample's data was not fetched (a partial `stock pull`); run `stock pull` to fetch "
+            "everything, or `stock pull --column NAME` / `--model NAME` for what you read"
+        )
+    return reader(hangar_dir).read(*parsed)
+
+
+def prefetch(hangar_dir: Path, texts: Iterable[str], threads: int = 8) -> None:
+    """Fetch the lazy samples ``texts`` that are not here yet, several at once
+    (read-ahead for a batch); errors surface when the sample is read."""
+    rd = reader(hangar_dir)
+    todo = []
+    for text in texts:
+        parsed = parse_placeholder(text)
+        if parsed is not None and not rd.object_path(parsed[1]).exists():
+            todo.append(parsed)
+    if len(todo) < 2:
+        return
+
+    def one(item: tuple[str, str, str]) -> None:
+        schema, digest, pack = item
+        with contextlib.suppress(StockroomError):
+            rd.fetch(rd.schema(schema), digest, pack, rd.entry(pack, digest))
+
+    with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+        list(pool.map(one, todo))
+
+
+# -------------------------------------------------------------------- space
+
+
+def _objects(base: Path) -> Iterator[tuple[Path, int, float]]:
+    try:
+        entries = list(os.scandir(base / "objects"))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            st = entry.stat()
+            yield Path(entry.path), st.st_size, st.st_mtime
+
+
+def shrink(base: Path, target: int) -> int:
+    """Drop least recently read cached samples until at most ``target`` bytes
+    remain (all of them are on the remote); the bytes left."""
+    items = sorted(_objects(base), key=lambda t: t[2])
+    total = sum(size for _, size, _ in items)
+    for path, size, _ in items:
+        if total <= target:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            total -= size
+    return total
+
+
+def cached(hangar_dir: Path) -> dict[str, int]:
+    """Digest -> size of every sample kept by lazy reads."""
+    return {path.name: size for path, size, _ in _objects(lazy_dir(hangar_dir))}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as ``20G``, ``512M``, ``1000`` (StockroomError if not one)."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    scale = units.get(value[-1:], 1)
+    if value[-1:] in units:
+        value = value[:-1]
+    try:
+        number = float(value)
+    except ValueError:
+        raise StockroomError(
+            f"stock.cacheLimit {text!r} is not a size; set it like `git config stock.cacheLimit 20G`"
+        ) from None
+    if number < 0:
+        raise StockroomError(f"stock.cacheLimit {text!r} is negative; set a size such as 20G")
+    return int(number * scale)
+
+
+def cache_limit(root: Path) -> int | None:
+    """``git config stock.cacheLimit`` in bytes (None: unbounded)."""
+    out = subprocess.run(
+        ["git", "config", "--get", "stock.cacheLimit"], cwd=root, capture_output=True, text=True, check=False
+    )
+    text = out.stdout.strip()
+    return parse_size(text) if text else None
+
+
+def lazy_enabled(root: Path) -> bool:
+    """``git config stock.lazy`` is true: fetch-on-checkout writes lazy records."""
+    out = subprocess.run(
+        ["git", "config", "--type=bool", "--get", "stock.lazy"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip() == "true"
+
+
+# ------------------------------------------------------------ gc and status
+
+
+def _head_records(root: Path, head: str) -> dict[str, bytes]:
+    """Sample digest -> its local Hangar record, for every sample commit ``head`` names."""
+    from hangar.records import hash_data_db_key_from_raw_key
+    from hangar.txnctx import TxnRegister
+
+    from stockroom.store.transfer import _columns, _Local
+
+    local = _Local(root)
+    digests = {d for _, ds in _columns(local.commit(head)[2]).values() for d in ds}
+    out: dict[str, bytes] = {}
+    txn = TxnRegister().begin_reader_txn(local.env.hashenv)
+    try:
+        for digest in digests:
+            val = txn.get(hash_data_db_key_from_raw_key(digest), default=False)
+            out[digest] = bytes(val) if val else b""
+    finally:
+        TxnRegister().abort_reader_txn(local.env.hashenv)
+    return out
+
+
+def _lazy_text(record: bytes) -> str | None:
+    """The lazy record text of a Hangar record, None if it is not a lazy one."""
+    if not record.startswith(b"50:"):
+        return None
+    text = record[3:].decode("utf-8", "replace")
+    return text if parse_placeholder(text) is not None else None
+
+
+@dataclass
+class Where:
+    """How much of a stock commit's data is here and how much only on the remote."""
+
+    samples: int = 0
+    local: int = 0  # samples stored in .hangar (pulled, or written here)
+    fetched: int = 0  # samples read on demand and kept
+    fetched_bytes: int = 0
+    remote_only: int = 0
+    remote_only_bytes: int = 0
+    unfetched: int = 0  # on the remote, not readable on demand (a partial non-lazy pull)
+
+
+def where(root: Path, head: str) -> Where:
+    """What of commit ``head``'s data is local and what is remote-only."""
+    hangar_dir = root / ".hangar"
+    out = Where()
+    kept = cached(hangar_dir)
+    rd = reader(hangar_dir)
+    for digest, record in _head_records(root, head).items():
+        out.samples += 1
+        text = _lazy_text(record)
+        if text is None:
+            if record.startswith(b"50:"):
+                out.unfetched += 1
+            else:
+                out.local += 1
+            continue
+        if digest in kept:
+            out.fetched += 1
+            out.fetched_bytes += kept[digest]
+            continue
+        out.remote_only += 1
+        parsed = parse_placeholder(text)
+        assert parsed is not None
+        with contextlib.suppress(StockroomError):
+            out.remote_only_bytes += int(rd.entry(parsed[2], digest)[3])
+    return out
+
+
+@dataclass
+class GcPlan:
+    """Cached samples ``stock gc`` may drop."""
+
+    drop: dict[str, int]  # digest -> bytes
+    kept_needed: int
+
+
+def gc_plan(root: Path, head: str) -> GcPlan:
+    """Cached samples that commit ``head`` does not read on demand and that the
+    remote holds (checked now: one request per pack)."""
+    hangar_dir = root / ".hangar"
+    kept = cached(hangar_dir)
+    records = _head_records(root, head) if head else {}
+    needed = {d for d, rec in records.items() if _lazy_text(rec) is not None}
+    drop = {d: size for d, size in kept.items() if d not in needed}
+    if not drop:
+        return GcPlan({}, len(kept))
+    # Which pack holds each: the kept indexes. A sample found in none is kept.
+    packs: dict[str, str] = {}
+    for idx in (lazy_dir(hangar_dir) / "packs").glob("*.idx"):
+        sha = idx.name[: -len(".idx")]
+        try:
+            entries = json.loads(idx.read_bytes())["samples"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for entry in entries:
+            if entry[0] in drop:
+                packs[entry[0]] = sha
+    rd = reader(hangar_dir)
+    store, label = rd.store()
+    on_remote: dict[str, bool] = {}
+    for sha in set(packs.values()):
+        try:
+            on_remote[sha] = store.exists(f"packs/{sha}")
+        except RemoteError as exc:
+            raise RemoteError(
+                f"stock gc checks that stock remote {label} holds what it drops, and cannot reach it "
+                f"({exc}); nothing was dropped. Run it again when the remote is reachable"
+            ) from None
+    final = {d: size for d, size in drop.items() if on_remote.get(packs.get(d, ""), False)}
+    return GcPlan(final, len(kept) - len(final))
+
+
+def gc_drop(root: Path, digests: Iterable[str]) -> int:
+    """Drop the cached samples ``digests``; the bytes freed."""
+    freed = 0
+    objects = lazy_dir(root / ".hangar") / "objects"
+    for digest in digests:
+        path = objects / digest
+        with contextlib.suppress(FileNotFoundError):
+            size = path.stat().st_size
+            path.unlink()
+            freed += size
+    return freed

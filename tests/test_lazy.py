@@ -1,0 +1,263 @@
+"""On-demand data on a directory remote: lazy clones read what they need."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stockroom
+from stockroom.store import lazy, transfer
+from tests.conftest import run_git
+from tests.test_remote import clone, stock_cli
+
+N = 40
+SHAPE = (3, 32, 32)
+
+
+def make_big_project(path: Path, remote: Path | None) -> str:
+    """A stock repository whose images are large enough that one is a small part."""
+    path.mkdir(parents=True)
+    run_git("init", "-q", cwd=path)
+    stockroom.init_repo(path=path)
+    rng = np.random.default_rng(0)
+    with stockroom.StockRoom(path) as stock:
+        with stock.optimize():
+            for i in range(N):
+                stock.data["img"][i] = rng.standard_normal(SHAPE).astype(np.float32)
+                stock.data["label"][i] = np.array(i % 10, dtype=np.int64)
+        stock.model["net"] = [rng.standard_normal((64, 32)).astype(np.float32), np.arange(5, dtype=np.int16)]
+        stock.tag["lr"] = 0.25
+        stock.tag["name"] = "first"
+        digest = stock.commit("first")
+    if remote is not None:
+        assert stock_cli("remote", "add", "origin", str(remote), cwd=path).returncode == 0
+    run_git("add", "-A", cwd=path)
+    run_git("commit", "-q", "-m", "first", cwd=path)
+    return digest
+
+
+@pytest.fixture
+def lazy_team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path, str]:
+    """A project pushed to a directory remote, and a lazy clone of it ("bob")."""
+    remote = tmp_path / "stock-remote"
+    remote.mkdir()
+    proj = tmp_path / "alice"
+    digest = make_big_project(proj, remote)
+    bare = tmp_path / "code.git"
+    run_git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    run_git("remote", "add", "origin", str(bare), cwd=proj)
+    assert stock_cli("push", cwd=proj).returncode == 0
+    run_git("push", "-q", "origin", "HEAD:main", cwd=proj)
+    bob = clone(bare, tmp_path / "bob")
+    out = stock_cli("pull", "--lazy", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert "no data" in out.stdout
+    monkeypatch.chdir(bob)
+    return proj, remote, bob, digest
+
+
+def _data_files_bytes(bob: Path) -> int:
+    return sum(p.stat().st_size for p in (bob / ".hangar" / "data").rglob("*") if p.is_file())
+
+
+def _pack_bytes(remote: Path) -> int:
+    return sum(p.stat().st_size for p in (remote / "packs").iterdir() if not p.name.endswith(".idx"))
+
+
+def test_lazy_clone_reads_one_sample_fetching_little(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    proj, remote, bob, digest = lazy_team
+    assert _data_files_bytes(bob) < 4096  # records only
+    before = lazy.stats.nbytes
+    with stockroom.StockRoom(bob) as stock, stockroom.StockRoom(proj) as orig:
+        assert stock.head == digest
+        np.testing.assert_array_equal(stock.data["img"][17], orig.data["img"][17])
+        one = lazy.stats.nbytes - before
+        assert one == np.prod(SHAPE) * 4  # exactly the sample's bytes
+        assert one * 20 < _pack_bytes(remote)
+        # Read again: from the cache, nothing fetched.
+        np.testing.assert_array_equal(stock.data["img"][17], orig.data["img"][17])
+        assert lazy.stats.nbytes - before == one
+        assert stock.tag["lr"] == 0.25 and stock.tag["name"] == "first"
+        assert int(stock.data["label"][13]) == 3
+
+
+def test_lazy_model_loads_bit_for_bit(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    proj, _, bob, _ = lazy_team
+    with stockroom.StockRoom(bob) as stock, stockroom.StockRoom(proj) as orig:
+        got, want = stock.model["net"], orig.model["net"]
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def test_full_pull_after_lazy_clone(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    proj, _, bob, digest = lazy_team
+    out = stock_cli("pull", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    repo = transfer._Local(bob)
+    _, digests = transfer._columns(repo.commit(digest)[2])["data.img"]
+    assert set(repo.data_backends(digests).values()) == {"10"}
+    with stockroom.StockRoom(bob) as stock, stockroom.StockRoom(proj) as orig:
+        np.testing.assert_array_equal(stock.data["img"][5], orig.data["img"][5])
+
+
+def test_unreachable_remote_one_clear_error_nothing_kept(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    _, remote, bob, _ = lazy_team
+    hidden = remote.with_name("moved-away")
+    remote.rename(hidden)
+    script = "import stockroom\nwith stockroom.StockRoom() as s:\n    s.data['img'][3]\n"
+    out = subprocess.run([sys.executable, "-c", script], cwd=bob, capture_output=True, text=True)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert "stock remote origin" in last and "stock pull" in last
+    assert lazy.cached(bob / ".hangar") == {}
+    hidden.rename(remote)
+    with stockroom.StockRoom(bob) as stock:
+        assert stock.data["img"][3].shape == SHAPE
+
+
+def test_truncated_remote_object_error_nothing_kept(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    proj, remote, bob, _ = lazy_team
+    for pack in (remote / "packs").iterdir():
+        if not pack.name.endswith(".idx"):
+            data = pack.read_bytes()
+            os.chmod(pack, 0o644)
+            pack.write_bytes(data[:10])
+    with stockroom.StockRoom(bob) as stock:
+        with pytest.raises(stockroom.StockroomError, match="truncated"):
+            stock.data["img"][N - 1]
+    assert lazy.cached(bob / ".hangar") == {}
+    assert not list((bob / ".hangar" / lazy.LAZY_DIR / "objects").glob(".incoming-*"))
+
+
+def test_corrupt_remote_sample_error_nothing_kept(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    _, remote, bob, _ = lazy_team
+    for pack in (remote / "packs").iterdir():
+        if not pack.name.endswith(".idx"):
+            data = bytearray(pack.read_bytes())
+            os.chmod(pack, 0o644)
+            for i in range(0, len(data), 512):
+                data[i] ^= 0xFF
+            pack.write_bytes(bytes(data))
+    with stockroom.StockRoom(bob) as stock:
+        with pytest.raises(stockroom.StockroomError, match="corrupt"):
+            stock.data["img"][7]
+    assert lazy.cached(bob / ".hangar") == {}
+
+
+def test_dataloader_two_workers_every_sample_once(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from stockroom.loaders import StockDataset
+
+    proj, _, bob, _ = lazy_team
+    ds = StockDataset(["img", "label"], path=bob)
+    seen: list[int] = []
+    got: dict[int, np.ndarray] = {}
+    loader = DataLoader(ds, batch_size=4, shuffle=True, num_workers=2)
+    for imgs, labels in loader:
+        for img, label in zip(imgs, labels, strict=True):
+            del label
+            key = len(seen)
+            seen.append(key)
+            got[key] = img.numpy()
+    assert len(seen) == N
+    with stockroom.StockRoom(proj) as orig:
+        want = {orig.data["img"][i].tobytes() for i in range(N)}
+    assert {a.tobytes() for a in got.values()} == want  # every sample, each exactly once
+    assert len(lazy.cached(bob / ".hangar")) >= N
+    del torch
+
+
+def test_cache_limit_smaller_than_dataset_completes_an_epoch(
+    lazy_team: tuple[Path, Path, Path, str],
+) -> None:
+    proj, _, bob, _ = lazy_team
+    one = int(np.prod(SHAPE)) * 4
+    run_git("config", "stock.cacheLimit", str(one * 10), cwd=bob)
+    from stockroom.loaders import StockDataset
+
+    ds = StockDataset("img", path=bob)
+    with stockroom.StockRoom(proj) as orig:
+        for i in range(len(ds)):
+            np.testing.assert_array_equal(ds[i], orig.data["img"][i])
+    ds.close()
+    assert sum(lazy.cached(bob / ".hangar").values()) <= one * 12
+
+
+def test_gc_drops_only_remote_backed_data(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    _, remote, bob, _ = lazy_team
+    with stockroom.StockRoom(bob) as stock:
+        for i in range(5):
+            stock.data["img"][i]
+        # Data only here: a new commit that the remote has not seen.
+        stock.data["img"][1000] = np.ones(SHAPE, np.float32)
+        stock.data["label"][1000] = np.array(1)
+        stock.commit("local only")
+    assert len(lazy.cached(bob / ".hangar")) >= 5
+    # head.stock's commit still reads those: nothing to drop.
+    out = stock_cli("gc", "--yes", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert "nothing to drop" in out.stdout
+    assert len(lazy.cached(bob / ".hangar")) >= 5
+    # A commit that no longer names samples 0..4: their cached copies can go.
+    with stockroom.StockRoom(bob) as stock:
+        for i in range(5):
+            del stock.data["img"][i]
+        stock.commit("drop some")
+    out = stock_cli("gc", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert "dry run" in out.stdout and "would drop 5 sample" in out.stdout
+    assert len(lazy.cached(bob / ".hangar")) >= 5
+    # The remote lost its packs: the cached copies are the only ones, kept.
+    packs = remote / "packs"
+    packs.rename(remote / "packs-away")
+    out = stock_cli("gc", "--yes", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert len(lazy.cached(bob / ".hangar")) >= 5
+    (remote / "packs-away").rename(packs)
+    out = stock_cli("gc", "--yes", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert lazy.cached(bob / ".hangar") == {}
+    with stockroom.StockRoom(bob) as stock:
+        assert stock.data["img"][1000].sum() == np.prod(SHAPE)  # local-only data kept
+        assert stock.data["img"][6].shape == SHAPE
+
+
+def test_status_says_local_and_remote_only(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    _, _, bob, _ = lazy_team
+    out = stock_cli("status", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert "remote-only" in out.stdout
+    with stockroom.StockRoom(bob) as stock:
+        stock.data["img"][0]
+    out2 = stock_cli("status", cwd=bob)
+    assert out2.stdout != out.stdout
+
+
+def test_lazy_autofetch_on_git_pull(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    proj, _, bob, first = lazy_team
+    with stockroom.StockRoom(proj) as stock:
+        stock.data["img"][0] = np.zeros(SHAPE, np.float32)
+        second = stock.commit("second")
+    run_git("commit", "-q", "-am", "second", cwd=proj)
+    assert stock_cli("push", cwd=proj).returncode == 0
+    run_git("push", "-q", "origin", "HEAD:main", cwd=proj)
+    run_git("config", "stock.lazy", "true", cwd=bob)
+    run_git("pull", "-q", "origin", "main", cwd=bob)
+    with stockroom.StockRoom(bob) as stock:
+        assert stock.head == second
+        assert not stock.data["img"][0].any()
+    assert _data_files_bytes(bob) < 8192
+    # The older commit's samples are readable on demand too.
+    run_git("checkout", "-q", "HEAD~1", cwd=bob)
+    with stockroom.StockRoom(bob) as stock, stockroom.StockRoom(proj) as orig:
+        assert stock.head == first
+        del orig
+        assert stock.data["img"][0].any()
