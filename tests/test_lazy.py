@@ -224,7 +224,10 @@ def test_gc_drops_only_remote_backed_data(lazy_team: tuple[Path, Path, Path, str
     (remote / "packs-away").rename(packs)
     out = stock_cli("gc", "--yes", cwd=bob)
     assert out.returncode == 0, out.stderr
-    assert lazy.cached(bob / ".hangar") == {}
+    # The image samples 0..4 went; what stays is what head.stock's commit
+    # still names (its tags, read when the commit was made: a few bytes each).
+    kept = lazy.cached(bob / ".hangar")
+    assert all(size < 4 * np.prod(SHAPE) for size in kept.values()), kept
     with stockroom.StockRoom(bob) as stock:
         assert stock.data["img"][1000].sum() == np.prod(SHAPE)  # local-only data kept
         assert stock.data["img"][6].shape == SHAPE
