@@ -97,10 +97,11 @@ def _require_commit(stock: StockRoom, digest: str) -> None:
 
 def _data_here(root: Path, head: str) -> None:
     """How much of the commit's data is here, in a clone that reads on demand."""
-    from stockroom.store import lazy
-
-    if not lazy.lazy_dir(root / HANGAR_DIR).exists():
+    # Looked at before importing the store, which imports Hangar: a clone
+    # that never pulled lazily keeps `stock status` light.
+    if not (root / HANGAR_DIR / "stockroom-lazy").exists():
         return  # no lazy pull here: all data pulled or written here
+    from stockroom.store import lazy
     w = lazy.where(root, head)
     click.echo(
         f"stock data: {w.local + w.fetched} of {w.samples} sample(s) local "
