@@ -404,6 +404,37 @@ def take_digest(data: bytes) -> None:
     _GIVEN_DIGESTS.pop(id(data), None)
 
 
+def read_bytes_into(column: Any, key: str, out: Any) -> int:
+    """Read the bytes value ``column[key]`` into the uint8 array ``out``; the
+    number of bytes read.
+
+    Hangar's LMDB backend (``31``) copies each value out of LMDB's map into a
+    new ``bytes`` and the caller copies it again into its tensor: two copies
+    and a fresh 2 MB allocation per unit, which made a model load 1.3x
+    ``torch.load``. Here the value is checked against Hangar's own xxh64
+    checksum in LMDB's map and copied once, straight into ``out``. Values in
+    any other backend, not open yet or failing the check, are read through
+    Hangar (``column[key]``), whose errors then say what is wrong.
+    """
+    import numpy as np
+    from xxhash import xxh64_hexdigest
+
+    spec = column._samples[key]
+    if getattr(spec, "backend", None) == "31":
+        env = column._be_fs[spec.backend].Fp.get(spec.uid)
+        if env is not None and hasattr(env, "begin"):
+            with env.begin(buffers=True) as txn:
+                view = txn.get(spec.row_idx.encode())
+                if view is not None and len(view) <= len(out) and xxh64_hexdigest(view) == spec.checksum:
+                    out[: len(view)] = np.frombuffer(view, dtype=np.uint8)
+                    return len(view)
+    data = column[key]
+    if len(data) > len(out):
+        raise ValueError(f"{key!r} holds {len(data)} bytes, more than the {len(out)} expected")
+    out[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return len(data)
+
+
 def _accept_given_digests(module: types.ModuleType) -> None:
     """Hangar hashes every bytes value it stores (BLAKE2b, in the writing
     thread: 0.14 s of a 105 MB model's 0.23 s save). A caller that computed

@@ -16,6 +16,7 @@ import pytest
 
 import stockroom
 from stockroom import _compat
+from stockroom.errors import StockroomError
 
 # The user's environment as SPEC section 5 means it: no variable set to help.
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
@@ -345,6 +346,42 @@ def test_model_units_are_stored_under_hangars_digest(stock: stockroom.StockRoom)
     finally:
         co.close()
     assert np.array_equal(stock.model["m"][0], weights[0])
+
+
+def test_read_bytes_into_reads_lmdb_in_place_and_checks_hangars_checksum(stock: stockroom.StockRoom) -> None:
+    """Model units are copied once, from LMDB's map into the tensor, after
+    Hangar's own xxh64 check: a unit changed on disk is an error, never data."""
+    weights = [np.random.default_rng(3).standard_normal(600_000).astype(np.float32)]
+    stock.model["m"] = weights
+    stock.commit("m")
+    co = stock.get_hangar_checkout()
+    try:
+        col = co.columns["model.m"]
+        key = next(k for k in col.keys() if not k.startswith("meta."))
+        expected = col[key]
+        assert col._samples[key].backend == "31"  # the in-place path, not the fallback
+        out = np.zeros(len(expected) + 7, dtype=np.uint8)
+        assert _compat.read_bytes_into(col, key, out) == len(expected)
+        assert out[: len(expected)].tobytes() == expected and not out[len(expected) :].any()
+        with pytest.raises(ValueError, match="more than"):
+            _compat.read_bytes_into(col, key, np.zeros(len(expected) - 1, dtype=np.uint8))
+        # Change the stored bytes (same length) behind Hangar's back.
+        spec = col._samples[key]
+        env = col._be_fs["31"].Fp[spec.uid]
+        path = env.path()
+    finally:
+        co.close()
+    stock.close()
+    import lmdb
+
+    raw = lmdb.open(path, lock=False)
+    with raw.begin(write=True) as txn:
+        txn.put(spec.row_idx.encode(), bytes(len(expected)))
+    raw.close()
+    stock2 = stockroom.StockRoom(stock.path)
+    with pytest.raises(StockroomError, match="DATA CORRUPTION|damaged"):
+        stock2.model["m"]
+    stock2.close()
 
 
 # ------------------------------------------------------- staged LMDB data files

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from stockroom._compat import give_digest, take_digest
+from stockroom._compat import give_digest, read_bytes_into, take_digest
 from stockroom.errors import StockroomError
 from stockroom.keys import encode_text
 from stockroom.progress import Progress, bar
@@ -461,17 +461,16 @@ class ModelStore(NamedColumns, MutableMapping[str, Any]):
                         )
                         raws.append(raw)
                         continue
-                    # All of a tensor's pieces first, then the copies: measured
-                    # faster than alternating (the allocator reuses less).
-                    pieces = [col[digest] for digest in entry["pieces"]]
+                    # Each piece checked and copied straight from LMDB into the
+                    # tensor's bytes (read_bytes_into): one copy, no 2 MB bytes.
                     pos = 0
-                    for piece in pieces:
-                        raw[pos : pos + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
-                        pos += len(piece)
+                    for digest in entry["pieces"]:
+                        pos += read_bytes_into(col, digest, raw[pos:])
                     if pos != raw.size:
                         raise ValueError(f"{entry['name']!r}: {pos} of {raw.size} bytes")
                     raws.append(raw)
-            except (KeyError, ValueError, TypeError) as exc:
+            except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+                # RuntimeError: Hangar's "DATA CORRUPTION" (a unit's checksum).
                 raise StockroomError(
                     f"stock.model[{name!r}] is damaged in this stock commit ({exc}); store the "
                     f"weights again, or check out a stock commit where they are whole"
