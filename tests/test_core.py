@@ -734,3 +734,22 @@ def test_closed_stockroom_says_closed_not_damaged(stock_repo: Path) -> None:
     s.close()  # closing twice is fine
     with stockroom.StockRoom() as again:  # the store is fine
         assert again.tag["a"] == 1
+
+
+# ------------------------------------------------------------- reader swap
+def test_commit_moves_a_reading_objects_reader_to_the_new_commit(stock: stockroom.StockRoom) -> None:
+    """After a commit, an object that was reading has its reader on the new
+    commit already: the first read after a commit costs what later ones do."""
+    stock.model["m"] = [np.arange(600_000, dtype=np.float32)]
+    first = stock.commit("m")
+    assert stock._store._reader is None  # nothing read yet: no reader opened for nothing
+    assert stock.model["m"][0][5] == 5  # opens the reader on `first`
+    assert stock._store._reader_digest == first
+    stock.tag["lr"] = 0.1
+    second = stock.commit("tag")
+    assert stock._store._reader is not None and stock._store._reader_digest == second
+    assert stock.model["m"][0][7] == 7 and stock.tag["lr"] == 0.1
+    stock.tag["lr"] = 0.2
+    stock.commit("not named by head.stock", update_head=False)
+    assert stock._store._reader_digest == second == stock.head  # reads still follow head.stock
+    assert stock.tag["lr"] == 0.1
