@@ -351,6 +351,19 @@ def test_s3_gc_never_drops_what_the_remote_lacks(team: Team, bob: Path) -> None:
     out = stock_cli("gc", "--yes", cwd=bob)
     assert out.returncode == 0, out.stderr
     assert lazy.cached(bob / ".hangar") == cached
+    # Packs that exist but were cut short one byte into the images gc would drop.
+    import json
+
+    src, dst = team.raw_store("proj"), team.raw_store("gc-truncated")
+    for idx in (bob / ".hangar" / lazy.LAZY_DIR / "packs").glob("*.idx"):
+        name = idx.name[: -len(".idx")]
+        data = bytes(obstore.get(src, f"packs/{name}").bytes())
+        ends = [e[2] + e[3] for e in json.loads(idx.read_bytes())["samples"] if e[0] in cached and e[3] == ONE]
+        obstore.put(dst, f"packs/{name}", data[: max(ends) - 1] if ends else data)
+    _point_remote(bob, "gc-truncated")
+    out = stock_cli("gc", "--yes", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert lazy.cached(bob / ".hangar") == cached
     # The server is down: one line that names the remote and what to do; nothing dropped.
     _point_remote(bob, "proj")
     team.stop()
