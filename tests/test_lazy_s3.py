@@ -418,3 +418,53 @@ def test_s3_server_stopped_mid_epoch_then_resumes(team: Team, bob: Path) -> None
         assert _objects_verify(bob) == N + len(set(team.labels))
     finally:
         ds.close()
+
+
+def test_s3_forked_process_goes_through_the_relay(team: Team, tmp_path: Path) -> None:
+    """A process forked after obstore ran: its requests work, errors keep their kind."""
+    import os
+
+    from stockroom.remote.objects import ObjectMissing, RemoteError, S3Store
+    from stockroom.remote.url import parse_url
+
+    store = S3Store(parse_url(f"s3://{BUCKET}/proj"), "origin", team.endpoint)
+    (name,) = _pack_names(team)[:1]
+    want = store.get_range(f"packs/{name}", 3, 40)  # obstore's runtime runs in this process now
+    result = tmp_path / "child"
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        closed = sock.getsockname()[1]  # a port nothing listens on once closed
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        code = 1
+        try:
+            child = S3Store(parse_url(f"s3://{BUCKET}/proj"), "origin", team.endpoint)
+            got = child.get_range(f"packs/{name}", 3, 40)
+            try:
+                child.get("packs/" + "0" * 64)
+                missing = "no error"
+            except ObjectMissing as exc:
+                missing = str(exc)
+            nobody = S3Store(parse_url(f"s3://{BUCKET}/proj"), "origin", f"http://127.0.0.1:{closed}")
+            try:
+                nobody.exists(f"packs/{name}")
+                down = "no error"
+            except RemoteError as exc:
+                down = str(exc)
+            result.write_text(repr((got == want, child._relay is not None, missing, down)))
+            code = 0
+        finally:
+            os._exit(code)
+    import time
+
+    deadline = time.monotonic() + 30
+    while (status := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("a forked process's S3 request hung")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status[1]) == 0
+    same, relayed, missing, down = eval(result.read_text())  # noqa: S307 - written by the child above
+    assert same and relayed
+    assert missing.startswith("stock remote origin has no object packs/")
+    assert "stock remote origin" in down and "unreachable" in down and "\n" not in down

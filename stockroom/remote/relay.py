@@ -16,6 +16,7 @@ that started it writes to it, so unpickling its messages is safe.
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -50,6 +51,10 @@ class Relay:
 
     def __init__(self, url: str, label: str, endpoint: str) -> None:
         self.argv = [sys.executable, "-m", "stockroom.remote.relay", url, label, endpoint]
+        # The relay imports this very copy of stockroom, however this process found it.
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.env = dict(os.environ)
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (here, self.env.get("PYTHONPATH", "")) if p)
         self.label = label
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -59,7 +64,11 @@ class Relay:
             proc = self._proc
             if proc is None or proc.poll() is not None:
                 proc = self._proc = subprocess.Popen(
-                    self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+                    self.argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env=self.env,
                 )
             assert proc.stdin is not None and proc.stdout is not None
             try:
