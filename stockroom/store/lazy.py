@@ -43,7 +43,7 @@ from hangar.columns.constructors import column_type_object_from_schema
 from hangar.records import schema_spec_from_db_val
 
 from stockroom.errors import StockroomError
-from stockroom.remote.objects import ObjectStore, RemoteError
+from stockroom.remote.objects import ObjectMissing, ObjectStore, RemoteError
 
 LAZY_DIR = "stockroom-lazy"
 _SEP = "/"
@@ -491,21 +491,23 @@ def gc_plan(root: Path, head: str) -> GcPlan:
         return GcPlan({}, len(kept))
     # Which pack holds each: the kept indexes. A sample found in none is kept.
     packs: dict[str, str] = {}
+    ends: dict[str, int] = {}  # pack -> where the last byte gc would drop from it ends
     for idx in (lazy_dir(hangar_dir) / "packs").glob("*.idx"):
         sha = idx.name[: -len(".idx")]
         try:
             entries = json.loads(idx.read_bytes())["samples"]
-        except (OSError, ValueError, KeyError, TypeError):
+            for entry in entries:
+                if entry[0] in drop:
+                    packs[entry[0]] = sha
+                    ends[sha] = max(ends.get(sha, 0), int(entry[2]) + int(entry[3]))
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
             continue
-        for entry in entries:
-            if entry[0] in drop:
-                packs[entry[0]] = sha
     rd = reader(hangar_dir)
     store, label = rd.store()
     on_remote: dict[str, bool] = {}
     for sha in set(packs.values()):
         try:
-            on_remote[sha] = store.exists(f"packs/{sha}")
+            on_remote[sha] = _holds(store, f"packs/{sha}", ends[sha])
         except RemoteError as exc:
             raise RemoteError(
                 f"stock gc checks that stock remote {label} holds what it drops, and cannot reach it "
@@ -513,6 +515,15 @@ def gc_plan(root: Path, head: str) -> GcPlan:
             ) from None
     final = {d: size for d, size in drop.items() if on_remote.get(packs.get(d, ""), False)}
     return GcPlan(final, len(kept) - len(final))
+
+
+def _holds(store: ObjectStore, name: str, end: int) -> bool:
+    """The remote has object ``name`` with at least ``end`` bytes (a truncated
+    pack does not hold the samples past its end): one 1-byte range read."""
+    try:
+        return end <= 0 or len(store.get_range(name, end - 1, end)) == 1
+    except ObjectMissing:
+        return False
 
 
 def gc_drop(root: Path, digests: Iterable[str]) -> int:

@@ -1,0 +1,129 @@
+"""S3 requests for a process forked after obstore was loaded.
+
+obstore runs its requests on a Rust (tokio) runtime whose threads do not
+survive ``fork()``: in a forked child, such as a PyTorch DataLoader worker
+of a process that already read from an S3 remote, the first request hangs
+for ever. Such a child sends its requests to a fresh interpreter started
+with this module instead (``python -m stockroom.remote.relay URL LABEL
+ENDPOINT``), which makes them with its own runtime.
+
+The exchange on the relay's stdin and stdout: each message is an 8-byte
+big-endian length, then a pickle. A request is ``(method, args)``; a reply is
+``("ok", value)``, ``("missing", message)`` or ``("error", message)``. The
+relay exits when its stdin closes (its parent exited). Only the parent
+that started it writes to it, so unpickling its messages is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from typing import IO, Any
+
+from stockroom.remote.objects import ObjectMissing, RemoteError
+
+_METHODS = frozenset({"get", "get_range", "exists", "put_new"})
+
+
+def _send(out: IO[bytes], message: object) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(len(data).to_bytes(8, "big") + data)
+    out.flush()
+
+
+def _receive(inp: IO[bytes]) -> Any:
+    """The next message, or None at the end of the stream."""
+    head = inp.read(8)
+    if len(head) < 8:
+        return None
+    size = int.from_bytes(head, "big")
+    data = inp.read(size)
+    if len(data) < size:
+        return None
+    return pickle.loads(data)  # noqa: S301 - written by our own parent process
+
+
+class Relay:
+    """A child interpreter that makes one S3 remote's requests (see the module doc)."""
+
+    def __init__(self, url: str, label: str, endpoint: str) -> None:
+        self.argv = [sys.executable, "-m", "stockroom.remote.relay", url, label, endpoint]
+        # The relay imports this very copy of stockroom, however this process found it.
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.env = dict(os.environ)
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (here, self.env.get("PYTHONPATH", "")) if p)
+        self.label = label
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def call(self, method: str, *args: Any) -> Any:
+        with self._lock:  # one request at a time on the pipe
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                proc = self._proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env=self.env,
+                )
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                _send(proc.stdin, (method, args))
+                reply = _receive(proc.stdout)
+            except OSError:
+                reply = None
+            if reply is None:
+                proc.kill()
+                proc.wait()
+                self._proc = None
+                raise RemoteError(
+                    f"stock remote {self.label}: the process that reads it for this forked process "
+                    f"exited; run the command again"
+                )
+        kind, value = reply
+        if kind == "ok":
+            return value
+        if kind == "missing":
+            raise ObjectMissing(str(value))
+        raise RemoteError(str(value))
+
+    def close(self) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait()
+
+
+def main(argv: list[str]) -> int:
+    from stockroom.remote.objects import S3Store
+    from stockroom.remote.url import parse_url
+
+    url, label, endpoint = argv
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    store: S3Store | None = None
+    while (request := _receive(inp)) is not None:
+        method, args = request
+        try:
+            if method not in _METHODS:
+                raise RemoteError(f"stock remote {label}: unknown request {method!r}; run the command again")
+            if store is None:
+                store = S3Store(parse_url(url), label, endpoint)
+            reply: tuple[str, Any] = ("ok", getattr(store, method)(*args))
+        except ObjectMissing as exc:
+            reply = ("missing", str(exc))
+        except RemoteError as exc:
+            reply = ("error", str(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure goes back as one line
+            reply = ("error", f"stock remote {label} failed ({type(exc).__name__}); run the command again")
+        _send(out, reply)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
