@@ -42,7 +42,6 @@ is a ``torch.utils.data.Dataset``) and works without it as a plain sequence.
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -307,12 +306,15 @@ class ReadAheadSampler:
     """A sampler that fetches the samples it will hand out next (see
     :meth:`StockDataset.read_ahead`).
 
-    Each pass takes the wrapped sampler's order, then a background thread in
-    this process fetches the samples in that order, at most ``samples``
-    beyond the last index handed out (a ``stock.cacheLimit`` smaller than
-    that drops what was fetched before it is read). The DataLoader's workers
-    find them here, or wait for the download under way: no sample is
-    downloaded twice at once. The thread ends with the pass.
+    Each pass takes the wrapped sampler's order, then a helper process
+    (forked from this one) fetches the samples in that order, at most
+    ``samples`` beyond the last index handed out (a ``stock.cacheLimit``
+    smaller than that drops what was fetched before it is read). The
+    DataLoader's workers find them here, or wait for the download under way:
+    no sample is downloaded twice at once. A process rather than a thread:
+    this process then never opens a remote client itself, and the
+    DataLoader's workers, forked from it later, can (an S3 client does not
+    survive a fork). The helper ends with the pass.
     """
 
     def __init__(
@@ -327,58 +329,64 @@ class ReadAheadSampler:
         return len(self.sampler)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[int]:
+        import multiprocessing
+
         order = [int(i) for i in self.sampler]
         view = self.dataset._current_view()
-        if not view.lazy or self.samples <= 0:
+        if not view.lazy or self.samples <= 0 or not order:
             yield from order
             return
-        handed = [0]  # indices handed out so far
-        cond = threading.Condition()
-        done = threading.Event()
-        step = max(2 * self.threads, 2)
-
-        def run() -> None:
-            start = 0
-            while start < len(order) and not done.is_set():
-                with cond:
-                    while start >= handed[0] + self.samples and not done.is_set():
-                        cond.wait(1.0)
-                    end = min(start + step, len(order), handed[0] + self.samples)
-                if done.is_set():
-                    return
-                try:
-                    self.dataset._fetch(view, [view.hkeys[i] for i in order[start:end]], self.threads)
-                except Exception:  # noqa: BLE001 - a read-ahead failure surfaces when the sample is read
-                    return
-                start = end
-
-        thread = threading.Thread(target=run, name="stock-read-ahead", daemon=True)
-        thread.start()
-        _READ_AHEAD.add(thread)
+        ctx = multiprocessing.get_context("fork")
+        handed = ctx.Value("q", 0, lock=False)  # indices handed out; -1: stop
+        helper = ctx.Process(
+            target=_read_ahead,
+            args=(self.dataset, view, order, handed, self.samples, self.threads),
+            name="stock-read-ahead",
+            daemon=True,
+        )
+        helper.start()
         finished = False
         try:
             for n, index in enumerate(order):
-                with cond:
-                    handed[0] = n
-                    cond.notify()
+                handed.value = n
                 yield index
             finished = True
         finally:
-            with cond:
-                if finished:
-                    # The DataLoader takes the last indices before its workers read
-                    # them: fetch to the end, without holding up this thread.
-                    handed[0] = len(order)
-                else:
-                    done.set()  # the pass was abandoned
-                cond.notify()
-            if not finished:
-                thread.join()
+            if finished:
+                # The DataLoader takes the last indices before its workers read
+                # them: the helper fetches to the end, without holding up this one.
+                handed.value = len(order)
+                _READ_AHEAD.append(helper)
+            else:
+                handed.value = -1  # the pass was abandoned
+                helper.join()
 
 
-# Read-ahead threads that may still be fetching: a fork waits for them (a
-# child must not inherit a lock one of them holds).
-_READ_AHEAD: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+def _read_ahead(
+    dataset: StockDataset, view: _View, order: list[int], handed: Any, ahead: int, threads: int
+) -> None:
+    """The helper process: fetch ``order``'s samples, at most ``ahead`` past ``handed``."""
+    import time
+
+    step = max(2 * threads, 2)
+    start = 0
+    while start < len(order):
+        limit = handed.value
+        if limit < 0:
+            return
+        end = min(start + step, len(order), limit + ahead)
+        if end <= start:
+            time.sleep(0.005)
+            continue
+        try:
+            dataset._fetch(view, [view.hkeys[i] for i in order[start:end]], threads)
+        except Exception:  # noqa: BLE001 - a read-ahead failure surfaces when the sample is read
+            return
+        start = end
+
+
+# Helpers that fetch the end of a finished pass: reaped before the next fork.
+_READ_AHEAD: list[Any] = []
 
 
 def _stock_root(path: Any) -> Path:
@@ -396,10 +404,9 @@ def _stock_root(path: Any) -> Path:
 
 def _before_fork() -> None:
     """Bring every live dataset up to date with head.stock, for the child to
-    inherit, once read-ahead threads have ended (they end with their pass)."""
-    for thread in list(_READ_AHEAD):
-        if thread.is_alive() and thread is not threading.current_thread():
-            thread.join()
+    inherit, once read-ahead helpers of finished passes have ended."""
+    while _READ_AHEAD:
+        _READ_AHEAD.pop().join()
     for dataset in list(_LIVE):
         if dataset._view is None:
             continue  # closed: nothing to hand down, and not to be reopened behind the user
