@@ -258,6 +258,8 @@ class StockDataset(_Base):
         return ReadAheadSampler(self, sampler, samples, threads)
 
     def _item(self, view: _View, hkey: str | int) -> Any:
+        if view.lazy:
+            return self._lazy_item(view, hkey)
         try:
             if self._single:
                 item: Any = view.columns[0][hkey]
@@ -265,6 +267,24 @@ class StockDataset(_Base):
                 item = tuple([col[hkey] for col in view.columns])
         except OSError as exc:
             raise damaged(self.root / HANGAR_DIR, f"reading failed: {exc}") from exc
+        return item if self.transform is None else self.transform(item)
+
+    def _lazy_item(self, view: _View, hkey: str | int) -> Any:
+        """An item of a view with samples on the remote: kept ones are read
+        directly, the others through Hangar (which fetches them)."""
+        hangar_dir = self.root / HANGAR_DIR
+        values = []
+        try:
+            for pos, col in enumerate(view.columns):
+                value = None
+                if pos in view.lazy:
+                    spec = col._samples[hkey]
+                    if spec.backend == _REMOTE:
+                        value = lazy_reads.read_kept(hangar_dir, spec.schema_hash)
+                values.append(col[hkey] if value is None else value)
+        except OSError as exc:
+            raise damaged(hangar_dir, f"reading failed: {exc}") from exc
+        item = values[0] if self._single else tuple(values)
         return item if self.transform is None else self.transform(item)
 
     def keys(self) -> list[SampleKey]:

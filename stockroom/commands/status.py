@@ -102,6 +102,7 @@ def _data_here(root: Path, head: str) -> None:
     if not (root / HANGAR_DIR / "stockroom-lazy").exists():
         return  # no lazy pull here: all data pulled or written here
     from stockroom.store import lazy
+
     w = lazy.where(root, head)
     click.echo(
         f"stock data: {w.local + w.fetched} of {w.samples} sample(s) local "
