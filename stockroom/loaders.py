@@ -426,7 +426,11 @@ def _before_fork() -> None:
     """Bring every live dataset up to date with head.stock, for the child to
     inherit, once read-ahead helpers of finished passes have ended."""
     while _READ_AHEAD:
-        _READ_AHEAD.pop().join()
+        helper = _READ_AHEAD.pop()
+        helper.join(60)
+        if helper.is_alive():  # stuck (e.g. on a remote that stopped answering): its locks go with it
+            helper.terminate()
+            helper.join()
     for dataset in list(_LIVE):
         if dataset._view is None:
             continue  # closed: nothing to hand down, and not to be reopened behind the user
