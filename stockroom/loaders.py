@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ from stockroom.headfile import HANGAR_DIR, HEAD_FILE, read_head
 from stockroom.keys import SampleKey, decode_sample, encode_sample
 from stockroom.storages.data import column_name
 from stockroom.store import Store, damaged, detached_column
+from stockroom.store import lazy as lazy_reads
 
 if TYPE_CHECKING:
     _Base = object
@@ -65,7 +66,11 @@ else:
     except ImportError:  # torch is optional: the dataset is then a plain sequence
         _Base = object
 
-__all__ = ["StockDataset", "tf_dataset"]
+__all__ = ["ReadAheadSampler", "StockDataset", "tf_dataset"]
+
+# Hangar's backend code of a sample that is on the remote: on a lazy clone,
+# the sample is fetched when read (stockroom.store.lazy).
+_REMOTE = "50"
 
 
 @dataclass
@@ -77,6 +82,14 @@ class _View:
     hkeys: tuple[str | int, ...]  # Hangar keys, item order
     columns: list[Any]  # Hangar reader columns, in the dataset's column order
     forked: bool = False  # inherited through fork: this process cannot reopen the store
+    lazy: tuple[int, ...] = ()  # positions of columns with samples read on demand
+
+
+def _lazy_columns(columns: Sequence[Any]) -> tuple[int, ...]:
+    """Positions of the columns that have samples on the remote: Hangar opens
+    a backend's handler only for backends the column's records use, so this
+    is one dict lookup per column, whatever the number of samples."""
+    return tuple(i for i, col in enumerate(columns) if _REMOTE in getattr(col, "_be_fs", {}))
 
 
 # Datasets alive in this process, brought up to date before every fork.
@@ -95,6 +108,8 @@ class StockDataset(_Base):
     to serve, in order (default: the keys all columns have, sorted).
     ``path``: the stock root, or a ``StockRoom`` (default: found from the
     current directory). ``transform``: applied to each item (in the worker).
+    ``fetch_threads``: on a lazy clone, how many of a batch's missing
+    samples are fetched at once (0 or 1: one at a time, as each is read).
 
     Items are numpy arrays; ``DataLoader``'s default collation stacks them
     into tensors. Missing columns or keys raise ``KeyError`` when the
@@ -108,6 +123,7 @@ class StockDataset(_Base):
         *,
         path: str | os.PathLike[str] | Any | None = None,
         transform: Callable[[Any], Any] | None = None,
+        fetch_threads: int = 8,
     ) -> None:
         self._single = isinstance(columns, str)
         names = (columns,) if isinstance(columns, str) else tuple(columns)
@@ -123,6 +139,7 @@ class StockDataset(_Base):
         else:
             self._wanted = tuple((key, encode_sample(key)) for key in keys)
         self.transform = transform
+        self.fetch_threads = fetch_threads
         self._store: Store | None = None
         self._view: _View | None = None
         _LIVE.add(self)
@@ -136,7 +153,12 @@ class StockDataset(_Base):
         pid = os.getpid()
         if view is not None and view.pid != pid:
             view = self._view = _View(
-                view.digest, pid, view.hkeys, [detached_column(col) for col in view.columns], forked=True
+                view.digest,
+                pid,
+                view.hkeys,
+                [detached_column(col) for col in view.columns],
+                forked=True,
+                lazy=view.lazy,
             )
             # self._store is the parent's now: never used here, and kept
             # referenced so that nothing in this process closes its handles.
@@ -192,7 +214,7 @@ class StockDataset(_Base):
             for col in columns[1:]:
                 common.intersection_update(col.keys())
             hkeys = tuple(sorted(common, key=_sort_key))
-        return _View(digest, os.getpid(), hkeys, columns)
+        return _View(digest, os.getpid(), hkeys, columns, lazy=_lazy_columns(columns))
 
     # ------------------------------------------------------------- sequence
     def __len__(self) -> int:
@@ -205,9 +227,39 @@ class StockDataset(_Base):
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Items for a whole batch (the DataLoader calls this): one head.stock check."""
         view = self._current_view()
-        return [self._item(view, view.hkeys[i]) for i in indices]
+        hkeys = [view.hkeys[i] for i in indices]
+        if view.lazy and self.fetch_threads > 1:
+            self._fetch(view, hkeys, self.fetch_threads)
+        return [self._item(view, hkey) for hkey in hkeys]
+
+    def _fetch(self, view: _View, hkeys: Iterable[str | int], threads: int) -> None:
+        """Fetch the samples of ``hkeys`` that are on the remote and not here
+        yet, ``threads`` at once (errors surface when the sample is read)."""
+        texts: list[str] = []
+        hangar_dir = self.root / HANGAR_DIR
+        for pos in view.lazy:
+            col = view.columns[pos]
+            samples = col._samples
+            for hkey in hkeys:
+                spec = samples.get(hkey)
+                if spec is not None and spec.backend == _REMOTE:
+                    texts.append(spec.schema_hash)
+        if texts:
+            lazy_reads.prefetch(hangar_dir, texts, threads)
+
+    def read_ahead(self, sampler: Iterable[int], samples: int = 256, threads: int = 8) -> ReadAheadSampler:
+        """``sampler``'s indices, fetching the next ``samples`` of them in the
+        background while the DataLoader works (on a lazy clone; elsewhere the
+        indices only). Pass it as the DataLoader's ``sampler``::
+
+            loader = DataLoader(ds, batch_size=32, num_workers=2,
+                                sampler=ds.read_ahead(RandomSampler(ds)))
+        """
+        return ReadAheadSampler(self, sampler, samples, threads)
 
     def _item(self, view: _View, hkey: str | int) -> Any:
+        if view.lazy:
+            return self._lazy_item(view, hkey)
         try:
             if self._single:
                 item: Any = view.columns[0][hkey]
@@ -215,6 +267,24 @@ class StockDataset(_Base):
                 item = tuple([col[hkey] for col in view.columns])
         except OSError as exc:
             raise damaged(self.root / HANGAR_DIR, f"reading failed: {exc}") from exc
+        return item if self.transform is None else self.transform(item)
+
+    def _lazy_item(self, view: _View, hkey: str | int) -> Any:
+        """An item of a view with samples on the remote: kept ones are read
+        directly, the others through Hangar (which fetches them)."""
+        hangar_dir = self.root / HANGAR_DIR
+        values = []
+        try:
+            for pos, col in enumerate(view.columns):
+                value = None
+                if pos in view.lazy:
+                    spec = col._samples[hkey]
+                    if spec.backend == _REMOTE:
+                        value = lazy_reads.read_kept(hangar_dir, spec.schema_hash)
+                values.append(col[hkey] if value is None else value)
+        except OSError as exc:
+            raise damaged(hangar_dir, f"reading failed: {exc}") from exc
+        item = values[0] if self._single else tuple(values)
         return item if self.transform is None else self.transform(item)
 
     def keys(self) -> list[SampleKey]:
@@ -252,6 +322,93 @@ class StockDataset(_Base):
         return f"StockDataset({list(self.columns)!r}, {size})"
 
 
+class ReadAheadSampler:
+    """A sampler that fetches the samples it will hand out next (see
+    :meth:`StockDataset.read_ahead`).
+
+    Each pass takes the wrapped sampler's order, then a helper process
+    (forked from this one) fetches the samples in that order, at most
+    ``samples`` beyond the last index handed out (a ``stock.cacheLimit``
+    smaller than that drops what was fetched before it is read). The
+    DataLoader's workers find them here, or wait for the download under way:
+    no sample is downloaded twice at once. A process rather than a thread:
+    this process then never opens a remote client itself, and the
+    DataLoader's workers, forked from it later, can (an S3 client does not
+    survive a fork). The helper ends with the pass.
+    """
+
+    def __init__(
+        self, dataset: StockDataset, sampler: Iterable[int], samples: int = 256, threads: int = 8
+    ) -> None:
+        self.dataset = dataset
+        self.sampler = sampler
+        self.samples = samples
+        self.threads = threads
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        import multiprocessing
+
+        order = [int(i) for i in self.sampler]
+        view = self.dataset._current_view()
+        if not view.lazy or self.samples <= 0 or not order:
+            yield from order
+            return
+        ctx = multiprocessing.get_context("fork")
+        handed = ctx.Value("q", 0, lock=False)  # indices handed out; -1: stop
+        helper = ctx.Process(
+            target=_read_ahead,
+            args=(self.dataset, view, order, handed, self.samples, self.threads),
+            name="stock-read-ahead",
+            daemon=True,
+        )
+        helper.start()
+        finished = False
+        try:
+            for n, index in enumerate(order):
+                handed.value = n
+                yield index
+            finished = True
+        finally:
+            if finished:
+                # The DataLoader takes the last indices before its workers read
+                # them: the helper fetches to the end, without holding up this one.
+                handed.value = len(order)
+                _READ_AHEAD.append(helper)
+            else:
+                handed.value = -1  # the pass was abandoned
+                helper.join()
+
+
+def _read_ahead(
+    dataset: StockDataset, view: _View, order: list[int], handed: Any, ahead: int, threads: int
+) -> None:
+    """The helper process: fetch ``order``'s samples, at most ``ahead`` past ``handed``."""
+    import time
+
+    step = max(2 * threads, 2)
+    start = 0
+    while start < len(order):
+        limit = handed.value
+        if limit < 0:
+            return
+        end = min(start + step, len(order), limit + ahead)
+        if end <= start:
+            time.sleep(0.005)
+            continue
+        try:
+            dataset._fetch(view, [view.hkeys[i] for i in order[start:end]], threads)
+        except Exception:  # noqa: BLE001 - a read-ahead failure surfaces when the sample is read
+            return
+        start = end
+
+
+# Helpers that fetch the end of a finished pass: reaped before the next fork.
+_READ_AHEAD: list[Any] = []
+
+
 def _stock_root(path: Any) -> Path:
     if path is None:
         return find_root()
@@ -266,7 +423,14 @@ def _stock_root(path: Any) -> Path:
 
 
 def _before_fork() -> None:
-    """Bring every live dataset up to date with head.stock, for the child to inherit."""
+    """Bring every live dataset up to date with head.stock, for the child to
+    inherit, once read-ahead helpers of finished passes have ended."""
+    while _READ_AHEAD:
+        helper = _READ_AHEAD.pop()
+        helper.join(60)
+        if helper.is_alive():  # stuck (e.g. on a remote that stopped answering): its locks go with it
+            helper.terminate()
+            helper.join()
     for dataset in list(_LIVE):
         if dataset._view is None:
             continue  # closed: nothing to hand down, and not to be reopened behind the user

@@ -264,3 +264,120 @@ def test_lazy_autofetch_on_git_pull(lazy_team: tuple[Path, Path, Path, str]) -> 
         assert stock.head == first
         del orig
         assert stock.data["img"][0].any()
+
+
+def _digest_of(ds: object, index: int) -> str:
+    view = ds._current_view()  # type: ignore[attr-defined]
+    parsed = lazy.parse_placeholder(view.columns[0]._samples[view.hkeys[index]].schema_hash)
+    assert parsed is not None
+    return parsed[1]
+
+
+def _log_downloads(monkeypatch: pytest.MonkeyPatch, log: Path, pause: float = 0.0) -> dict[str, int]:
+    """Record every download (digest, one line per download, from any process)
+    and the most downloads in flight at once in this process."""
+    real = lazy._Reader.download
+    state = {"now": 0, "most": 0}
+    guard = __import__("threading").Lock()
+
+    def download(self: lazy._Reader, obj: object, digest: str, pack: str, entry: list[object]) -> bytes:
+        with guard:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        try:
+            if pause:
+                __import__("time").sleep(pause)
+            raw = real(self, obj, digest, pack, entry)
+        finally:
+            with guard:
+                state["now"] -= 1
+        with open(log, "a") as f:  # one short append per line: lines from workers do not mix
+            f.write(digest + "\n")
+        return raw
+
+    monkeypatch.setattr(lazy._Reader, "download", download)
+    return state
+
+
+def test_batch_fetches_its_missing_samples_at_once(
+    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from stockroom.loaders import StockDataset
+
+    proj, _, bob, _ = lazy_team
+    log = tmp_path / "downloads.log"
+    state = _log_downloads(monkeypatch, log, pause=0.05)
+    ds = StockDataset(["img", "label"], path=bob)
+    batch = ds.__getitems__(list(range(8)))
+    assert state["most"] >= 4  # the batch's samples were fetched concurrently
+    assert len(log.read_text().split()) == 16  # 8 images and 8 labels, each once
+    with stockroom.StockRoom(proj) as orig:
+        for i, (img, label) in enumerate(batch):
+            np.testing.assert_array_equal(img, orig.data["img"][i])
+            assert int(label) == i % 10
+    # fetch_threads=0: one at a time, as each sample is read.
+    state["most"] = 0
+    one = StockDataset(["img", "label"], path=bob, fetch_threads=0)
+    one.__getitems__(list(range(8, 12)))
+    assert state["most"] == 1
+    ds.close()
+    one.close()
+
+
+def test_read_ahead_sampler_fetches_the_next_samples_in_order(
+    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import time
+
+    from stockroom.loaders import StockDataset
+
+    _, _, bob, _ = lazy_team
+    _log_downloads(monkeypatch, tmp_path / "downloads.log")
+    ds = StockDataset("img", path=bob)
+    order = [(7 * i) % N for i in range(N)]  # N is not a multiple of 7: a permutation
+    ahead = 10
+    it = iter(ds.read_ahead(order, samples=ahead, threads=4))
+    assert next(it) == order[0]
+    want = {_digest_of(ds, i) for i in order[:ahead]}
+    deadline = time.monotonic() + 30
+    while set(lazy.cached(bob / ".hangar")) != want and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # nothing beyond the window follows
+    # The next `ahead` samples in the sampler's order are here before anything read them.
+    assert set(lazy.cached(bob / ".hangar")) == want
+    rest = list(it)
+    assert [order[0], *rest] == order
+    # The pass handed out every index: the thread fetches to the end, then stops.
+    everything = {_digest_of(ds, i) for i in range(N)}
+    while set(lazy.cached(bob / ".hangar")) != everything and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert set(lazy.cached(bob / ".hangar")) == everything
+    ds.close()
+
+
+def test_dataloader_two_workers_read_ahead_every_sample_once_fetched_once(
+    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from stockroom.loaders import StockDataset
+
+    proj, _, bob, _ = lazy_team
+    log = tmp_path / "downloads.log"
+    _log_downloads(monkeypatch, log)  # forked workers inherit the patch
+    ds = StockDataset(["img", "label"], path=bob)
+    sampler = ds.read_ahead(RandomSampler(ds), samples=12, threads=4)
+    loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=2)
+    got = [img.numpy().tobytes() for imgs, _ in loader for img in imgs]
+    with stockroom.StockRoom(proj) as orig:
+        want = sorted(orig.data["img"][i].tobytes() for i in range(N))
+    assert sorted(got) == want  # every sample, each exactly once
+    downloads = log.read_text().split()
+    # Workers and the read-ahead thread shared the work: no sample was downloaded twice.
+    distinct = N + 10  # the images, and the labels' ten values (same value, same sample)
+    assert len(downloads) == len(set(downloads)) == distinct
+    # A second epoch reads the local copies: nothing more is downloaded.
+    assert sorted(img.numpy().tobytes() for imgs, _ in loader for img in imgs) == want
+    assert len(log.read_text().split()) == distinct
+    ds.close()

@@ -326,6 +326,33 @@ def prefetch(hangar_dir: Path, texts: Iterable[str], threads: int = 8) -> None:
         list(pool.map(one, todo))
 
 
+def read_kept(hangar_dir: Path, text: str) -> Any | None:
+    """The array of the lazy sample ``text`` when it is kept here, read
+    straight into the array (no intermediate copy); None when it is not kept
+    or not an array (read it through Hangar then, which fetches it)."""
+    parsed = parse_placeholder(text)
+    if parsed is None:
+        return None
+    schema, digest, pack = parsed
+    rd = reader(hangar_dir)
+    obj = rd.schema(schema)
+    if obj.column_type != "ndarray":
+        return None
+    entry = rd.entry(pack, digest)
+    out = np.empty(tuple(entry[4]), dtype=np.dtype(obj.dtype))
+    path = rd.object_path(digest)
+    try:
+        with open(path, "rb") as f:
+            if f.readinto(out.data.cast("B")) != out.nbytes:
+                return None
+    except FileNotFoundError:
+        return None
+    if rd.limit() is not None:
+        with contextlib.suppress(OSError):
+            os.utime(path)  # least recently read is dropped first
+    return out
+
+
 # -------------------------------------------------------------------- space
 
 

@@ -1,0 +1,334 @@
+"""Benchmark: a lazy clone (`stock pull --lazy`) against a full `stock pull`, on S3.
+
+    python bench/bench_lazy.py [--samples 2000] [--runs 3] [--batch 32]
+
+One run, one process (plus two DataLoader workers and the S3 server). The
+dataset: ``--samples`` images of 3x224x224 float32 (602 KB each; 2,000 is
+1.2 GB) and an int64 label each, committed once and pushed to an
+S3-protocol server (moto's threaded server, in its own process on
+127.0.0.1, fake credentials). Every case starts from a fresh `git clone`
+(the full one then deleted, to keep the disk in bounds), through the
+functions the `stock pull` command calls. Timings are medians of ``runs``.
+
+Cases (targets from issue 13):
+
+* lazy clone (git clone + pull --lazy) to the first sample read, against
+  git clone + full pull + the first read: under 1 s;
+* first epoch, DataLoader(num_workers=2, shuffle) over a lazy clone with
+  read-ahead, against a full pull followed by an epoch on the local copy:
+  at most 1.2x;
+* second epoch on the lazy clone against an epoch on the local copy: at
+  most 1.05x;
+* bytes fetched to read 10 random samples, against those samples' bytes:
+  at most 2x;
+* read-ahead's effect: the first lazy epoch without it (``fetch_threads=0``,
+  the plain sampler), with the batch fetched at once only, and with the
+  read-ahead sampler as well; and the local epoch with ``fetch_threads=0``
+  against the default (nothing lazy: it must cost nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import stockroom
+from stockroom.remote import config, sync
+from stockroom.store import lazy
+
+BUCKET = "stock-lazy-bench"
+SHAPE = (3, 224, 224)
+
+SERVER = """
+import sys, time
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def make_repo(path: Path, n: int, url: str, endpoint: str) -> str:
+    path.mkdir(parents=True)
+    git("init", "-q", cwd=path)
+    git("config", "user.email", "bench@example.com", cwd=path)
+    git("config", "user.name", "bench", cwd=path)
+    stockroom.init_repo(path=path)
+    rng = np.random.default_rng(0)
+    with stockroom.StockRoom(path) as stock:
+        with stock.optimize():
+            for i in range(n):
+                stock.data["img"][i] = rng.standard_normal(SHAPE, dtype=np.float32)
+                stock.data["label"][i] = np.array(i % 1000, dtype=np.int64)
+        digest = stock.commit("bench")
+    git("add", "-A", cwd=path)
+    git("commit", "-q", "--no-verify", "-m", "bench", cwd=path)
+    config.add_remote(path, "bench", url, local=True, endpoint=endpoint)
+    sync.push(path, "bench", [digest])
+    return digest
+
+
+def clone(src: Path, where: Path, url: str, endpoint: str) -> Path:
+    git("clone", "-q", str(src), str(where), cwd=src.parent)
+    sync.ensure_store(where)
+    config.add_remote(where, "bench", url, local=True, endpoint=endpoint)
+    return where
+
+
+def first_read(root: Path) -> np.ndarray:
+    with stockroom.StockRoom(root) as stock:
+        return np.asarray(stock.data["img"][0])
+
+
+def epoch(root: Path, batch: int, fetch_threads: int = 8, read_ahead: int = 0, seed: int = 0) -> float:
+    """Seconds for one pass of DataLoader(num_workers=2) over ``root``'s data."""
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from stockroom.loaders import StockDataset
+
+    ds = StockDataset(["img", "label"], path=root, fetch_threads=fetch_threads)
+    sampler: Any = RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
+    if read_ahead:
+        sampler = ds.read_ahead(sampler, samples=read_ahead)
+    loader = DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=2)
+    start = time.perf_counter()
+    count = 0
+    for imgs, _ in loader:
+        count += len(imgs)
+    took = time.perf_counter() - start
+    assert count == len(ds)
+    ds.close()
+    return took
+
+
+def range_cost(endpoint: str, big: int) -> float:
+    """Median seconds of a 602 KB read from the server: a range of a ``big``-byte
+    object, or (``big`` 0) a whole object of that size."""
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(BUCKET, endpoint=endpoint, allow_http=True, region="us-east-1")
+    size = int(np.prod(SHAPE)) * 4
+    key = f"probe/{big}"
+    obstore.put(store, key, os.urandom(big or size), use_multipart=False)
+    took = []
+    for i in range(10):
+        start = (i * size) % max(big - size, 1)
+        took.append(timed(lambda: bytes(obstore.get_range(store, key, start=start, end=start + size)))[0])  # noqa: B023
+    obstore.delete(store, key)
+    return statistics.median(took)
+
+
+def step(argv: list[str]) -> None:
+    """One step, in a fresh interpreter (see below); prints its result as JSON."""
+    kind, where, src, url, endpoint, digest, *rest = argv
+    root = Path(where)
+    out: dict[str, float] = {}
+    if kind in ("full", "lazy"):
+        lazy_pull = kind == "lazy"
+        out["pull"], _ = timed(
+            lambda: sync.fetch(clone(Path(src), root, url, endpoint), "bench", [digest], lazy=lazy_pull)
+        )
+    elif kind == "read":
+        out["read"], _ = timed(lambda: first_read(root))
+    elif kind == "ten":
+        samples, seed = int(rest[0]), int(rest[1])
+        picks = np.random.default_rng(seed).choice(np.arange(1, samples), size=10, replace=False)
+        with stockroom.StockRoom(root) as stock:
+            for i in picks:
+                stock.data["img"][int(i)]
+        out["ratio"] = lazy.stats.nbytes / (10 * int(np.prod(SHAPE)) * 4)
+    elif kind == "epoch":
+        batch, threads, ahead, seed = (int(x) for x in rest)
+        out["epoch"] = epoch(root, batch, fetch_threads=threads, read_ahead=ahead, seed=seed)
+    print(json.dumps(out))
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--step":
+        step(sys.argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--ahead", type=int, default=256, help="read-ahead window, samples")
+    args = parser.parse_args()
+
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench-key", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_REGION="us-east-1"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout is not None and server.stdin is not None
+    port = int(server.stdout.readline())
+    endpoint = f"http://127.0.0.1:{port}"
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")).read()
+    url = f"s3://{BUCKET}/data"
+
+    tmp = Path(tempfile.mkdtemp(prefix="stock-bench-lazy-"))
+    src = tmp / "src"
+    times: dict[str, list[float]] = {}
+    digest = ""
+
+    def run_step(kind: str, where: Path, *rest: object) -> dict[str, float]:
+        # Each step in its own interpreter: a process that used the S3 client
+        # (obstore) cannot fork DataLoader workers that use it (the client's
+        # runtime does not survive a fork), so pulls, reads in the main
+        # process and epochs run apart, as `stock pull` and a training script would.
+        cmd = [sys.executable, __file__, "--step", kind, str(where), str(src), url, endpoint, digest]
+        done = subprocess.run([*cmd, *map(str, rest)], capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SystemExit(f"step {kind} failed: {done.stderr[-3000:]}")
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    def note(key: str, value: float) -> None:
+        times.setdefault(key, []).append(value)
+        print(f"  {key}: {value:.3f}", file=sys.stderr, flush=True)
+
+    count = 0
+
+    def fresh(kind: str) -> Path:
+        nonlocal count
+        count += 1
+        return tmp / f"{kind}-{count}"
+
+    try:
+        t, digest = timed(lambda: make_repo(src, args.samples, url, endpoint))
+        print(f"built and pushed {args.samples} samples in {t:.1f} s", file=sys.stderr, flush=True)
+        b = args.batch
+        for run in range(args.runs):
+            # Full: git clone + stock pull + first read, then epochs on the local copy.
+            where = fresh("full")
+            note("full clone+pull", run_step("full", where)["pull"])
+            note("full first read", run_step("read", where)["read"])
+            note("local epoch", run_step("epoch", where, b, 8, 0, run)["epoch"])
+            note("local epoch, fetch_threads=0", run_step("epoch", where, b, 0, 0, run)["epoch"])
+            shutil.rmtree(where)
+            # Lazy: git clone + stock pull --lazy + first read; then 10 random samples.
+            where = fresh("lazy")
+            note("lazy clone+pull", run_step("lazy", where)["pull"])
+            note("lazy first read", run_step("read", where)["read"])
+            note("bytes for 10 samples", run_step("ten", where, args.samples, run)["ratio"])
+            shutil.rmtree(where)
+            # First lazy epoch with read-ahead, then the second epoch.
+            where = fresh("lazy")
+            run_step("lazy", where)
+            note("lazy epoch 1, read-ahead", run_step("epoch", where, b, 8, args.ahead, run)["epoch"])
+            note("lazy epoch 2", run_step("epoch", where, b, 8, 0, run + 100)["epoch"])
+            shutil.rmtree(where)
+            # Read-ahead's effect: the batch at once only, then nothing at all.
+            for label, threads in (
+                ("lazy epoch 1, batch at once only", 8),
+                ("lazy epoch 1, no read-ahead", 0),
+            ):
+                where = fresh("lazy")
+                run_step("lazy", where)
+                note(label, run_step("epoch", where, b, threads, 0, run)["epoch"])
+                shutil.rmtree(where)
+        note("range GET from a 64 MB object", range_cost(endpoint, 64 << 20))
+        note("GET of a 602 KB object", range_cost(endpoint, 0))
+    finally:
+        server.stdin.close()
+        server.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    sample_bytes = int(np.prod(SHAPE)) * 4
+    med = {k: statistics.median(v) for k, v in times.items()}
+    full_first = med["full clone+pull"] + med["full first read"]
+    lazy_first = med["lazy clone+pull"] + med["lazy first read"]
+    full_epoch = med["full clone+pull"] + med["local epoch"]
+    rows = [
+        [
+            "lazy clone to first sample read",
+            f"{lazy_first:.3f} s",
+            "< 1 s",
+            f"full clone + pull + read {full_first:.2f} s",
+        ],
+        [
+            "first epoch, lazy with read-ahead",
+            f"{med['lazy epoch 1, read-ahead'] / full_epoch:.2f}x",
+            "<= 1.2x",
+            f"{med['lazy epoch 1, read-ahead']:.2f} s vs pull + local epoch {full_epoch:.2f} s",
+        ],
+        [
+            "second epoch, lazy",
+            f"{med['lazy epoch 2'] / med['local epoch']:.2f}x",
+            "<= 1.05x",
+            f"{med['lazy epoch 2']:.2f} s vs local epoch {med['local epoch']:.2f} s",
+        ],
+        [
+            "bytes fetched, 10 random samples",
+            f"{med['bytes for 10 samples']:.2f}x",
+            "<= 2x",
+            f"the samples' bytes ({10 * sample_bytes / 1e6:.1f} MB)",
+        ],
+        [
+            "first epoch, batch at once only",
+            f"{med['lazy epoch 1, batch at once only'] / full_epoch:.2f}x",
+            "",
+            f"{med['lazy epoch 1, batch at once only']:.2f} s vs pull + local epoch",
+        ],
+        [
+            "first epoch, no read-ahead",
+            f"{med['lazy epoch 1, no read-ahead'] / full_epoch:.2f}x",
+            "",
+            f"{med['lazy epoch 1, no read-ahead']:.2f} s vs pull + local epoch",
+        ],
+        [
+            "server: 602 KB range of a 64 MB pack",
+            f"{med['range GET from a 64 MB object'] * 1000:.1f} ms",
+            "",
+            f"GET of a 602 KB object {med['GET of a 602 KB object'] * 1000:.1f} ms (moto reads the whole object per range)",
+        ],
+        [
+            "local epoch, default vs fetch_threads=0",
+            f"{med['local epoch'] / med['local epoch, fetch_threads=0']:.2f}x",
+            "~1.0x",
+            f"{med['local epoch']:.2f} s vs {med['local epoch, fetch_threads=0']:.2f} s",
+        ],
+    ]
+    print(
+        f"bench_lazy: {args.samples:,} x 3x224x224 float32 on S3 (moto, 127.0.0.1), batch {args.batch}, "
+        f"num_workers=2, read-ahead {args.ahead} samples, median of {args.runs} runs"
+    )
+    print("| case | value | target | against |")
+    print("|------|-------|--------|---------|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
