@@ -121,6 +121,37 @@ def test_unreachable_remote_one_clear_error_nothing_kept(lazy_team: tuple[Path, 
         assert stock.data["img"][3].shape == SHAPE
 
 
+def test_remote_gone_mid_epoch_clear_error_then_resumes(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    """The directory-remote form of "the server stopped mid-epoch": half an
+    epoch read, the remote goes away, the next unfetched read fails with one
+    clear line and keeps nothing half-written; back, the epoch finishes."""
+    from stockroom.loaders import StockDataset
+
+    proj, remote, bob, _ = lazy_team
+    ds = StockDataset("img", path=bob)
+    with stockroom.StockRoom(proj) as orig:
+        want = [orig.data["img"][i] for i in range(N)]
+    for i in range(N // 2):
+        np.testing.assert_array_equal(ds[i], want[i])
+    hidden = remote.with_name("unmounted")
+    remote.rename(hidden)
+    with pytest.raises(stockroom.StockroomError) as err:
+        ds[N // 2]
+    message = str(err.value)
+    assert "\n" not in message and "stock remote origin" in message and "stock pull" in message
+    objects = bob / ".hangar" / lazy.LAZY_DIR / "objects"
+    assert not list(objects.glob(".incoming-*"))
+    kept = lazy.cached(bob / ".hangar")
+    assert len(kept) == N // 2  # what was read before, nothing of the failed read
+    for i in range(N // 2):  # what was kept is whole
+        np.testing.assert_array_equal(ds[i], want[i])
+    hidden.rename(remote)
+    for i in range(N // 2, N):
+        np.testing.assert_array_equal(ds[i], want[i])
+    ds.close()
+    assert len(lazy.cached(bob / ".hangar")) == N
+
+
 def test_truncated_remote_object_error_nothing_kept(lazy_team: tuple[Path, Path, Path, str]) -> None:
     proj, remote, bob, _ = lazy_team
     for pack in (remote / "packs").iterdir():
