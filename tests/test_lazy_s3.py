@@ -398,7 +398,7 @@ def test_s3_server_stopped_mid_epoch_then_resumes(team: Team, bob: Path) -> None
             ds[half]
         text = str(err.value)
         assert "\n" not in text and "stock remote origin" in text
-        assert "read again" in text and "unreachable" in text  # what went wrong, what to do
+        assert "again" in text and "unreachable" in text and "stock pull" in text  # what went wrong, what to do
         # From a fresh process too: one line on stderr, naming the remote.
         script = f"import stockroom\nwith stockroom.StockRoom() as s:\n    s.data['img'][{half + 1}]\n"
         proc = subprocess.run([sys.executable, "-c", script], cwd=bob, capture_output=True, text=True)

@@ -238,9 +238,9 @@ class _Reader:
         try:
             raw = store.get_range(name, offset, offset + length)
         except RemoteError as exc:
+            # The remote's error names it and says what to check already.
             raise RemoteError(
-                f"cannot read sample data on demand from stock remote {label}: {exc}; "
-                f"fix the remote and read again, or run `stock pull` to keep all of it here"
+                f"{exc} (while reading sample data on demand; `stock pull` keeps all of it here)"
             ) from None
         stats.requests += 1
         stats.nbytes += len(raw)
