@@ -56,6 +56,7 @@ class Stats:
     requests: int = 0
     nbytes: int = 0
     waited: int = 0  # reads that found another process downloading the sample
+    packs: int = 0  # whole packs downloaded (read-ahead over most of a pack)
 
 
 stats = Stats()
@@ -136,6 +137,15 @@ class _Reader:
 
     # -- metadata
     def entry(self, pack: str, digest: str) -> list[Any]:
+        found = self.entries(pack).get(digest)
+        if found is None:
+            raise StockroomError(
+                f"sample {digest} is not in its pack's index in {self.base}; run `stock pull --lazy` again"
+            )
+        return found
+
+    def entries(self, pack: str) -> dict[str, list[Any]]:
+        """Digest -> index entry ``[digest, _, offset, length, shape]`` of every sample in ``pack``."""
         entries = self._entries.get(pack)
         if entries is None:
             try:
@@ -147,12 +157,7 @@ class _Reader:
                     f"run `stock pull --lazy` (or `stock pull`) again"
                 ) from None
             self._entries[pack] = entries
-        found = entries.get(digest)
-        if found is None:
-            raise StockroomError(
-                f"sample {digest} is not in its pack's index in {self.base}; run `stock pull --lazy` again"
-            )
-        return found
+        return entries
 
     def schema(self, digest: str) -> Any:
         obj = self._schemas.get(digest)
@@ -211,9 +216,7 @@ class _Reader:
     def fetch(self, obj: Any, digest: str, pack: str, entry: list[Any], keep: bool = True) -> bytes:
         """Download one sample (once, whatever the number of readers), verify, keep."""
         path = self.object_path(digest)
-        locks = self.base / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / digest, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self.lock_file(digest)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -231,19 +234,43 @@ class _Reader:
         finally:
             os.close(fd)
 
+    def lock_file(self, digest: str) -> int:
+        """An open descriptor of sample ``digest``'s lock file (flock it; closing it unlocks)."""
+        locks = self.base / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return os.open(locks / digest, os.O_RDWR | os.O_CREAT, 0o644)
+
     def download(self, obj: Any, digest: str, pack: str, entry: list[Any]) -> bytes:
         store, label = self.store()
-        _, _, offset, length, shape = entry
+        _, _, offset, length, _ = entry
         name = f"packs/{pack}"
         try:
             raw = store.get_range(name, offset, offset + length)
         except RemoteError as exc:
-            raise RemoteError(
-                f"cannot read sample data on demand from stock remote {label}: {exc}; "
-                f"fix the remote and read again, or run `stock pull` to keep all of it here"
-            ) from None
+            raise _unreachable(label, exc) from None
         stats.requests += 1
         stats.nbytes += len(raw)
+        self.check(obj, digest, pack, entry, raw)
+        return raw
+
+    def download_pack(self, pack: str) -> bytes:
+        """All of pack ``pack``, with one request (read-ahead over most of it)."""
+        store, label = self.store()
+        try:
+            raw = store.get(f"packs/{pack}")
+        except RemoteError as exc:
+            raise _unreachable(label, exc) from None
+        stats.requests += 1
+        stats.nbytes += len(raw)
+        stats.packs += 1
+        return raw
+
+    def check(self, obj: Any, digest: str, pack: str, entry: list[Any], raw: bytes) -> None:
+        """Sample ``digest`` as read from ``pack`` is whole and is what its digest says
+        (RemoteError otherwise, and the caller keeps nothing)."""
+        _, label = self.store()
+        _, _, _, length, shape = entry
+        name = f"packs/{pack}"
         if len(raw) != length:
             raise RemoteError(
                 f"object {name} on stock remote {label} is truncated; nothing was kept. "
@@ -255,7 +282,58 @@ class _Reader:
                 f"sample {digest} in {name} on stock remote {label} is corrupt; nothing was kept. "
                 f"Push the stock again from a clone that has it (`stock push`)"
             )
-        return raw
+
+    def keep_pack(self, pack: str, samples: list[tuple[str, str]]) -> int:
+        """Download ``pack`` whole and keep its samples ``samples`` ((schema, digest),
+        in the order they will be read): each checked as :meth:`download` checks it,
+        and written under its lock as :meth:`fetch` writes it. The locks of the first
+        ones are taken before the download, so a reader of one of them waits for it
+        rather than downloading it again; one that another reader is downloading, or
+        that does not verify, is left to the per-sample path (whose error the reader
+        gets). The number of samples kept."""
+        held: dict[str, int] = {}
+        busy: set[str] = set()
+        try:
+            for _, digest in samples[:_HELD_LOCKS]:
+                fd = self.lock_file(digest)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    busy.add(digest)
+                    continue
+                held[digest] = fd
+            todo = [(s, d) for s, d in samples if d not in busy and not self.object_path(d).exists()]
+            if not todo:
+                return 0
+            data = memoryview(self.download_pack(pack))
+            kept = 0
+            for schema, digest in todo:
+                fd = held.pop(digest, -1)
+                if fd < 0:
+                    fd = self.lock_file(digest)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    path = self.object_path(digest)
+                    if path.exists():
+                        continue
+                    try:
+                        obj = self.schema(schema)
+                        entry = self.entry(pack, digest)
+                        offset, length = int(entry[2]), int(entry[3])
+                        raw = bytes(data[offset : offset + length])
+                        self.check(obj, digest, pack, entry, raw)
+                    except StockroomError:  # RemoteError too: the reader fetches it, and gets the error
+                        continue
+                    _atomic_write(path, raw)
+                    self.account(len(raw))
+                    kept += 1
+                finally:
+                    os.close(fd)
+            return kept
+        finally:
+            for fd in held.values():
+                os.close(fd)
 
     def account(self, nbytes: int) -> None:
         limit = self.limit()
@@ -268,6 +346,18 @@ class _Reader:
             if self._cached_bytes <= limit:
                 return
             self._cached_bytes = shrink(self.base, int(limit * 0.9))
+
+
+# Sample locks taken before a whole-pack download (one open file each); the
+# pack's later samples are locked as each is written.
+_HELD_LOCKS = 256
+
+
+def _unreachable(label: str, exc: Exception) -> RemoteError:
+    return RemoteError(
+        f"cannot read sample data on demand from stock remote {label}: {exc}; "
+        f"fix the remote and read again, or run `stock pull` to keep all of it here"
+    )
 
 
 def _decode(obj: Any, raw: bytes, shape: Any) -> Any:
@@ -324,6 +414,61 @@ def prefetch(hangar_dir: Path, texts: Iterable[str], threads: int = 8) -> None:
 
     with ThreadPoolExecutor(min(threads, len(todo))) as pool:
         list(pool.map(one, todo))
+
+
+@dataclass
+class PackPlan:
+    """A pack a read-ahead pass downloads whole, when it first needs one of its samples."""
+
+    first: int  # position in the pass of the first sample it needs from the pack
+    pack: str
+    samples: list[tuple[str, str]]  # (schema, digest) the pass needs, not kept yet, in its order
+
+
+def plan_packs(hangar_dir: Path, texts: Iterable[tuple[int, str]]) -> list[PackPlan]:
+    """The packs worth downloading whole for a pass that reads ``texts``
+    ((position in the pass, lazy record text)): those whose samples that the
+    pass reads and that are not kept here add up to at least half the pack's
+    bytes, in the order the pass first needs each. None when ``stock.cacheLimit``
+    is smaller than the data the pass reads (the pass fetches sample by sample,
+    as it reads them, then)."""
+    rd = reader(hangar_dir)
+    wanted: dict[str, PackPlan] = {}
+    seen: set[str] = set()
+    total = 0
+    for pos, text in texts:
+        parsed = parse_placeholder(text)
+        if parsed is None or parsed[1] in seen:
+            continue
+        schema, digest, pack = parsed
+        seen.add(digest)
+        try:
+            total += int(rd.entry(pack, digest)[3])
+        except StockroomError:
+            continue  # the reader gets the error
+        if rd.object_path(digest).exists():
+            continue
+        plan = wanted.get(pack)
+        if plan is None:
+            plan = wanted[pack] = PackPlan(pos, pack, [])
+        plan.samples.append((schema, digest))
+    limit = rd.limit()
+    if limit is not None and limit < total:
+        return []
+    out = []
+    for plan in wanted.values():
+        entries = rd.entries(plan.pack)
+        size = sum(int(e[3]) for e in entries.values())
+        need = sum(int(entries[digest][3]) for _, digest in plan.samples)
+        if size > 0 and 2 * need >= size:
+            out.append(plan)
+    return sorted(out, key=lambda plan: plan.first)
+
+
+def fetch_pack(hangar_dir: Path, plan: PackPlan) -> int:
+    """Download ``plan``'s pack whole and keep the samples it needs (see
+    :meth:`_Reader.keep_pack`); the number kept."""
+    return reader(hangar_dir).keep_pack(plan.pack, plan.samples)
 
 
 def read_kept(hangar_dir: Path, text: str) -> Any | None:
