@@ -405,8 +405,9 @@ def _read_ahead(
             hangar_dir,
             ((n, text) for n, i in enumerate(order) for text in dataset._lazy_texts(view, [view.hkeys[i]])),
         )
+        held = lazy_reads.hold_first(hangar_dir, packs)
     except Exception:  # noqa: BLE001 - no whole packs then: each sample is fetched as before
-        packs = []
+        packs, held = [], {}
     packs.reverse()  # the next one needed last: popped
     step = max(2 * threads, 2)
     start = 0
@@ -420,7 +421,7 @@ def _read_ahead(
             continue
         while packs and packs[-1].first < end and handed.value >= 0:
             with contextlib.suppress(Exception):  # its samples are fetched one by one below, or when read
-                lazy_reads.fetch_pack(hangar_dir, packs.pop())
+                lazy_reads.fetch_pack(hangar_dir, packs.pop(), held)
         try:
             dataset._fetch(view, [view.hkeys[i] for i in order[start:end]], threads)
         except Exception:  # noqa: BLE001 - a read-ahead failure surfaces when the sample is read

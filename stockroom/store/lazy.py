@@ -283,26 +283,36 @@ class _Reader:
                 f"Push the stock again from a clone that has it (`stock push`)"
             )
 
-    def keep_pack(self, pack: str, samples: list[tuple[str, str]]) -> int:
+    def try_lock(self, digest: str) -> int | None:
+        """Sample ``digest``'s lock, taken without waiting (its descriptor: close it
+        to unlock); None when another reader holds it."""
+        fd = self.lock_file(digest)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def keep_pack(self, pack: str, samples: list[tuple[str, str]], held: dict[str, int] | None = None) -> int:
         """Download ``pack`` whole and keep its samples ``samples`` ((schema, digest),
         in the order they will be read): each checked as :meth:`download` checks it,
         and written under its lock as :meth:`fetch` writes it. The locks of the first
-        ones are taken before the download, so a reader of one of them waits for it
-        rather than downloading it again; one that another reader is downloading, or
-        that does not verify, is left to the per-sample path (whose error the reader
-        gets). The number of samples kept."""
-        held: dict[str, int] = {}
+        ones (and those in ``held``, digest -> descriptor, taken earlier by the
+        caller) are held during the download, so a reader of one of them waits for
+        it rather than downloading it again; they are released here. A sample that
+        another reader is downloading, or that does not verify, is left to the
+        per-sample path (whose error the reader gets). The number of samples kept."""
+        held = {} if held is None else held
         busy: set[str] = set()
         try:
-            for _, digest in samples[:_HELD_LOCKS]:
-                fd = self.lock_file(digest)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    busy.add(digest)
-                    continue
-                held[digest] = fd
+            for _, digest in samples[: _lock_budget()[0]]:
+                if digest not in held:
+                    fd = self.try_lock(digest)
+                    if fd is None:
+                        busy.add(digest)
+                    else:
+                        held[digest] = fd
             todo = [(s, d) for s, d in samples if d not in busy and not self.object_path(d).exists()]
             if not todo:
                 return 0
@@ -332,8 +342,10 @@ class _Reader:
                     os.close(fd)
             return kept
         finally:
-            for fd in held.values():
-                os.close(fd)
+            for _, digest in samples:
+                fd = held.pop(digest, -1)
+                if fd >= 0:
+                    os.close(fd)
 
     def account(self, nbytes: int) -> None:
         limit = self.limit()
@@ -348,9 +360,16 @@ class _Reader:
             self._cached_bytes = shrink(self.base, int(limit * 0.9))
 
 
-# Sample locks taken before a whole-pack download (one open file each); the
-# pack's later samples are locked as each is written.
-_HELD_LOCKS = 256
+def _lock_budget() -> tuple[int, int]:
+    """Sample locks (one open file each) a read-ahead pass holds while downloading
+    whole packs: (per pack, taken before its download; for the pass's first
+    samples, taken before the first download), within the open-file limit."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        soft = 1 << 16
+    return min(256, soft // 8), min(1024, soft // 4)
 
 
 def _unreachable(label: str, exc: Exception) -> RemoteError:
@@ -423,6 +442,7 @@ class PackPlan:
     first: int  # position in the pass of the first sample it needs from the pack
     pack: str
     samples: list[tuple[str, str]]  # (schema, digest) the pass needs, not kept yet, in its order
+    at: list[int]  # the position in the pass of each of samples
 
 
 def plan_packs(hangar_dir: Path, texts: Iterable[tuple[int, str]]) -> list[PackPlan]:
@@ -450,8 +470,9 @@ def plan_packs(hangar_dir: Path, texts: Iterable[tuple[int, str]]) -> list[PackP
             continue
         plan = wanted.get(pack)
         if plan is None:
-            plan = wanted[pack] = PackPlan(pos, pack, [])
+            plan = wanted[pack] = PackPlan(pos, pack, [], [])
         plan.samples.append((schema, digest))
+        plan.at.append(pos)
     limit = rd.limit()
     if limit is not None and limit < total:
         return []
@@ -465,10 +486,29 @@ def plan_packs(hangar_dir: Path, texts: Iterable[tuple[int, str]]) -> list[PackP
     return sorted(out, key=lambda plan: plan.first)
 
 
-def fetch_pack(hangar_dir: Path, plan: PackPlan) -> int:
+def hold_first(hangar_dir: Path, plans: list[PackPlan]) -> dict[str, int]:
+    """Take the locks of the samples the pass reads first from the packs of
+    ``plans`` (those another reader holds are left out), before the first
+    download: a reader of one waits for its pack rather than fetching it by
+    range. Digest -> descriptor, for :func:`fetch_pack`."""
+    rd = reader(hangar_dir)
+    first = sorted(
+        (pos, digest) for plan in plans for pos, (_, digest) in zip(plan.at, plan.samples, strict=True)
+    )
+    held: dict[str, int] = {}
+    for _, digest in first[: _lock_budget()[1]]:
+        if digest not in held:
+            fd = rd.try_lock(digest)
+            if fd is not None:
+                held[digest] = fd
+    return held
+
+
+def fetch_pack(hangar_dir: Path, plan: PackPlan, held: dict[str, int] | None = None) -> int:
     """Download ``plan``'s pack whole and keep the samples it needs (see
-    :meth:`_Reader.keep_pack`); the number kept."""
-    return reader(hangar_dir).keep_pack(plan.pack, plan.samples)
+    :meth:`_Reader.keep_pack`; ``held``: locks from :func:`hold_first`); the
+    number kept."""
+    return reader(hangar_dir).keep_pack(plan.pack, plan.samples, held)
 
 
 def read_kept(hangar_dir: Path, text: str) -> Any | None:
