@@ -431,6 +431,41 @@ def test_read_ahead_over_most_of_a_pack_downloads_it_whole_once(
     ds.close()
 
 
+def test_reader_of_a_sample_in_a_pack_being_downloaded_waits_for_it(
+    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    from stockroom.loaders import StockDataset
+
+    proj, _, bob, _ = lazy_team
+    log = tmp_path / "downloads.log"
+    _log_downloads(monkeypatch, log)
+    ds = StockDataset("img", path=bob)
+    view = ds._current_view()
+    texts = ds._lazy_texts(view, view.hkeys)
+    hangar = bob / ".hangar"
+    plans = lazy.plan_packs(hangar, enumerate(texts))
+    assert len(plans) == 1
+    held = lazy.hold_first(hangar, plans)  # what the read-ahead helper does first
+    assert len(held) == N
+    got: list[np.ndarray] = []
+    waited = lazy.stats.waited
+    reading = threading.Thread(target=lambda: got.append(lazy.read_placeholder(hangar, texts[3])))
+    reading.start()
+    time.sleep(0.3)
+    assert not got  # waits for the pack rather than reading the sample by range
+    assert lazy.fetch_pack(hangar, plans[0], held) == N
+    reading.join(10)
+    assert lazy.stats.waited == waited + 1
+    assert not held  # every lock released
+    assert [d.split(":")[0] for d in log.read_text().split()] == ["pack"]
+    with stockroom.StockRoom(proj) as orig:
+        np.testing.assert_array_equal(got[0], orig.data["img"][3])
+    ds.close()
+
+
 def test_read_ahead_under_a_small_cache_limit_reads_by_range(
     lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
