@@ -41,6 +41,7 @@ is a ``torch.utils.data.Dataset``) and works without it as a plain sequence.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -235,17 +236,20 @@ class StockDataset(_Base):
     def _fetch(self, view: _View, hkeys: Iterable[str | int], threads: int) -> None:
         """Fetch the samples of ``hkeys`` that are on the remote and not here
         yet, ``threads`` at once (errors surface when the sample is read)."""
+        texts = self._lazy_texts(view, hkeys)
+        if texts:
+            lazy_reads.prefetch(self.root / HANGAR_DIR, texts, threads)
+
+    def _lazy_texts(self, view: _View, hkeys: Iterable[str | int]) -> list[str]:
+        """The lazy records (text) of the samples of ``hkeys`` that are on the remote."""
         texts: list[str] = []
-        hangar_dir = self.root / HANGAR_DIR
         for pos in view.lazy:
-            col = view.columns[pos]
-            samples = col._samples
+            samples = view.columns[pos]._samples
             for hkey in hkeys:
                 spec = samples.get(hkey)
                 if spec is not None and spec.backend == _REMOTE:
                     texts.append(spec.schema_hash)
-        if texts:
-            lazy_reads.prefetch(hangar_dir, texts, threads)
+        return texts
 
     def read_ahead(self, sampler: Iterable[int], samples: int = 256, threads: int = 8) -> ReadAheadSampler:
         """``sampler``'s indices, fetching the next ``samples`` of them in the
@@ -331,7 +335,10 @@ class ReadAheadSampler:
     ``samples`` beyond the last index handed out (a ``stock.cacheLimit``
     smaller than that drops what was fetched before it is read). The
     DataLoader's workers find them here, or wait for the download under way:
-    no sample is downloaded twice at once. A process rather than a thread:
+    no sample is downloaded twice at once. A pack the pass reads at least half
+    of (in bytes) is downloaded whole, with one request, when the pass reaches
+    its first sample, unless ``stock.cacheLimit`` is smaller than the data the
+    pass reads. A process rather than a thread:
     this process then never opens a remote client itself, and the
     DataLoader's workers, forked from it later, can (an S3 client does not
     survive a fork). The helper ends with the pass.
@@ -385,9 +392,23 @@ class ReadAheadSampler:
 def _read_ahead(
     dataset: StockDataset, view: _View, order: list[int], handed: Any, ahead: int, threads: int
 ) -> None:
-    """The helper process: fetch ``order``'s samples, at most ``ahead`` past ``handed``."""
+    """The helper process: fetch ``order``'s samples, at most ``ahead`` past ``handed``.
+
+    A pack that the pass reads most of (see :func:`lazy_reads.plan_packs`) is
+    downloaded whole, with one request, when the pass reaches its first sample;
+    the samples of the other packs are fetched one by one, by byte range."""
     import time
 
+    hangar_dir = dataset.root / HANGAR_DIR
+    try:
+        packs = lazy_reads.plan_packs(
+            hangar_dir,
+            ((n, text) for n, i in enumerate(order) for text in dataset._lazy_texts(view, [view.hkeys[i]])),
+        )
+        held = lazy_reads.hold_first(hangar_dir, packs)
+    except Exception:  # noqa: BLE001 - no whole packs then: each sample is fetched as before
+        packs, held = [], {}
+    packs.reverse()  # the next one needed last: popped
     step = max(2 * threads, 2)
     start = 0
     while start < len(order):
@@ -398,6 +419,9 @@ def _read_ahead(
         if end <= start:
             time.sleep(0.005)
             continue
+        while packs and packs[-1].first < end and handed.value >= 0:
+            with contextlib.suppress(Exception):  # its samples are fetched one by one below, or when read
+                lazy_reads.fetch_pack(hangar_dir, packs.pop(), held)
         try:
             dataset._fetch(view, [view.hkeys[i] for i in order[start:end]], threads)
         except Exception:  # noqa: BLE001 - a read-ahead failure surfaces when the sample is read

@@ -326,7 +326,16 @@ def _log_downloads(monkeypatch: pytest.MonkeyPatch, log: Path, pause: float = 0.
             f.write(digest + "\n")
         return raw
 
+    real_pack = lazy._Reader.download_pack
+
+    def download_pack(self: lazy._Reader, pack: str) -> bytes:
+        raw = real_pack(self, pack)
+        with open(log, "a") as f:
+            f.write(f"pack:{pack}:{len(raw)}\n")
+        return raw
+
     monkeypatch.setattr(lazy._Reader, "download", download)
+    monkeypatch.setattr(lazy._Reader, "download_pack", download_pack)
     return state
 
 
@@ -363,9 +372,11 @@ def test_read_ahead_sampler_fetches_the_next_samples_in_order(
     from stockroom.loaders import StockDataset
 
     _, _, bob, _ = lazy_team
-    _log_downloads(monkeypatch, tmp_path / "downloads.log")
+    log = tmp_path / "downloads.log"
+    _log_downloads(monkeypatch, log)
     ds = StockDataset("img", path=bob)
-    order = [(7 * i) % N for i in range(N)]  # N is not a multiple of 7: a permutation
+    # Less than half the pack: sample by sample, by byte range (no whole pack).
+    order = [(7 * i) % N for i in range(16)]  # N is not a multiple of 7: distinct indices
     ahead = 10
     it = iter(ds.read_ahead(order, samples=ahead, threads=4))
     assert next(it) == order[0]
@@ -378,11 +389,130 @@ def test_read_ahead_sampler_fetches_the_next_samples_in_order(
     assert set(lazy.cached(bob / ".hangar")) == want
     rest = list(it)
     assert [order[0], *rest] == order
-    # The pass handed out every index: the thread fetches to the end, then stops.
-    everything = {_digest_of(ds, i) for i in range(N)}
+    # The pass handed out every index: the helper fetches to the end, then stops.
+    everything = {_digest_of(ds, i) for i in order}
     while set(lazy.cached(bob / ".hangar")) != everything and time.monotonic() < deadline:
         time.sleep(0.02)
     assert set(lazy.cached(bob / ".hangar")) == everything
+    _join_read_ahead()
+    assert sorted(log.read_text().split()) == sorted(everything)  # each by range, once
+    ds.close()
+
+
+def _join_read_ahead() -> None:
+    from stockroom import loaders
+
+    while loaders._READ_AHEAD:
+        loaders._READ_AHEAD.pop().join(30)
+
+
+def _packs_read(ds: object) -> set[str]:
+    """The packs holding the samples a dataset reads."""
+    view = ds._current_view()  # type: ignore[attr-defined]
+    texts = ds._lazy_texts(view, view.hkeys)  # type: ignore[attr-defined]
+    return {lazy.parse_placeholder(text)[2] for text in texts}  # type: ignore[index]
+
+
+def _pack_sizes(remote: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in (remote / "packs").iterdir() if not p.name.endswith(".idx")}
+
+
+def test_read_ahead_over_most_of_a_pack_downloads_it_whole_once(
+    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from stockroom.loaders import StockDataset
+
+    proj, remote, bob, _ = lazy_team
+    log = tmp_path / "downloads.log"
+    _log_downloads(monkeypatch, log)
+    ds = StockDataset(["img", "label"], path=bob)
+    order = [(7 * i) % N for i in range(N)]
+    assert list(ds.read_ahead(order, samples=4, threads=4)) == order
+    _join_read_ahead()
+    # One plain GET per pack the pass reads (images, labels), for the whole
+    # pack, and no sample by range.
+    packs = _pack_sizes(remote)
+    read = _packs_read(ds)
+    assert len(read) == 2
+    assert sorted(log.read_text().split()) == sorted(f"pack:{sha}:{packs[sha]}" for sha in read)
+    # Every sample kept is whole and verifies against its digest.
+    hangar = bob / ".hangar"
+    rd = lazy.reader(hangar)
+    view = ds._current_view()
+    texts = ds._lazy_texts(view, view.hkeys)
+    assert len(texts) == 2 * N
+    for text in texts:
+        parsed = lazy.parse_placeholder(text)
+        assert parsed is not None
+        schema, digest, pack = parsed
+        obj = rd.schema(schema)
+        entry = rd.entry(pack, digest)
+        raw = rd.object_path(digest).read_bytes()
+        assert len(raw) == entry[3]
+        assert obj.data_hash_digest(lazy._decode(obj, raw, entry[4])) == digest
+    # The epoch reads every sample once, equal to the original, with no more downloads.
+    before = lazy.stats.requests
+    got = [ds[i] for i in order]
+    assert lazy.stats.requests == before
+    assert len(log.read_text().split()) == len(read)
+    with stockroom.StockRoom(proj) as orig:
+        for i, (img, label) in zip(order, got, strict=True):
+            np.testing.assert_array_equal(img, orig.data["img"][i])
+            assert int(label) == i % 10
+    ds.close()
+
+
+def test_reader_of_a_sample_in_a_pack_being_downloaded_waits_for_it(
+    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    from stockroom.loaders import StockDataset
+
+    proj, _, bob, _ = lazy_team
+    log = tmp_path / "downloads.log"
+    _log_downloads(monkeypatch, log)
+    ds = StockDataset("img", path=bob)
+    view = ds._current_view()
+    texts = ds._lazy_texts(view, view.hkeys)
+    hangar = bob / ".hangar"
+    plans = lazy.plan_packs(hangar, enumerate(texts))
+    assert len(plans) == 1
+    held = lazy.hold_first(hangar, plans)  # what the read-ahead helper does first
+    assert len(held) == N
+    got: list[np.ndarray] = []
+    waited = lazy.stats.waited
+    reading = threading.Thread(target=lambda: got.append(lazy.read_placeholder(hangar, texts[3])))
+    reading.start()
+    time.sleep(0.3)
+    assert not got  # waits for the pack rather than reading the sample by range
+    assert lazy.fetch_pack(hangar, plans[0], held) == N
+    reading.join(10)
+    assert lazy.stats.waited == waited + 1
+    assert not held  # every lock released
+    assert [d.split(":")[0] for d in log.read_text().split()] == ["pack"]
+    with stockroom.StockRoom(proj) as orig:
+        np.testing.assert_array_equal(got[0], orig.data["img"][3])
+    ds.close()
+
+
+def test_read_ahead_under_a_small_cache_limit_reads_by_range(
+    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from stockroom.loaders import StockDataset
+
+    _, _, bob, _ = lazy_team
+    one = int(np.prod(SHAPE)) * 4
+    run_git("config", "stock.cacheLimit", str(one * (N - 5)), cwd=bob)
+    log = tmp_path / "downloads.log"
+    _log_downloads(monkeypatch, log)
+    ds = StockDataset("img", path=bob)
+    assert list(ds.read_ahead(range(N), samples=4, threads=4)) == list(range(N))
+    _join_read_ahead()
+    downloads = log.read_text().split()
+    assert downloads
+    assert not [d for d in downloads if d.startswith("pack:")]  # the pass does not fit: by range
     ds.close()
 
 
@@ -405,10 +535,11 @@ def test_dataloader_two_workers_read_ahead_every_sample_once_fetched_once(
         want = sorted(orig.data["img"][i].tobytes() for i in range(N))
     assert sorted(got) == want  # every sample, each exactly once
     downloads = log.read_text().split()
-    # Workers and the read-ahead thread shared the work: no sample was downloaded twice.
-    distinct = N + 10  # the images, and the labels' ten values (same value, same sample)
-    assert len(downloads) == len(set(downloads)) == distinct
+    # Workers and the read-ahead helper shared the work: no sample was downloaded
+    # twice, and the pack (the pass reads all of it) was downloaded whole once.
+    assert len(downloads) == len(set(downloads))
+    assert len([d for d in downloads if d.startswith("pack:")]) <= len(_packs_read(ds)) == 2
     # A second epoch reads the local copies: nothing more is downloaded.
     assert sorted(img.numpy().tobytes() for imgs, _ in loader for img in imgs) == want
-    assert len(log.read_text().split()) == distinct
+    assert log.read_text().split() == downloads
     ds.close()

@@ -56,6 +56,7 @@ class Stats:
     requests: int = 0
     nbytes: int = 0
     waited: int = 0  # reads that found another process downloading the sample
+    packs: int = 0  # whole packs downloaded (read-ahead over most of a pack)
 
 
 stats = Stats()
@@ -136,6 +137,15 @@ class _Reader:
 
     # -- metadata
     def entry(self, pack: str, digest: str) -> list[Any]:
+        found = self.entries(pack).get(digest)
+        if found is None:
+            raise StockroomError(
+                f"sample {digest} is not in its pack's index in {self.base}; run `stock pull --lazy` again"
+            )
+        return found
+
+    def entries(self, pack: str) -> dict[str, list[Any]]:
+        """Digest -> index entry ``[digest, _, offset, length, shape]`` of every sample in ``pack``."""
         entries = self._entries.get(pack)
         if entries is None:
             try:
@@ -147,12 +157,7 @@ class _Reader:
                     f"run `stock pull --lazy` (or `stock pull`) again"
                 ) from None
             self._entries[pack] = entries
-        found = entries.get(digest)
-        if found is None:
-            raise StockroomError(
-                f"sample {digest} is not in its pack's index in {self.base}; run `stock pull --lazy` again"
-            )
-        return found
+        return entries
 
     def schema(self, digest: str) -> Any:
         obj = self._schemas.get(digest)
@@ -211,9 +216,7 @@ class _Reader:
     def fetch(self, obj: Any, digest: str, pack: str, entry: list[Any], keep: bool = True) -> bytes:
         """Download one sample (once, whatever the number of readers), verify, keep."""
         path = self.object_path(digest)
-        locks = self.base / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / digest, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self.lock_file(digest)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -231,19 +234,43 @@ class _Reader:
         finally:
             os.close(fd)
 
+    def lock_file(self, digest: str) -> int:
+        """An open descriptor of sample ``digest``'s lock file (flock it; closing it unlocks)."""
+        locks = self.base / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return os.open(locks / digest, os.O_RDWR | os.O_CREAT, 0o644)
+
     def download(self, obj: Any, digest: str, pack: str, entry: list[Any]) -> bytes:
         store, label = self.store()
-        _, _, offset, length, shape = entry
+        _, _, offset, length, _ = entry
         name = f"packs/{pack}"
         try:
             raw = store.get_range(name, offset, offset + length)
         except RemoteError as exc:
-            # The remote's error names it and says what to check already.
-            raise RemoteError(
-                f"{exc} (while reading sample data on demand; `stock pull` keeps all of it here)"
-            ) from None
+            raise _unreachable(exc) from None
         stats.requests += 1
         stats.nbytes += len(raw)
+        self.check(obj, digest, pack, entry, raw)
+        return raw
+
+    def download_pack(self, pack: str) -> bytes:
+        """All of pack ``pack``, with one request (read-ahead over most of it)."""
+        store, label = self.store()
+        try:
+            raw = store.get(f"packs/{pack}")
+        except RemoteError as exc:
+            raise _unreachable(exc) from None
+        stats.requests += 1
+        stats.nbytes += len(raw)
+        stats.packs += 1
+        return raw
+
+    def check(self, obj: Any, digest: str, pack: str, entry: list[Any], raw: bytes) -> None:
+        """Sample ``digest`` as read from ``pack`` is whole and is what its digest says
+        (RemoteError otherwise, and the caller keeps nothing)."""
+        _, label = self.store()
+        _, _, _, length, shape = entry
+        name = f"packs/{pack}"
         if len(raw) != length:
             raise RemoteError(
                 f"object {name} on stock remote {label} is truncated; nothing was kept. "
@@ -255,7 +282,70 @@ class _Reader:
                 f"sample {digest} in {name} on stock remote {label} is corrupt; nothing was kept. "
                 f"Push the stock again from a clone that has it (`stock push`)"
             )
-        return raw
+
+    def try_lock(self, digest: str) -> int | None:
+        """Sample ``digest``'s lock, taken without waiting (its descriptor: close it
+        to unlock); None when another reader holds it."""
+        fd = self.lock_file(digest)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def keep_pack(self, pack: str, samples: list[tuple[str, str]], held: dict[str, int] | None = None) -> int:
+        """Download ``pack`` whole and keep its samples ``samples`` ((schema, digest),
+        in the order they will be read): each checked as :meth:`download` checks it,
+        and written under its lock as :meth:`fetch` writes it. The locks of the first
+        ones (and those in ``held``, digest -> descriptor, taken earlier by the
+        caller) are held during the download, so a reader of one of them waits for
+        it rather than downloading it again; they are released here. A sample that
+        another reader is downloading, or that does not verify, is left to the
+        per-sample path (whose error the reader gets). The number of samples kept."""
+        held = {} if held is None else held
+        busy: set[str] = set()
+        try:
+            for _, digest in samples[: _lock_budget()[0]]:
+                if digest not in held:
+                    fd = self.try_lock(digest)
+                    if fd is None:
+                        busy.add(digest)
+                    else:
+                        held[digest] = fd
+            todo = [(s, d) for s, d in samples if d not in busy and not self.object_path(d).exists()]
+            if not todo:
+                return 0
+            data = memoryview(self.download_pack(pack))
+            kept = 0
+            for schema, digest in todo:
+                fd = held.pop(digest, -1)
+                if fd < 0:
+                    fd = self.lock_file(digest)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    path = self.object_path(digest)
+                    if path.exists():
+                        continue
+                    try:
+                        obj = self.schema(schema)
+                        entry = self.entry(pack, digest)
+                        offset, length = int(entry[2]), int(entry[3])
+                        raw = bytes(data[offset : offset + length])
+                        self.check(obj, digest, pack, entry, raw)
+                    except StockroomError:  # RemoteError too: the reader fetches it, and gets the error
+                        continue
+                    _atomic_write(path, raw)
+                    self.account(len(raw))
+                    kept += 1
+                finally:
+                    os.close(fd)
+            return kept
+        finally:
+            for _, digest in samples:
+                fd = held.pop(digest, -1)
+                if fd >= 0:
+                    os.close(fd)
 
     def account(self, nbytes: int) -> None:
         limit = self.limit()
@@ -268,6 +358,23 @@ class _Reader:
             if self._cached_bytes <= limit:
                 return
             self._cached_bytes = shrink(self.base, int(limit * 0.9))
+
+
+def _lock_budget() -> tuple[int, int]:
+    """Sample locks (one open file each) a read-ahead pass holds while downloading
+    whole packs: (per pack, taken before its download; for the pass's first
+    samples, taken before the first download), within the open-file limit."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        soft = 1 << 16
+    return min(256, soft // 8), min(1024, soft // 4)
+
+
+def _unreachable(exc: Exception) -> RemoteError:
+    # The remote's error names it and says what to check already.
+    return RemoteError(f"{exc} (while reading sample data on demand; `stock pull` keeps all of it here)")
 
 
 def _decode(obj: Any, raw: bytes, shape: Any) -> Any:
@@ -324,6 +431,82 @@ def prefetch(hangar_dir: Path, texts: Iterable[str], threads: int = 8) -> None:
 
     with ThreadPoolExecutor(min(threads, len(todo))) as pool:
         list(pool.map(one, todo))
+
+
+@dataclass
+class PackPlan:
+    """A pack a read-ahead pass downloads whole, when it first needs one of its samples."""
+
+    first: int  # position in the pass of the first sample it needs from the pack
+    pack: str
+    samples: list[tuple[str, str]]  # (schema, digest) the pass needs, not kept yet, in its order
+    at: list[int]  # the position in the pass of each of samples
+
+
+def plan_packs(hangar_dir: Path, texts: Iterable[tuple[int, str]]) -> list[PackPlan]:
+    """The packs worth downloading whole for a pass that reads ``texts``
+    ((position in the pass, lazy record text)): those whose samples that the
+    pass reads and that are not kept here add up to at least half the pack's
+    bytes, in the order the pass first needs each. None when ``stock.cacheLimit``
+    is smaller than the data the pass reads (the pass fetches sample by sample,
+    as it reads them, then)."""
+    rd = reader(hangar_dir)
+    wanted: dict[str, PackPlan] = {}
+    seen: set[str] = set()
+    total = 0
+    for pos, text in texts:
+        parsed = parse_placeholder(text)
+        if parsed is None or parsed[1] in seen:
+            continue
+        schema, digest, pack = parsed
+        seen.add(digest)
+        try:
+            total += int(rd.entry(pack, digest)[3])
+        except StockroomError:
+            continue  # the reader gets the error
+        if rd.object_path(digest).exists():
+            continue
+        plan = wanted.get(pack)
+        if plan is None:
+            plan = wanted[pack] = PackPlan(pos, pack, [], [])
+        plan.samples.append((schema, digest))
+        plan.at.append(pos)
+    limit = rd.limit()
+    if limit is not None and limit < total:
+        return []
+    out = []
+    for plan in wanted.values():
+        entries = rd.entries(plan.pack)
+        size = sum(int(e[3]) for e in entries.values())
+        need = sum(int(entries[digest][3]) for _, digest in plan.samples)
+        if size > 0 and 2 * need >= size:
+            out.append(plan)
+    return sorted(out, key=lambda plan: plan.first)
+
+
+def hold_first(hangar_dir: Path, plans: list[PackPlan]) -> dict[str, int]:
+    """Take the locks of the samples the pass reads first from the packs of
+    ``plans`` (those another reader holds are left out), before the first
+    download: a reader of one waits for its pack rather than fetching it by
+    range. Digest -> descriptor, for :func:`fetch_pack`."""
+    rd = reader(hangar_dir)
+    first = sorted(
+        (pos, digest) for plan in plans for pos, (_, digest) in zip(plan.at, plan.samples, strict=True)
+    )
+    held: dict[str, int] = {}
+    for _, digest in first[: _lock_budget()[1]]:
+        if digest not in held:
+            fd = rd.try_lock(digest)
+            if fd is not None:
+                held[digest] = fd
+    return held
+
+
+def fetch_pack(hangar_dir: Path, plan: PackPlan, held: dict[str, int] | None = None) -> int:
+    """Download ``plan``'s pack whole and keep the samples it needs (see
+    :meth:`_Reader.keep_pack`; ``held``: locks from :func:`hold_first`); the
+    number kept."""
+    return reader(hangar_dir).keep_pack(plan.pack, plan.samples, held)
 
 
 def read_kept(hangar_dir: Path, text: str) -> Any | None:
