@@ -135,6 +135,7 @@ class StockDataset(_Base):
         self.columns = names
         self._hnames = [column_name(name) for name in names]  # ValueError for bad names
         self.root = _stock_root(path)
+        self._hangar_dir = self.root / HANGAR_DIR  # built once: read per sample on lazy clones
         if keys is None:
             self._wanted: tuple[tuple[SampleKey, str | int], ...] | None = None
         else:
@@ -238,7 +239,7 @@ class StockDataset(_Base):
         yet, ``threads`` at once (errors surface when the sample is read)."""
         texts = self._lazy_texts(view, hkeys)
         if texts:
-            lazy_reads.prefetch(self.root / HANGAR_DIR, texts, threads)
+            lazy_reads.prefetch(self._hangar_dir, texts, threads)
 
     def _lazy_texts(self, view: _View, hkeys: Iterable[str | int]) -> list[str]:
         """The lazy records (text) of the samples of ``hkeys`` that are on the remote."""
@@ -276,7 +277,7 @@ class StockDataset(_Base):
     def _lazy_item(self, view: _View, hkey: str | int) -> Any:
         """An item of a view with samples on the remote: kept ones are read
         directly, the others through Hangar (which fetches them)."""
-        hangar_dir = self.root / HANGAR_DIR
+        hangar_dir = self._hangar_dir
         values = []
         try:
             for pos, col in enumerate(view.columns):

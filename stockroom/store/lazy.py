@@ -134,6 +134,10 @@ class _Reader:
         self._lock = threading.Lock()
         self._limit: int | None = None
         self._cached_bytes: int | None = None
+        # Lazy record text -> (dtype, shape, kept object's path) of an array
+        # sample, or None for other kinds: read_kept's per-read lookups, once.
+        self._kept_plans: dict[str, tuple[np.dtype[Any], tuple[int, ...], str] | None] = {}
+        self._objects_prefix = str(self.base / "objects") + os.sep
 
     # -- metadata
     def entry(self, pack: str, digest: str) -> list[Any]:
@@ -419,7 +423,7 @@ def prefetch(hangar_dir: Path, texts: Iterable[str], threads: int = 8) -> None:
     todo = []
     for text in texts:
         parsed = parse_placeholder(text)
-        if parsed is not None and not rd.object_path(parsed[1]).exists():
+        if parsed is not None and not os.path.exists(rd._objects_prefix + parsed[1]):
             todo.append(parsed)
     if len(todo) < 2:
         return
@@ -512,20 +516,29 @@ def fetch_pack(hangar_dir: Path, plan: PackPlan, held: dict[str, int] | None = N
 def read_kept(hangar_dir: Path, text: str) -> Any | None:
     """The array of the lazy sample ``text`` when it is kept here, read
     straight into the array (no intermediate copy); None when it is not kept
-    or not an array (read it through Hangar then, which fetches it)."""
-    parsed = parse_placeholder(text)
-    if parsed is None:
-        return None
-    schema, digest, pack = parsed
+    or not an array (read it through Hangar then, which fetches it).
+
+    An epoch over kept samples calls this per sample and column: the record
+    is parsed and its schema and index entry looked up once per process."""
     rd = reader(hangar_dir)
-    obj = rd.schema(schema)
-    if obj.column_type != "ndarray":
+    plans = rd._kept_plans
+    if text in plans:
+        plan = plans[text]
+    else:
+        parsed = parse_placeholder(text)
+        plan = None
+        if parsed is not None:
+            schema, digest, pack = parsed
+            obj = rd.schema(schema)
+            if obj.column_type == "ndarray":
+                plan = (np.dtype(obj.dtype), tuple(rd.entry(pack, digest)[4]), rd._objects_prefix + digest)
+        plans[text] = plan
+    if plan is None:
         return None
-    entry = rd.entry(pack, digest)
-    out = np.empty(tuple(entry[4]), dtype=np.dtype(obj.dtype))
-    path = rd.object_path(digest)
+    dtype, shape, path = plan
+    out = np.empty(shape, dtype=dtype)
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:
             if f.readinto(out.data.cast("B")) != out.nbytes:
                 return None
     except FileNotFoundError:
