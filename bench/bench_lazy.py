@@ -39,11 +39,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# Run as `python bench/bench_lazy.py`: this directory is on sys.path.
+from bench_remote import git, timed  # the same helpers as the remote bench
 
 import stockroom
 from stockroom.remote import config, sync
@@ -61,16 +63,6 @@ print(server.get_host_and_port()[1], flush=True)
 sys.stdin.read()
 server.stop()
 """
-
-
-def git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 def make_repo(path: Path, n: int, url: str, endpoint: str) -> str:

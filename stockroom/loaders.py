@@ -271,7 +271,7 @@ class StockDataset(_Base):
             else:
                 item = tuple([col[hkey] for col in view.columns])
         except OSError as exc:
-            raise damaged(self.root / HANGAR_DIR, f"reading failed: {exc}") from exc
+            raise damaged(self._hangar_dir, f"reading failed: {exc}") from exc
         return item if self.transform is None else self.transform(item)
 
     def _lazy_item(self, view: _View, hkey: str | int) -> Any:
@@ -400,7 +400,7 @@ def _read_ahead(
     the samples of the other packs are fetched one by one, by byte range."""
     import time
 
-    hangar_dir = dataset.root / HANGAR_DIR
+    hangar_dir = dataset._hangar_dir
     try:
         packs = lazy_reads.plan_packs(
             hangar_dir,

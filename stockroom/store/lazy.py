@@ -197,7 +197,7 @@ class _Reader:
 
     # -- objects
     def object_path(self, digest: str) -> Path:
-        return self.base / "objects" / digest
+        return Path(self._objects_prefix + digest)
 
     def read(self, schema: str, digest: str, pack: str) -> Any:
         entry = self.entry(pack, digest)
@@ -245,7 +245,7 @@ class _Reader:
         return os.open(locks / digest, os.O_RDWR | os.O_CREAT, 0o644)
 
     def download(self, obj: Any, digest: str, pack: str, entry: list[Any]) -> bytes:
-        store, label = self.store()
+        store, _ = self.store()
         _, _, offset, length, _ = entry
         name = f"packs/{pack}"
         try:
@@ -259,7 +259,7 @@ class _Reader:
 
     def download_pack(self, pack: str) -> bytes:
         """All of pack ``pack``, with one request (read-ahead over most of it)."""
-        store, label = self.store()
+        store, _ = self.store()
         try:
             raw = store.get(f"packs/{pack}")
         except RemoteError as exc:

@@ -29,6 +29,16 @@ class Reading(Staging):
             self._reader_digest = digest
         return self._reader
 
+    def commit(self, message: str, update_head: bool = True) -> str:
+        digest = super().commit(message, update_head)
+        if update_head and self._reader is not None:
+            # This object reads: open the reader on the new commit now, while
+            # the commit's data files are in the page cache, so the first read
+            # after a commit costs what later ones do.
+            with contextlib.suppress(Exception):
+                self._read_checkout()
+        return digest
+
     def reader(self) -> Checkout | None:
         """The reader checkout at the commit ``head.stock`` names now, kept open.
 

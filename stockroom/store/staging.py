@@ -399,12 +399,6 @@ class Staging(Recovery):
                 # not name; the next write reopens it on what head.stock names.
                 self._close_writer()
         self.clear_dirty()
-        if update_head and self._reader is not None:
-            # This object reads: open the reader on the new commit now, while
-            # the commit's data files are in the page cache, so the first read
-            # after a commit costs what later ones do.
-            with contextlib.suppress(Exception):
-                self._read_checkout()  # type: ignore[attr-defined]  # Reading's, the class Store mixes in
         return digest
 
     def _cache_tags(self, writer: Checkout, digest: str) -> None:
