@@ -386,17 +386,20 @@ def test_read_bytes_into_reads_lmdb_in_place_and_checks_hangars_checksum(stock: 
 
 # ------------------------------------------------------- staged LMDB data files
 def test_staged_writes_append_to_one_lmdb_data_file(stock: stockroom.StockRoom, stock_repo: Path) -> None:
-    """Tags written one by one outside optimize() share one staged data file;
-    a committed file is never written again."""
+    """Tags that reach Hangar's staging area one by one (each logged write
+    folded at once, as `stock status` between writes does) share one staged
+    data file; a committed file is never written again."""
     data_dir = stock_repo / ".hangar" / "data" / "30"
     for i in range(30):
         stock.tag[f"t{i}"] = f"value {i}"
+        assert stock._store.staged_status() == "DIRTY"  # folds the staged tag log into Hangar
         assert stock.tag[f"t{i}"] == f"value {i}"  # a read between writes, as a notebook does
     assert len(list(data_dir.iterdir())) == 1
     stock.commit("thirty tags")
     committed = {p.name: (p / "data.mdb").stat().st_mtime_ns for p in data_dir.iterdir()}
     for i in range(30, 40):
         stock.tag[f"t{i}"] = f"value {i}"
+        stock._store.staged_status()
     after = {p.name: (p / "data.mdb").stat().st_mtime_ns for p in data_dir.iterdir()}
     assert len(after) == 2 and all(after[name] == mtime for name, mtime in committed.items())
     assert stock.reset()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,15 +97,41 @@ def test_s3_wrong_credentials_one_line_no_secret(
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in text
 
 
+@contextlib.contextmanager
+def hold_port(port: int) -> Iterator[None]:
+    """Keep a stopped server's port bound, not listening: connecting to it is
+    refused, as to a server that is down, and no other process on a shared
+    machine can start answering on it meanwhile (one did once: a pull here
+    got another server's 403 instead of a refused connection)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            sock.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                sock.close()
+                raise
+            time.sleep(0.1)  # the stopped server's socket is still closing
+    try:
+        yield
+    finally:
+        sock.close()
+
+
 def test_s3_server_stopped_mid_pull(
     s3_team: tuple[Path, Path, str, str], s3: tuple[str, object], tmp_path: Path
 ) -> None:
-    proj, bare, digest, _ = s3_team
+    proj, bare, digest, endpoint = s3_team
     assert stock_cli("push", cwd=proj).returncode == 0
     run_git("push", "-q", "origin", "HEAD:main", cwd=proj)
     bob = clone(bare, tmp_path / "bob")
+    port = int(endpoint.rsplit(":", 1)[1])
     s3[1].stop()  # type: ignore[attr-defined]
-    out = stock_cli("pull", cwd=bob)
+    with hold_port(port):
+        out = stock_cli("pull", cwd=bob)
     assert out.returncode == 1
     assert "unreachable" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     from stockroom.store import transfer

@@ -8,7 +8,8 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
-from stockroom import quickread
+from stockroom import quickread, taglog
+from stockroom.headfile import HANGAR_DIR
 from stockroom.keys import decode_text, encode_text
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ class TagStore(MutableMapping[str, TagValue]):
         # The tags of the last commit read (encoded key: encoded value): a
         # commit's digest names its content, so this never goes stale.
         self._seen: tuple[str, dict[str, str]] = ("", {})
+        self._hangar_dir = str(self._lazy.root / HANGAR_DIR)
 
     @property
     def _store(self) -> Store:
@@ -168,6 +170,12 @@ class TagStore(MutableMapping[str, TagValue]):
             return decode_value(raw)
         store = self._store
         if store.staged_in(COLUMN):  # read your own staged tags
+            logged = self._logged()
+            if hkey in logged:
+                raw = logged[hkey]
+                if raw is None:
+                    raise KeyError(key)
+                return decode_value(raw)
             held = store.held_column(COLUMN, write=False)
             if held is not None:  # inside optimize(), after a tag write
                 if hkey not in held:
@@ -183,6 +191,11 @@ class TagStore(MutableMapping[str, TagValue]):
             if co is None or COLUMN not in co.columns or hkey not in co.columns[COLUMN]:
                 raise KeyError(key)
             return decode_value(co.columns[COLUMN][hkey])
+
+    def _logged(self) -> dict[str, str | None]:
+        """This stock state's tag writes still in the staged tag log (see
+        :mod:`stockroom.taglog`): newer than what Hangar's staging area holds."""
+        return taglog.overlay(self._hangar_dir, self._lazy.head())
 
     def __setitem__(self, key: str, value: TagValue) -> None:
         hkey = encode_text(key, "tag key")
@@ -213,6 +226,8 @@ class TagStore(MutableMapping[str, TagValue]):
 
     def _write(self, encoded: list[tuple[str, str]]) -> None:
         store = self._store
+        if store.log_tags(list(encoded)):  # outside optimize(): the cheap way
+            return
         with store.staged_column(COLUMN, write=True) as col:
             if col is not None:  # outside optimize(): the tag column alone
                 for hkey, raw in encoded:
@@ -252,6 +267,16 @@ class TagStore(MutableMapping[str, TagValue]):
         tags = self._committed()
         if tags is not None:
             return list(tags)
+        keys = self._unlogged_hkeys()
+        logged = self._logged() if self._store.staged_in(COLUMN) else {}
+        if not logged:
+            return keys
+        known = set(keys)
+        kept = [k for k in keys if logged.get(k, k) is not None]
+        return kept + [k for k, raw in logged.items() if raw is not None and k not in known]
+
+    def _unlogged_hkeys(self) -> list[str]:
+        """The tag keys that Hangar has (staging area or commit), without the log."""
         if self._store.staged_in(COLUMN):
             with self._store.staged_column(COLUMN, write=False) as col:
                 if col is not None:
@@ -277,6 +302,9 @@ class TagStore(MutableMapping[str, TagValue]):
         if tags is not None:
             return hkey in tags
         if self._store.staged_in(COLUMN):
+            logged = self._logged()
+            if hkey in logged:
+                return logged[hkey] is not None
             with self._store.staged_column(COLUMN, write=False) as col:
                 if col is not None:
                     return hkey in col

@@ -6,7 +6,7 @@ import warnings
 
 from hangar.records import commiting, heads
 
-from stockroom import journal
+from stockroom import journal, taglog
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, write_head
 from stockroom.lock import WriterLock
@@ -122,6 +122,8 @@ class Recovery(StoreBase):
 
     def _clear_marker_if_clean(self) -> None:
         # Lock held. The interrupted commit consumed the staged writes.
+        if taglog.exists(self.root / HANGAR_DIR):
+            return  # tags staged since: the next writer folds them in
         env = self.repo._env.branchenv
         writer = self._checkout_writer(heads.get_staging_branch_head(env))
         try:

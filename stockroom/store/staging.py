@@ -13,7 +13,7 @@ from hangar.columns.constructors import column_type_object_from_schema, generate
 from hangar.records import heads, schema_hash_db_key_from_digest, schema_spec_from_db_val
 from hangar.records.queries import RecordQuery
 
-from stockroom import journal, quickread
+from stockroom import journal, quickread, taglog
 from stockroom.errors import StockroomError
 from stockroom.git import head_is_detached
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, write_head
@@ -48,6 +48,7 @@ class Staging(Recovery):
     def _open_writer(self) -> Checkout:
         """Open the writer on the commit ``head.stock`` names (lock held)."""
         self._check_journal()
+        self._fold_tags()
         want = self.head()
         env = self.repo._env.branchenv
         staging_branch = heads.get_staging_branch_head(env)
@@ -169,6 +170,7 @@ class Staging(Recovery):
             return
         self.lock.acquire()
         try:
+            self._fold_tags()
             env = self.repo._env.branchenv
             writer = self._checkout_writer(heads.get_staging_branch_head(env))
         except BaseException:
@@ -257,6 +259,8 @@ class Staging(Recovery):
             self._check_can_write()
         self.lock.acquire()
         try:
+            if write:
+                self._fold_tags()  # the column's writes go after the logged tags
             column = self._open_staged_column(name)
         except BaseException:
             self.lock.release()
@@ -301,6 +305,71 @@ class Staging(Recovery):
             schema=schema,
             mode="a",
         )
+
+    def log_tags(self, ops: taglog.Ops) -> bool:
+        """Outside ``optimize()``: stage tag writes (encoded key, encoded value
+        or None to delete) in the staged tag log (:mod:`stockroom.taglog`),
+        under the writer lock and with the checks :meth:`writing` makes.
+
+        False, having written nothing, when the log cannot take them (inside
+        ``optimize()``, an expert's writer open, the staging area based on
+        another commit than ``head.stock`` names, a branch switch to recover):
+        the caller then writes through Hangar, which raises or recovers.
+        """
+        if self._writer is not None or self.optimizing or self._lent_writer is not None:
+            return False
+        self._check_can_write()
+        hangar_dir = self.root / HANGAR_DIR
+        self.lock.acquire()
+        try:
+            self._check_journal()
+            base = self.head()
+            if (hangar_dir / SWITCH_MARKER).exists() or self._staging_base() != base:
+                return False
+            self._touch_marker()
+            size = taglog.append(hangar_dir, base, ops)
+            if size > taglog.FOLD_AT:
+                self._fold_tags()
+        finally:
+            self.lock.release()
+        self.mark_dirty(TAG_COLUMN)
+        return True
+
+    def _fold_tags(self) -> None:
+        """Lock held: write the staged tag log into Hangar's tag column, then
+        drop it (see :mod:`stockroom.taglog`). Nothing when there is no log.
+
+        Called before anything opens Hangar's staging area, so Hangar's view
+        of what is staged is always whole. A fold cut short leaves the log:
+        folding it again gives the same staged tags (each key's last write
+        wins, whatever was there).
+        """
+        hangar_dir = self.root / HANGAR_DIR
+        records = taglog.records(hangar_dir)
+        if not records:
+            taglog.clear(hangar_dir)  # absent, or nothing intact in it
+            return
+        column = self._open_staged_column(TAG_COLUMN)
+        writer = None
+        try:
+            if column is None:  # no tag column yet, or staging based elsewhere
+                writer = self._checkout_writer(heads.get_staging_branch_head(self.repo._env.branchenv))
+                if TAG_COLUMN not in writer.columns:
+                    writer.add_str_column(TAG_COLUMN)
+                column = writer.columns[TAG_COLUMN]
+            with column:
+                for _, ops in records:
+                    for key, value in ops:
+                        if value is not None:
+                            column[key] = value
+                        elif key in column:
+                            del column[key]
+        finally:
+            if writer is not None:
+                writer.close()
+            elif column is not None:
+                column._destruct()
+        taglog.clear(hangar_dir)
 
     @staticmethod
     def put_sample(column: Any, key: str | int, value: Any) -> None:
