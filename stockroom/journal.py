@@ -67,9 +67,9 @@ def read(hangar_dir: Path) -> Journal | None:
         return Journal(base="", branch="", pid=0, since="?")
 
 
-def exists(hangar_dir: Path) -> bool:
+def exists(hangar_dir: Path | str) -> bool:
     """Whether a journal is there (one ``stat``: for fast paths)."""
-    return (hangar_dir / JOURNAL_FILE).exists()
+    return os.path.exists(os.path.join(hangar_dir, JOURNAL_FILE))
 
 
 def clear(hangar_dir: Path) -> None:

@@ -92,14 +92,8 @@ class WriterLock:
                         f"with StockRoom(lock_timeout=...) or {TIMEOUT_ENV}"
                     ) from None
                 time.sleep(_POLL)
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "cmd": _command_line(),
-            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.pwrite(fd, _holder_record(), 0)
         self._fd = fd
 
     def release(self) -> None:
@@ -110,6 +104,23 @@ class WriterLock:
             os.ftruncate(fd, 0)
         finally:
             os.close(fd)  # closing drops the flock
+
+
+_WHO: tuple[int, str] = (0, "")
+
+
+def _holder_record() -> bytes:
+    """What a new holder writes into the lock file: who it is, since when.
+
+    Who (pid, host, command line) is built once per process (a staged tag
+    write takes the lock each time); a forked child builds its own."""
+    global _WHO
+    pid = os.getpid()
+    if _WHO[0] != pid:
+        who = json.dumps({"pid": pid, "host": socket.gethostname(), "cmd": _command_line()})
+        _WHO = (pid, who[:-1])  # without the closing brace: "since" follows
+    since = json.dumps(time.strftime("%Y-%m-%d %H:%M:%S"))
+    return f'{_WHO[1]}, "since": {since}}}'.encode()
 
 
 def _command_line() -> str:

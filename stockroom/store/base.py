@@ -57,6 +57,12 @@ class StoreBase:
         self._git_head_detached = False
         self._git_head_path: str | None = None
         self.optimizing = False
+        # As strings, built once: a staged tag write checks these each time,
+        # and joining Paths costs more than the stat.
+        self._hangar_dir_str = str(root / HANGAR_DIR)
+        self._marker_path = os.path.join(self._hangar_dir_str, STAGED_MARKER)
+        self._spare_path = os.path.join(self._hangar_dir_str, SPARE_MARKER)
+        self._switch_path = os.path.join(self._hangar_dir_str, SWITCH_MARKER)
         # This object staged writes since its last commit (read-your-writes):
         # to the Hangar columns in dirty_columns, or to any (dirty_all: an
         # expert's writer). Reads of other columns stay on the reader.
@@ -163,16 +169,16 @@ class StoreBase:
     def _touch_marker(self) -> None:
         # Before any staged write reaches Hangar, so that a crash cannot leave
         # staged writes without it. It may outlive them (a failed write).
-        marker = self.root / HANGAR_DIR / STAGED_MARKER
-        if not marker.exists():
+        marker = self._marker_path
+        if not os.path.exists(marker):
             # Creating a file costs a journalled inode allocation (0.37 ms
             # here, a third of a staged tag write); renaming the one that the
             # last commit put aside costs 7 us. Either way the marker exists
             # under its name before the write, atomically.
             try:
-                os.rename(marker.with_name(SPARE_MARKER), marker)
+                os.rename(self._spare_path, marker)
             except FileNotFoundError:
-                marker.touch()
+                Path(marker).touch()
 
     def _clear_marker(self) -> None:
         # Put aside, not deleted, for the next first write (see _touch_marker).

@@ -36,9 +36,9 @@ class Recovery(StoreBase):
 
     def _check_journal(self) -> None:
         """Lock held: refuse to write past an interrupted commit; drop a stale journal."""
-        hangar_dir = self.root / HANGAR_DIR
-        if not journal.exists(hangar_dir):
+        if not journal.exists(self._hangar_dir_str):
             return
+        hangar_dir = self.root / HANGAR_DIR
         found = self._journal_target()
         if found is None:
             journal.clear(hangar_dir)

@@ -319,15 +319,14 @@ class Staging(Recovery):
         if self._writer is not None or self.optimizing or self._lent_writer is not None:
             return False
         self._check_can_write()
-        hangar_dir = self.root / HANGAR_DIR
         self.lock.acquire()
         try:
             self._check_journal()
             base = self.head()
-            if (hangar_dir / SWITCH_MARKER).exists() or self._staging_base() != base:
+            if os.path.exists(self._switch_path) or self._staging_base() != base:
                 return False
             self._touch_marker()
-            size = taglog.append(hangar_dir, base, ops)
+            size = taglog.append(self._hangar_dir_str, base, ops)
             if size > taglog.FOLD_AT:
                 self._fold_tags()
         finally:
@@ -337,7 +336,7 @@ class Staging(Recovery):
 
     def _fold_tags(self) -> None:
         """Lock held: write the staged tag log into Hangar's tag column, then
-        drop it (see :mod:`stockroom.taglog`). Nothing when there is no log.
+        empty it (see :mod:`stockroom.taglog`). Nothing when there is no log.
 
         Called before anything opens Hangar's staging area, so Hangar's view
         of what is staged is always whole. A fold cut short leaves the log:
@@ -347,7 +346,7 @@ class Staging(Recovery):
         hangar_dir = self.root / HANGAR_DIR
         records = taglog.records(hangar_dir)
         if not records:
-            taglog.clear(hangar_dir)  # absent, or nothing intact in it
+            taglog.clear(hangar_dir)  # nothing intact in it (or absent, or empty: nothing to do)
             return
         column = self._open_staged_column(TAG_COLUMN)
         writer = None
