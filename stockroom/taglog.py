@@ -38,10 +38,12 @@ import os
 import zlib
 from pathlib import Path
 
+from stockroom.quickread import racy
+
 LOG_FILE = "stockroom-staged-tags"
 # Past this size an append folds the log into Hangar at once, so reading it
 # (which parses it whole when it changed) stays cheap.
-FOLD_AT = 256 * 1024
+FOLD_AT = 16 * 1024
 
 Ops = list[tuple[str, str | None]]
 _Key = tuple[int, int, int, int]
@@ -78,10 +80,13 @@ def _decode(data: bytes) -> list[tuple[str, Ops]]:
     return records
 
 
-def records(hangar_dir: Path | str) -> list[tuple[str, Ops]]:
+def records(hangar_dir: Path | str, fresh: bool = False) -> list[tuple[str, Ops]]:
     """The log's intact records, oldest first (empty when there is no log).
 
-    Parsed again only when the file changed (its inode, size or times)."""
+    Parsed again only when the file changed (its inode, size or times), or
+    may have changed without its stat showing it: emptied and refilled to
+    the same size within one timestamp tick (:func:`quickread.racy`), or
+    when ``fresh`` (a fold, which must see every record)."""
     path = log_path(hangar_dir)
     try:
         st = os.stat(path)
@@ -90,7 +95,7 @@ def records(hangar_dir: Path | str) -> list[tuple[str, Ops]]:
         return []
     key = _stat_key(st)
     cached = _CACHE.get(path)
-    if cached is not None and cached[0] == key:
+    if not fresh and cached is not None and cached[0] == key and not racy(st):
         return cached[1]
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
@@ -119,15 +124,23 @@ def append(hangar_dir: Path | str, base: str, ops: Ops) -> int:
     data = _encode(base, ops)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        before = _stat_key(os.fstat(fd))
+        before_st = os.fstat(fd)
+        before = _stat_key(before_st)
         cached = _CACHE.get(path)
-        os.write(fd, data)
+        written = os.write(fd, data)
+        if written != len(data):  # a full disk: take the torn record back, and say so
+            os.ftruncate(fd, before_st.st_size)
+            raise OSError(
+                f"could not append a staged tag to {path} (disk full?): the write was not staged; "
+                f"free some space and write it again"
+            )
         after = os.fstat(fd)
     finally:
         os.close(fd)
     # A new log, or one nobody changed since it was parsed here: extend the
     # parse instead of reading the file again at the next read.
-    prior = [] if before[1] == 0 else cached[1] if cached is not None and cached[0] == before else None
+    same = cached is not None and cached[0] == before and not racy(before_st)
+    prior = [] if before[1] == 0 else cached[1] if same and cached is not None else None
     if prior is not None:
         _CACHE[path] = (_stat_key(after), [*prior, (base, list(ops))])
     else:

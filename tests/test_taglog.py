@@ -100,7 +100,9 @@ def test_status_and_pre_commit_see_logged_tags(stock_repo: Path) -> None:
     (stock_repo / "train.py").write_text("print(1)\n")
     run_git("add", "train.py", cwd=stock_repo)
     refused = run_git("commit", "-m", "code", cwd=stock_repo, check=False)
-    assert refused.returncode == 1 and "stock commit -m" in refused.stderr and "tags: 1 added" in refused.stderr
+    assert (
+        refused.returncode == 1 and "stock commit -m" in refused.stderr and "tags: 1 added" in refused.stderr
+    )
     status = stock_cli("status", cwd=stock_repo)
     assert status.returncode == 0 and "tags: 1 added" in status.stdout, status.stdout + status.stderr
     assert stock_cli("commit", "-m", "lr", cwd=stock_repo).returncode == 0
@@ -195,3 +197,47 @@ def test_a_logged_write_waits_for_the_writer(stock: stockroom.StockRoom) -> None
             with pytest.raises(StockroomError, match="writer is held"):
                 mine.tag["lr"] = 1
     assert not taglog.exists(hangar(stock.path))
+
+
+def test_a_cache_that_may_be_stale_is_not_trusted(stock: stockroom.StockRoom) -> None:
+    """The log is emptied and refilled in place: refilled to the same size
+    within one timestamp tick, its stat would not change. A fold always reads
+    it whole, and a read does while its stat is that recent."""
+    stock.tag["a"] = 1
+    path = taglog.log_path(hangar(stock.path))
+    st = os.stat(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    # What a process that parsed the log before another one refilled it holds:
+    taglog._CACHE[path] = (key, [("stale", [("gone", "i:1")])])
+    assert [k for _, ops in taglog.records(hangar(stock.path), fresh=True) for k, _ in ops] == ["a"]
+    taglog._CACHE[path] = (key, [("stale", [("gone", "i:1")])])
+    assert [k for _, ops in taglog.records(hangar(stock.path)) for k, _ in ops] == ["a"]  # written just now
+    assert dict(stock.tag) == {"a": 1}
+
+
+def test_a_write_the_disk_cannot_take_is_an_error_and_stages_nothing(stock_repo: Path) -> None:
+    """A short append (disk full; here a file-size limit) is taken back and raised."""
+    code = textwrap.dedent(
+        """
+        import resource, signal, stockroom
+        from stockroom import taglog
+        stock = stockroom.StockRoom()
+        stock.tag["small"] = 1
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        try:
+            stock.tag["big"] = "x" * 20_000
+        except OSError as exc:
+            print("refused:", exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        print([k for _, ops in taglog.records(".hangar") for k, _ in ops], sorted(stock.tag))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=stock_repo, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: could not append a staged tag" in proc.stdout and "disk full" in proc.stdout
+    assert "['small'] ['small']" in proc.stdout
+    with stockroom.StockRoom(stock_repo) as stock:
+        assert stock._store.staged_changes() == ["tags: 1 added"]

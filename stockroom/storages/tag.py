@@ -267,8 +267,10 @@ class TagStore(MutableMapping[str, TagValue]):
         tags = self._committed()
         if tags is not None:
             return list(tags)
-        keys = self._unlogged_hkeys()
+        # The log first: a fold by another process between the two reads only
+        # moves tags from the log into Hangar, so neither read misses one.
         logged = self._logged() if self._store.staged_in(COLUMN) else {}
+        keys = self._unlogged_hkeys()
         if not logged:
             return keys
         known = set(keys)

@@ -327,11 +327,14 @@ class Staging(Recovery):
                 return False
             self._touch_marker()
             size = taglog.append(self._hangar_dir_str, base, ops)
+            self.mark_dirty(TAG_COLUMN)  # staged now, whatever the fold below does
             if size > taglog.FOLD_AT:
-                self._fold_tags()
+                # Keeps reading the log cheap. The write is staged already: a
+                # fold that fails leaves the log for the next writer to fold.
+                with contextlib.suppress(Exception):
+                    self._fold_tags()
         finally:
             self.lock.release()
-        self.mark_dirty(TAG_COLUMN)
         return True
 
     def _fold_tags(self) -> None:
@@ -344,7 +347,7 @@ class Staging(Recovery):
         wins, whatever was there).
         """
         hangar_dir = self.root / HANGAR_DIR
-        records = taglog.records(hangar_dir)
+        records = taglog.records(hangar_dir, fresh=True)
         if not records:
             taglog.clear(hangar_dir)  # nothing intact in it (or absent, or empty: nothing to do)
             return
