@@ -247,6 +247,7 @@ def run(work: Path, layers: int, size: int, runs: int, profile: bool) -> None:
         ("Hangar alone, 2 MB bytes samples", "torch.save"),
         ("stock.model[name] = sd", "Hangar alone, 2 MB bytes samples"),
         ("stock.model.save_weights + commit", "torch.save"),
+        ("stock.model.save_weights + commit", "torch.save + fsync"),
         ("stock re-save, unchanged", "torch.save"),
         ("stock re-save, 1 layer changed", "torch.save"),
         ("safetensors save", "torch.save"),

@@ -43,7 +43,7 @@ from stockroom.quickread import racy
 LOG_FILE = "stockroom-staged-tags"
 # Past this size an append folds the log into Hangar at once, so reading it
 # (which parses it whole when it changed) stays cheap.
-FOLD_AT = 16 * 1024
+FOLD_AT = 8 * 1024
 
 Ops = list[tuple[str, str | None]]
 _Key = tuple[int, int, int, int]

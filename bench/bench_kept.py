@@ -1,0 +1,172 @@
+"""Benchmark: reading kept samples of a lazy clone against a full local copy.
+
+The "second epoch" of issue 13 in isolation: once a lazy clone has read
+every sample, how does reading them again compare with a clone that pulled
+everything? Two clones of one pushed repository (a directory remote: kept
+samples never touch the remote again, so the remote's kind does not
+matter), the lazy one read whole first, then read in turns (local, lazy,
+local, ...), each comparison against the pass just before it:
+
+* one process, ``StockDataset.__getitems__`` over shuffled batches of 32
+  (the data path alone: no worker start-up, no IPC);
+* ``DataLoader(num_workers=2, batch_size=32)`` epochs in the same process.
+
+Run from the repository root::
+
+    python bench/bench_kept.py                 # 2,000 x 3x224x224 float32, ~4 min
+    python bench/bench_kept.py --samples 300   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("STOCKROOM_PROGRESS", "0")
+
+import stockroom  # noqa: E402
+from stockroom.loaders import StockDataset  # noqa: E402
+from stockroom.remote import config, sync  # noqa: E402
+
+SHAPE = (3, 224, 224)
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def build(base: Path, n: int) -> dict[str, Path]:
+    """A pushed repository and two clones of it: "local" (pulled) and "lazy"."""
+    src = base / "src"
+    src.mkdir()
+    git("init", "-q", cwd=src)
+    git("config", "user.email", "bench@example.com", cwd=src)
+    git("config", "user.name", "bench", cwd=src)
+    stockroom.init_repo(path=src, install_hooks=False)
+    rng = np.random.default_rng(0)
+    with stockroom.StockRoom(src) as stock:
+        with stock.optimize():
+            for i in range(n):
+                stock.data["img"][i] = rng.standard_normal(SHAPE, dtype=np.float32)
+                stock.data["label"][i] = np.array(i % 1000, dtype=np.int64)
+        digest = stock.commit("bench")
+    git("add", "-A", cwd=src)
+    git("commit", "-q", "--no-verify", "-m", "bench", cwd=src)
+    remote = base / "remote"
+    remote.mkdir()
+    config.add_remote(src, "bench", str(remote), local=True)
+    sync.push(src, "bench", [digest])
+    roots = {}
+    for kind in ("local", "lazy"):
+        root = base / kind
+        git("clone", "-q", str(src), str(root), cwd=base)
+        sync.ensure_store(root)
+        config.add_remote(root, "bench", str(remote), local=True)
+        sync.fetch(root, "bench", [digest], lazy=kind == "lazy")
+        roots[kind] = root
+    return roots
+
+
+def one_pass(ds: StockDataset, batches: list[list[int]]) -> float:
+    start = time.perf_counter()
+    for batch in batches:
+        ds.__getitems__(batch)
+    return time.perf_counter() - start
+
+
+def epoch(root: Path, seed: int) -> float:
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    ds = StockDataset(["img", "label"], path=root)
+    loader = DataLoader(
+        ds,
+        batch_size=32,
+        sampler=RandomSampler(ds, generator=torch.Generator().manual_seed(seed)),
+        num_workers=2,
+    )
+    start = time.perf_counter()
+    count = sum(len(imgs) for imgs, _ in loader)
+    took = time.perf_counter() - start
+    assert count == len(ds)
+    ds.close()
+    return took
+
+
+def paired(times: dict[str, list[float]]) -> tuple[float, float, float]:
+    ratios = [lazy / local for lazy, local in zip(times["lazy"], times["local"], strict=True)]
+    return statistics.median(times["lazy"]), statistics.median(times["local"]), statistics.median(ratios)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--turns", type=int, default=7)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="stock-bench-kept-"))
+    try:
+        roots = build(base, args.samples)
+        dss = {kind: StockDataset(["img", "label"], path=root) for kind, root in roots.items()}
+        order = np.random.default_rng(1).permutation(args.samples).tolist()
+        batches = [order[i : i + 32] for i in range(0, len(order), 32)]
+        one_pass(dss["lazy"], batches)  # fetches and keeps every sample
+        check_all_kept(roots["lazy"])
+        one_pass(dss["local"], batches)
+        os.sync()  # neither side reads beside the write-back of the kept samples
+        inproc: dict[str, list[float]] = {"local": [], "lazy": []}
+        epochs: dict[str, list[float]] = {"local": [], "lazy": []}
+        for turn in range(args.turns):
+            for kind in ("local", "lazy"):
+                inproc[kind].append(one_pass(dss[kind], batches))
+            for kind in ("local", "lazy"):
+                epochs[kind].append(epoch(roots[kind], seed=turn))
+            print(
+                f"  turn {turn}: in process {inproc['lazy'][-1] / inproc['local'][-1]:.2f}x, "
+                f"epoch {epochs['lazy'][-1] / epochs['local'][-1]:.2f}x",
+                file=sys.stderr,
+                flush=True,
+            )
+        for ds in dss.values():
+            ds.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    n = args.samples
+    rows: list[tuple[str, Any, Any, Any]] = []
+    for label, times in (
+        ("one process, __getitems__ batches of 32", inproc),
+        ("DataLoader(num_workers=2), batch 32", epochs),
+    ):
+        lazy, local, ratio = paired(times)
+        rows.append((label, f"{lazy:.2f} s", f"{local:.2f} s", f"{ratio:.2f}x"))
+    print(
+        f"bench_kept: {n:,} x 3x224x224 float32 + int64 label, kept samples of a lazy clone vs a "
+        f"pulled clone, {args.turns} turns (median of each side; ratio: median of per-turn ratios)"
+    )
+    print("| pass over every sample | lazy, kept | local | lazy / local |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(str(x) for x in row) + " |")
+    return 0
+
+
+def check_all_kept(root: Path) -> None:
+    """The lazy clone holds every sample, read on demand (none local from a pull)."""
+    from stockroom.headfile import read_head
+    from stockroom.store import lazy
+
+    found = lazy.where(root, read_head(root))
+    assert found.remote_only == 0 and found.local == 0 and found.fetched == found.samples, found
+
+
+if __name__ == "__main__":
+    sys.exit(main())
