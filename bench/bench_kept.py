@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,44 +33,22 @@ import numpy as np
 
 os.environ.setdefault("STOCKROOM_PROGRESS", "0")
 
-import stockroom  # noqa: E402
-from stockroom.loaders import StockDataset  # noqa: E402
-from stockroom.remote import config, sync  # noqa: E402
+# Run as `python bench/bench_kept.py`: this directory is on sys.path.
+from bench_lazy import clone, make_repo  # the lazy bench's repository: same data
 
-SHAPE = (3, 224, 224)
-
-
-def git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+from stockroom.loaders import StockDataset
+from stockroom.remote import sync
 
 
 def build(base: Path, n: int) -> dict[str, Path]:
     """A pushed repository and two clones of it: "local" (pulled) and "lazy"."""
-    src = base / "src"
-    src.mkdir()
-    git("init", "-q", cwd=src)
-    git("config", "user.email", "bench@example.com", cwd=src)
-    git("config", "user.name", "bench", cwd=src)
-    stockroom.init_repo(path=src, install_hooks=False)
-    rng = np.random.default_rng(0)
-    with stockroom.StockRoom(src) as stock:
-        with stock.optimize():
-            for i in range(n):
-                stock.data["img"][i] = rng.standard_normal(SHAPE, dtype=np.float32)
-                stock.data["label"][i] = np.array(i % 1000, dtype=np.int64)
-        digest = stock.commit("bench")
-    git("add", "-A", cwd=src)
-    git("commit", "-q", "--no-verify", "-m", "bench", cwd=src)
     remote = base / "remote"
     remote.mkdir()
-    config.add_remote(src, "bench", str(remote), local=True)
-    sync.push(src, "bench", [digest])
+    src = base / "src"
+    digest = make_repo(src, n, str(remote))
     roots = {}
     for kind in ("local", "lazy"):
-        root = base / kind
-        git("clone", "-q", str(src), str(root), cwd=base)
-        sync.ensure_store(root)
-        config.add_remote(root, "bench", str(remote), local=True)
+        root = clone(src, base / kind, str(remote))
         sync.fetch(root, "bench", [digest], lazy=kind == "lazy")
         roots[kind] = root
     return roots

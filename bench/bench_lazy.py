@@ -65,7 +65,7 @@ server.stop()
 """
 
 
-def make_repo(path: Path, n: int, url: str, endpoint: str) -> str:
+def make_repo(path: Path, n: int, url: str, endpoint: str = "") -> str:
     path.mkdir(parents=True)
     git("init", "-q", cwd=path)
     git("config", "user.email", "bench@example.com", cwd=path)
@@ -85,7 +85,7 @@ def make_repo(path: Path, n: int, url: str, endpoint: str) -> str:
     return digest
 
 
-def clone(src: Path, where: Path, url: str, endpoint: str) -> Path:
+def clone(src: Path, where: Path, url: str, endpoint: str = "") -> Path:
     git("clone", "-q", str(src), str(where), cwd=src.parent)
     sync.ensure_store(where)
     config.add_remote(where, "bench", url, local=True, endpoint=endpoint)

@@ -91,6 +91,8 @@ def records(hangar_dir: Path | str, fresh: bool = False) -> list[tuple[str, Ops]
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        st = None
+    if st is None or st.st_size == 0:  # the usual case at a fold: nothing to open
         _CACHE.pop(path, None)
         return []
     key = _stat_key(st)

@@ -122,7 +122,7 @@ class Recovery(StoreBase):
 
     def _clear_marker_if_clean(self) -> None:
         # Lock held. The interrupted commit consumed the staged writes.
-        if taglog.exists(self.root / HANGAR_DIR):
+        if taglog.exists(self._hangar_dir_str):
             return  # tags staged since: the next writer folds them in
         env = self.repo._env.branchenv
         writer = self._checkout_writer(heads.get_staging_branch_head(env))

@@ -346,7 +346,7 @@ class Staging(Recovery):
         folding it again gives the same staged tags (each key's last write
         wins, whatever was there).
         """
-        hangar_dir = self.root / HANGAR_DIR
+        hangar_dir = self._hangar_dir_str
         records = taglog.records(hangar_dir, fresh=True)
         if not records:
             taglog.clear(hangar_dir)  # nothing intact in it (or absent, or empty: nothing to do)
