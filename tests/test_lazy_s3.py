@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 import stockroom
 from stockroom.store import lazy
 from tests.conftest import run_git
+from tests.tcprelay import TcpRelay
 from tests.test_lazy import SHAPE, N, make_big_project
 from tests.test_remote import clone, stock_cli
 
@@ -39,10 +39,14 @@ ONE = int(np.prod(SHAPE)) * 4  # bytes of one image sample
 
 @dataclass
 class Team:
-    """The module's S3 server and the project pushed to it."""
+    """The module's S3 server and the project pushed to it.
+
+    Clients reach the server through ``front``, a relay whose port stays the
+    same while the server behind it stops and starts on fresh ports (see
+    tests/tcprelay.py: restarting on the old port can hang)."""
 
     server: Any
-    port: int
+    front: TcpRelay
     proj: Path
     bare: Path
     digest: str
@@ -52,25 +56,38 @@ class Team:
     running: bool = True
 
     @property
+    def port(self) -> int:
+        return self.front.port
+
+    @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        """The server goes down: connections to the endpoint are refused."""
         if self.running:
+            self.front.cut()
             self.server.stop()
             self.running = False
 
     def start(self) -> None:
-        """A new server on the same port; moto keeps the bucket in this process."""
+        """A new server behind the same endpoint; moto keeps the bucket in this process."""
         if not self.running:
-            self.server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-            self.server.start()
+            self.server = _new_server()
+            self.front.point(self.server.get_host_and_port()[1])
             self.running = True
 
     def raw_store(self, prefix: str) -> Any:
         from obstore.store import S3Store
 
         return S3Store(BUCKET, prefix=prefix, endpoint=self.endpoint, allow_http=True, region="us-east-1")
+
+
+def _new_server() -> Any:
+    """A moto server on a port the system picks (a bind there cannot fail)."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +107,9 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         mp.setenv("AWS_SECRET_ACCESS_KEY", "lazy-secret")
         mp.setenv("AWS_REGION", "us-east-1")
         mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        port = server.get_host_and_port()[1]
-        t = Team(server, port, base / "alice", base / "code.git", "")
+        server = _new_server()
+        front = TcpRelay(server.get_host_and_port()[1])
+        t = Team(server, front, base / "alice", base / "code.git", "")
         try:
             urllib.request.urlopen(urllib.request.Request(f"{t.endpoint}/{BUCKET}", method="PUT")).read()
             t.digest = make_big_project(t.proj, None)
@@ -115,6 +131,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
             yield t
         finally:
             t.stop()
+            front.close()
 
 
 @pytest.fixture
@@ -179,47 +196,6 @@ def _matches(obj: Any, raw: bytes, shape: Any, digest: str) -> bool:
         return False
 
 
-class CountingProxy:
-    """A TCP relay on 127.0.0.1 that counts the bytes the server sends back."""
-
-    def __init__(self, port: int) -> None:
-        self.upstream = port
-        self.down = 0
-        self._lock = threading.Lock()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if count:
-                    with self._lock:
-                        self.down += len(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 # --------------------------------------------------------------------- tests
 
 
@@ -229,7 +205,7 @@ def test_s3_lazy_read_of_one_sample_fetches_little(team: Team, bob: Path) -> Non
     total = _pack_sizes(team)
     assert total > N * ONE
     # Bob's reads go through a relay that counts what the server sends.
-    proxy = CountingProxy(team.port)
+    proxy = TcpRelay(team.port)
     try:
         run_git(
             "config", "--file", ".stockremotes", "stockremote.origin.endpoint",

@@ -1,0 +1,97 @@
+"""A TCP relay on 127.0.0.1 for the S3 tests: counts bytes, and stands in
+for a server that stops and starts again.
+
+A test that stops its S3 server and starts it again must not start the new
+one on the old port: once closed, that port is anyone's on a shared machine
+(another process's listener, or the local end of an outgoing connection),
+and moto's ``ThreadedMotoServer.start`` waits for ever when its bind fails.
+The relay's own port stays bound for as long as the relay lives; the server
+behind it may come and go on ports of its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+
+class TcpRelay:
+    """Relays each connection to ``127.0.0.1:upstream``; counts what comes back.
+
+    With no upstream (:meth:`cut`), a connection is reset as soon as it is
+    accepted, as a stopped server's port refuses it, and the connections
+    already relayed are closed.
+    """
+
+    def __init__(self, upstream: int | None) -> None:
+        self.upstream = upstream
+        self.down = 0  # bytes relayed from the server to its clients
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def point(self, upstream: int) -> None:
+        """Relay new connections to ``upstream`` from now on."""
+        with self._lock:
+            self.upstream = upstream
+
+    def cut(self) -> None:
+        """Relay nothing: reset new connections, close the open ones."""
+        with self._lock:
+            self.upstream = None
+            held, self._open = self._open, set()
+        for s in held:
+            _shut(s)
+
+    def close(self) -> None:
+        self.cut()
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                upstream = self.upstream
+            try:
+                if upstream is None:
+                    raise ConnectionRefusedError
+                server = socket.create_connection(("127.0.0.1", upstream), timeout=10)
+                server.settimeout(None)
+            except OSError:
+                # SO_LINGER 0: the close sends a reset, as a port nobody listens on does.
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, server))
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if count:
+                    with self._lock:
+                        self.down += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._open.discard(src)
+                self._open.discard(dst)
+            _shut(src)
+            _shut(dst)
+
+
+def _shut(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
