@@ -3,10 +3,11 @@ for a server that stops and starts again.
 
 A test that stops its S3 server and starts it again must not start the new
 one on the old port: once closed, that port is anyone's on a shared machine
-(another process's listener, or the local end of an outgoing connection),
-and moto's ``ThreadedMotoServer.start`` waits for ever when its bind fails.
-The relay's own port stays bound for as long as the relay lives; the server
-behind it may come and go on ports of its own.
+(another process's listener, or the local end of an outgoing connection), a
+process forked while the old server ran still holds its listening socket,
+and moto's ``ThreadedMotoServer.start`` waits for ever when its bind fails
+(a CI run hung there). The relay's own port stays bound for as long as the
+relay lives; the server behind it comes and goes on ports of its own.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """On-demand data from an S3 remote: a real S3-protocol server (moto) on 127.0.0.1.
 
-One project is pushed once per module to a moto server; each test makes its
+One project is pushed once per module to a moto server (in a child process,
+behind a relay: see ``S3Server`` and ``Team``); each test makes its
 own lazy clone ("bob") of it. Tests that need a damaged or emptied remote
 copy objects to a prefix of their own and point bob's remote there, so the
 shared remote stays intact.
@@ -31,10 +32,74 @@ from tests.test_lazy import SHAPE, N, make_big_project
 from tests.test_remote import clone, stock_cli
 
 obstore = pytest.importorskip("obstore")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 BUCKET = "stock-lazy"
 ONE = int(np.prod(SHAPE)) * 4  # bytes of one image sample
+
+
+# moto's S3 server, run in a child process: this test process forks (DataLoader
+# workers, read-ahead helpers), and a fork must not copy a server's threads and
+# sockets mid-request. Commands on stdin: "stop" stops the server, "start"
+# starts a new one on a fresh port (the buckets stay in the child's memory);
+# each is answered with a line: the port, or "stopped".
+_SERVER = """
+import logging, sys
+from moto.server import ThreadedMotoServer
+logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no log line per request
+def start():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    print(server.get_host_and_port()[1], flush=True)
+    return server
+server = start()
+for line in sys.stdin:
+    if line.strip() == "stop" and server is not None:
+        server.stop()
+        server = None
+        print("stopped", flush=True)
+    elif line.strip() == "start" and server is None:
+        server = start()
+"""
+
+
+class S3Server:
+    """The child process that runs moto's S3 server (see ``_SERVER``)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.port = self._reply()
+
+    def _reply(self) -> int:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line:
+            raise RuntimeError("the moto S3 server process exited")
+        return 0 if line == "stopped" else int(line)
+
+    def _send(self, command: str) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def stop(self) -> None:
+        self._send("stop")
+
+    def start(self) -> int:
+        self.port = self._send("start")
+        return self.port
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @dataclass
@@ -45,7 +110,7 @@ class Team:
     same while the server behind it stops and starts on fresh ports (see
     tests/tcprelay.py: restarting on the old port can hang)."""
 
-    server: Any
+    server: S3Server
     front: TcpRelay
     proj: Path
     bare: Path
@@ -71,23 +136,15 @@ class Team:
             self.running = False
 
     def start(self) -> None:
-        """A new server behind the same endpoint; moto keeps the bucket in this process."""
+        """The server again, behind the same endpoint, with the same buckets."""
         if not self.running:
-            self.server = _new_server()
-            self.front.point(self.server.get_host_and_port()[1])
+            self.front.point(self.server.start())
             self.running = True
 
     def raw_store(self, prefix: str) -> Any:
         from obstore.store import S3Store
 
         return S3Store(BUCKET, prefix=prefix, endpoint=self.endpoint, allow_http=True, region="us-east-1")
-
-
-def _new_server() -> Any:
-    """A moto server on a port the system picks (a bind there cannot fail)."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    return server
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +164,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         mp.setenv("AWS_SECRET_ACCESS_KEY", "lazy-secret")
         mp.setenv("AWS_REGION", "us-east-1")
         mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        server = _new_server()
-        front = TcpRelay(server.get_host_and_port()[1])
+        server = S3Server()
+        front = TcpRelay(server.port)
         t = Team(server, front, base / "alice", base / "code.git", "")
         try:
             urllib.request.urlopen(urllib.request.Request(f"{t.endpoint}/{BUCKET}", method="PUT")).read()
@@ -130,8 +187,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
                 t.model = list(stock.model["net"])
             yield t
         finally:
-            t.stop()
             front.close()
+            server.close()
 
 
 @pytest.fixture
