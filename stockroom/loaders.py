@@ -84,6 +84,7 @@ class _View:
     columns: list[Any]  # Hangar reader columns, in the dataset's column order
     forked: bool = False  # inherited through fork: this process cannot reopen the store
     lazy: tuple[int, ...] = ()  # positions of columns with samples read on demand
+    kept: bool = False  # every such sample was kept here when the view was made (lazy_reads.all_kept)
 
 
 def _lazy_columns(columns: Sequence[Any]) -> tuple[int, ...]:
@@ -161,6 +162,7 @@ class StockDataset(_Base):
                 [detached_column(col) for col in view.columns],
                 forked=True,
                 lazy=view.lazy,
+                kept=view.kept,
             )
             # self._store is the parent's now: never used here, and kept
             # referenced so that nothing in this process closes its handles.
@@ -216,7 +218,12 @@ class StockDataset(_Base):
             for col in columns[1:]:
                 common.intersection_update(col.keys())
             hkeys = tuple(sorted(common, key=_sort_key))
-        return _View(digest, os.getpid(), hkeys, columns, lazy=_lazy_columns(columns))
+        view = _View(digest, os.getpid(), hkeys, columns, lazy=_lazy_columns(columns))
+        if view.lazy:
+            # Made before the workers fork: a pass over samples that are all
+            # kept then neither looks for what to fetch nor starts read-ahead.
+            view.kept = lazy_reads.all_kept(self._hangar_dir, self._lazy_texts(view, hkeys))
+        return view
 
     # ------------------------------------------------------------- sequence
     def __len__(self) -> int:
@@ -230,7 +237,7 @@ class StockDataset(_Base):
         """Items for a whole batch (the DataLoader calls this): one head.stock check."""
         view = self._current_view()
         hkeys = [view.hkeys[i] for i in indices]
-        if view.lazy and self.fetch_threads > 1:
+        if view.lazy and not view.kept and self.fetch_threads > 1:
             self._fetch(view, hkeys, self.fetch_threads)
         return [self._item(view, hkey) for hkey in hkeys]
 
@@ -361,7 +368,7 @@ class ReadAheadSampler:
 
         order = [int(i) for i in self.sampler]
         view = self.dataset._current_view()
-        if not view.lazy or self.samples <= 0 or not order:
+        if not view.lazy or view.kept or self.samples <= 0 or not order:
             yield from order
             return
         ctx = multiprocessing.get_context("fork")

@@ -543,3 +543,90 @@ def test_dataloader_two_workers_read_ahead_every_sample_once_fetched_once(
     assert sorted(img.numpy().tobytes() for imgs, _ in loader for img in imgs) == want
     assert log.read_text().split() == downloads
     ds.close()
+
+
+def test_a_pass_over_samples_all_kept_looks_for_nothing_to_fetch(
+    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Once every sample is kept, a dataset made then knows it before its workers
+    fork: no read-ahead helper, no per-batch look for what to fetch; a kept copy
+    that went since is fetched again when read."""
+    pytest.importorskip("torch")
+    import multiprocessing
+
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from stockroom.loaders import StockDataset
+
+    proj, _, bob, _ = lazy_team
+    with stockroom.StockRoom(proj) as orig:
+        want = [orig.data["img"][i] for i in range(N)]
+    first = StockDataset(["img", "label"], path=bob)
+    assert not first._current_view().kept  # nothing kept yet
+    for i in range(N - 1):
+        first[i]
+    first.close()
+    assert not StockDataset(["img", "label"], path=bob)._current_view().kept  # one sample is not here
+    first[N - 1]
+    first.close()
+    ds = StockDataset(["img", "label"], path=bob)
+    assert ds._current_view().kept
+    log = tmp_path / "downloads.log"
+    _log_downloads(monkeypatch, log)
+    sampler = ds.read_ahead(RandomSampler(ds), samples=12)
+    order = []
+    for index in sampler:
+        order.append(index)
+        assert not [p for p in multiprocessing.active_children() if p.name == "stock-read-ahead"]
+    assert sorted(order) == list(range(N))
+    loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=2)
+    got = sorted(img.numpy().tobytes() for imgs, _ in loader for img in imgs)
+    assert got == sorted(w.tobytes() for w in want)
+    assert not log.exists()  # nothing downloaded
+    # A kept copy goes (another process's cache limit, say): read, it comes back.
+    gone = _digest_of(ds, 3)
+    (bob / ".hangar" / lazy.LAZY_DIR / "objects" / gone).unlink()
+    np.testing.assert_array_equal(ds[3][0], want[3])
+    assert log.read_text().split() == [gone]
+    assert (bob / ".hangar" / lazy.LAZY_DIR / "objects" / gone).exists()
+    ds.close()
+    # Under a cache limit reads may drop kept copies: the dataset does not count on them.
+    run_git("config", "stock.cacheLimit", "1G", cwd=bob)
+    lazy._READERS.clear()
+    assert not StockDataset(["img", "label"], path=bob)._current_view().kept
+
+
+def test_forked_reader_starts_from_its_parents_lookups(
+    lazy_team: tuple[Path, Path, Path, str], tmp_path: Path
+) -> None:
+    proj, _, bob, _ = lazy_team
+    hangar_dir = bob / ".hangar"
+    with stockroom.StockRoom(bob) as stock:
+        first = stock.data["img"][5]
+    parent = lazy.reader(hangar_dir)
+    assert parent._entries and parent._schemas and parent._store is not None
+    with stockroom.StockRoom(proj) as orig:
+        want = orig.data["img"][6]
+    result = tmp_path / "child"
+    pid = os.fork()
+    if pid == 0:  # report through a file, never return into pytest
+        code = 1
+        try:
+            child = lazy.reader(hangar_dir)
+            inherited = (
+                child is not parent
+                and child._entries == parent._entries
+                and child._schemas.keys() == parent._schemas.keys()
+                and child._limit == parent._limit
+                and child._store is None  # a remote client never crosses a fork
+            )
+            with stockroom.StockRoom(bob) as stock:
+                same = bool(np.array_equal(stock.data["img"][6], want))
+            result.write_text(repr((inherited, same)))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert result.read_text() == "(True, True)"
+    assert first.shape == SHAPE

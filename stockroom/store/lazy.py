@@ -190,6 +190,13 @@ class _Reader:
                 self._store = open_store(remote.parsed(self.root), remote.name, remote.endpoint)
             return self._store, self._label
 
+    def inherit(self, parent: _Reader) -> None:
+        """Start from ``parent``'s lookups (read from files, never written back)."""
+        self._entries = dict(parent._entries)
+        self._schemas = dict(parent._schemas)
+        self._kept_plans = dict(parent._kept_plans)
+        self._limit = parent._limit
+
     def limit(self) -> int | None:
         if self._limit is None:
             self._limit = cache_limit(self.root) or 0
@@ -402,7 +409,32 @@ def reader(hangar_dir: Path) -> _Reader:
         found = _READERS.get(key)
         if found is None:
             found = _READERS[key] = _Reader(hangar_dir)
+            # A forked worker starts from what its parent looked up already
+            # (indexes, schemas, the cache limit): never its remote client.
+            for (_, where), parent in _READERS.items():
+                if where == key[1] and parent is not found:
+                    found.inherit(parent)
+                    break
         return found
+
+
+def all_kept(hangar_dir: Path, texts: Iterable[str]) -> bool:
+    """True when every lazy sample of ``texts`` is kept here and this process's
+    reads drop none (no ``stock.cacheLimit``): a pass over them has nothing to
+    fetch, and need not look. (``stock gc`` may drop some later: a read then
+    fetches it, one at a time.)"""
+    rd = reader(hangar_dir)
+    if rd.limit() is not None:
+        return False
+    try:
+        names = set(os.listdir(rd.base / "objects"))
+    except FileNotFoundError:
+        return False
+    for text in texts:
+        parsed = parse_placeholder(text)
+        if parsed is None or parsed[1] not in names:
+            return False
+    return True
 
 
 def read_placeholder(hangar_dir: Path, text: str) -> Any:
@@ -538,11 +570,14 @@ def read_kept(hangar_dir: Path, text: str) -> Any | None:
     dtype, shape, path = plan
     out = np.empty(shape, dtype=dtype)
     try:
-        with open(path, "rb", buffering=0) as f:
-            if f.readinto(out.data.cast("B")) != out.nbytes:
-                return None
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    try:  # os calls rather than a file object: this runs once per sample and column
+        if os.readv(fd, [out.data.cast("B")]) != out.nbytes:
+            return None
+    finally:
+        os.close(fd)
     if rd.limit() is not None:
         with contextlib.suppress(OSError):
             os.utime(path)  # least recently read is dropped first
