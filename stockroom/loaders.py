@@ -349,7 +349,9 @@ class ReadAheadSampler:
     pass reads. A process rather than a thread:
     this process then never opens a remote client itself, and the
     DataLoader's workers, forked from it later, can (an S3 client does not
-    survive a fork). The helper ends with the pass.
+    survive a fork). The helper ends with the pass. When every sample the
+    dataset serves was kept here as it opened (and no ``stock.cacheLimit``
+    may drop them), a pass hands out the order and starts no helper.
     """
 
     def __init__(
