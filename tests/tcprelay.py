@@ -21,8 +21,9 @@ class TcpRelay:
     """Relays each connection to ``127.0.0.1:upstream``; counts what comes back.
 
     With no upstream (:meth:`cut`), a connection is reset as soon as it is
-    accepted, as a stopped server's port refuses it, and the connections
-    already relayed are closed.
+    accepted (a client sees its connection reset right after it connected,
+    much as a stopped server's port refuses it), and the connections already
+    relayed are closed.
     """
 
     def __init__(self, upstream: int | None) -> None:
@@ -49,6 +50,8 @@ class TcpRelay:
 
     def close(self) -> None:
         self.cut()
+        # shutdown first: it wakes the thread blocked in accept(); close alone may not.
+        _shut(self.sock)
         self.sock.close()
 
     def _serve(self) -> None:
@@ -65,12 +68,17 @@ class TcpRelay:
                 server = socket.create_connection(("127.0.0.1", upstream), timeout=10)
                 server.settimeout(None)
             except OSError:
-                # SO_LINGER 0: the close sends a reset, as a port nobody listens on does.
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                client.close()
+                _reset(client)
                 continue
             with self._lock:
-                self._open.update((client, server))
+                # cut() may have run while this connected: it must not outlive it.
+                live = self.upstream == upstream
+                if live:
+                    self._open.update((client, server))
+            if not live:
+                _reset(client)
+                _reset(server)
+                continue
             threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
 
@@ -89,6 +97,7 @@ class TcpRelay:
                 self._open.discard(dst)
             _shut(src)
             _shut(dst)
+            src.close()  # the other pump closes dst: each closes what it reads
 
 
 def _shut(s: socket.socket) -> None:
@@ -96,3 +105,12 @@ def _shut(s: socket.socket) -> None:
         s.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _reset(s: socket.socket) -> None:
+    """Close ``s`` with a reset, as a port nobody listens on answers (SO_LINGER 0)."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    s.close()

@@ -166,6 +166,31 @@ def test_truncated_remote_object_error_nothing_kept(lazy_team: tuple[Path, Path,
     assert not list((bob / ".hangar" / lazy.LAZY_DIR / "objects").glob(".incoming-*"))
 
 
+def test_kept_copy_cut_short_is_fetched_again(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    proj, _, bob, _ = lazy_team
+    from stockroom.loaders import StockDataset
+
+    with stockroom.StockRoom(proj) as orig:
+        want = [orig.data["img"][i] for i in (3, 4)]
+    with stockroom.StockRoom(bob) as stock:
+        stock.data["img"][3]
+        stock.data["img"][4]
+    kept = lazy.cached(bob / ".hangar")
+    assert len(kept) == 2
+    objects = bob / ".hangar" / lazy.LAZY_DIR / "objects"
+    for name in kept:  # as a machine crash before write-back might leave them
+        (objects / name).write_bytes((objects / name).read_bytes()[:100])
+    lazy._READERS.clear()
+    before = lazy.stats.nbytes
+    with stockroom.StockRoom(bob) as stock:
+        np.testing.assert_array_equal(stock.data["img"][3], want[0])
+    ds = StockDataset("img", path=bob)
+    np.testing.assert_array_equal(ds[ds.keys().index(4)], want[1])
+    ds.close()
+    assert lazy.stats.nbytes - before == 2 * np.prod(SHAPE) * 4
+    assert sorted(lazy.cached(bob / ".hangar").values()) == [np.prod(SHAPE) * 4] * 2
+
+
 def test_corrupt_remote_sample_error_nothing_kept(lazy_team: tuple[Path, Path, Path, str]) -> None:
     _, remote, bob, _ = lazy_team
     for pack in (remote / "packs").iterdir():
@@ -605,8 +630,11 @@ def test_forked_reader_starts_from_its_parents_lookups(
         first = stock.data["img"][5]
     parent = lazy.reader(hangar_dir)
     assert parent._entries and parent._schemas and parent._store is not None
+    assert parent.limit() is None
     with stockroom.StockRoom(proj) as orig:
         want = orig.data["img"][6]
+    # Set after the parent looked: a worker forked now must see it.
+    run_git("config", "stock.cacheLimit", "1G", cwd=bob)
     result = tmp_path / "child"
     pid = os.fork()
     if pid == 0:  # report through a file, never return into pytest
@@ -617,7 +645,7 @@ def test_forked_reader_starts_from_its_parents_lookups(
                 child is not parent
                 and child._entries == parent._entries
                 and child._schemas.keys() == parent._schemas.keys()
-                and child._limit == parent._limit
+                and child.limit() == 1 << 30
                 and child._store is None  # a remote client never crosses a fork
             )
             with stockroom.StockRoom(bob) as stock:

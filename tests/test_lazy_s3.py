@@ -53,13 +53,19 @@ def start():
     print(server.get_host_and_port()[1], flush=True)
     return server
 server = start()
-for line in sys.stdin:
-    if line.strip() == "stop" and server is not None:
-        server.stop()
-        server = None
+for line in sys.stdin:  # every command gets one line back: the test reads it
+    if line.strip() == "stop":
+        if server is not None:
+            server.stop()
+            server = None
         print("stopped", flush=True)
-    elif line.strip() == "start" and server is None:
-        server = start()
+    elif line.strip() == "start":
+        if server is None:
+            server = start()
+        else:
+            print(server.get_host_and_port()[1], flush=True)
+    else:
+        print("unknown command", flush=True)
 """
 
 
@@ -77,7 +83,11 @@ class S3Server:
         line = self.proc.stdout.readline().strip()
         if not line:
             raise RuntimeError("the moto S3 server process exited")
-        return 0 if line == "stopped" else int(line)
+        if line == "stopped":
+            return 0
+        if not line.isdigit():
+            raise RuntimeError(f"the moto S3 server process answered {line!r}")
+        return int(line)
 
     def _send(self, command: str) -> int:
         assert self.proc.stdin is not None

@@ -195,7 +195,7 @@ class _Reader:
         self._entries = dict(parent._entries)
         self._schemas = dict(parent._schemas)
         self._kept_plans = dict(parent._kept_plans)
-        self._limit = parent._limit
+        # Not the cache limit: the user may have set it since the parent read it.
 
     def limit(self) -> int | None:
         if self._limit is None:
@@ -215,9 +215,13 @@ class _Reader:
                 raw = path.read_bytes()
             except FileNotFoundError:
                 raw = self.fetch(obj, digest, pack, entry)
-                if raw is None:
-                    continue  # fetched, then dropped by a cache limit: read again
             else:
+                if len(raw) != entry[3]:
+                    # Cut short (a crash of the machine before write-back): it came
+                    # from the remote, so drop it and fetch it again.
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    continue
                 with contextlib.suppress(OSError):
                     os.utime(path)  # least recently read is dropped first
             return _decode(obj, raw, entry[4])
@@ -234,9 +238,11 @@ class _Reader:
             except BlockingIOError:
                 stats.waited += 1
                 fcntl.flock(fd, fcntl.LOCK_EX)  # another reader downloads it: wait, then read theirs
-            with contextlib.suppress(FileNotFoundError):
-                if keep:
-                    return path.read_bytes()
+            if keep:
+                with contextlib.suppress(FileNotFoundError):
+                    raw = path.read_bytes()
+                    if len(raw) == entry[3]:
+                        return raw  # the other reader's download
             raw = self.download(obj, digest, pack, entry)
             if keep:
                 _atomic_write(path, raw)
@@ -410,11 +416,14 @@ def reader(hangar_dir: Path) -> _Reader:
         if found is None:
             found = _READERS[key] = _Reader(hangar_dir)
             # A forked worker starts from what its parent looked up already
-            # (indexes, schemas, the cache limit): never its remote client.
-            for (_, where), parent in _READERS.items():
-                if where == key[1] and parent is not found:
-                    found.inherit(parent)
-                    break
+            # (indexes, schemas): never its remote client. Its parent's reader
+            # first; else the newest other one (a worker of a worker).
+            parent = _READERS.get((os.getppid(), key[1]))
+            if parent is None:
+                others = [r for (_, where), r in _READERS.items() if where == key[1] and r is not found]
+                parent = others[-1] if others else None
+            if parent is not None:
+                found.inherit(parent)
         return found
 
 
@@ -424,6 +433,7 @@ def all_kept(hangar_dir: Path, texts: Iterable[str]) -> bool:
     fetch, and need not look. (``stock gc`` may drop some later: a read then
     fetches it, one at a time.)"""
     rd = reader(hangar_dir)
+    rd._limit = None  # read it again: the user may have set it since this process last looked
     if rd.limit() is not None:
         return False
     try:
@@ -569,6 +579,8 @@ def read_kept(hangar_dir: Path, text: str) -> Any | None:
         return None
     dtype, shape, path = plan
     out = np.empty(shape, dtype=dtype)
+    if out.nbytes == 0:
+        return out  # nothing to read (and a zero-size buffer cannot be cast)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
