@@ -292,7 +292,7 @@ class StockDataset(_Base):
                 if pos in view.lazy:
                     spec = col._samples[hkey]
                     if spec.backend == _REMOTE:
-                        value = lazy_reads.read_kept(hangar_dir, spec.schema_hash)
+                        value = lazy_reads.read_kept(hangar_dir, spec.schema_hash, touch=not view.kept)
                 values.append(col[hkey] if value is None else value)
         except OSError as exc:
             raise damaged(hangar_dir, f"reading failed: {exc}") from exc

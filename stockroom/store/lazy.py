@@ -555,13 +555,16 @@ def fetch_pack(hangar_dir: Path, plan: PackPlan, held: dict[str, int] | None = N
     return reader(hangar_dir).keep_pack(plan.pack, plan.samples, held)
 
 
-def read_kept(hangar_dir: Path, text: str) -> Any | None:
+def read_kept(hangar_dir: Path, text: str, touch: bool = True) -> Any | None:
     """The array of the lazy sample ``text`` when it is kept here, read
     straight into the array (no intermediate copy); None when it is not kept
     or not an array (read it through Hangar then, which fetches it).
 
     An epoch over kept samples calls this per sample and column: the record
-    is parsed and its schema and index entry looked up once per process."""
+    is parsed and its schema and index entry looked up once per process.
+    ``touch=False``: the caller knows no cache limit was set when it began
+    (:func:`all_kept`), so the read-time clock of least-recently-read
+    dropping need not be kept, nor the limit looked up."""
     rd = reader(hangar_dir)
     plans = rd._kept_plans
     if text in plans:
@@ -590,7 +593,7 @@ def read_kept(hangar_dir: Path, text: str) -> Any | None:
             return None
     finally:
         os.close(fd)
-    if rd.limit() is not None:
+    if touch and rd.limit() is not None:
         with contextlib.suppress(OSError):
             os.utime(path)  # least recently read is dropped first
     return out
