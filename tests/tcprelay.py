@@ -44,9 +44,11 @@ class TcpRelay:
         """Relay nothing: reset new connections, close the open ones."""
         with self._lock:
             self.upstream = None
-            held, self._open = self._open, set()
-        for s in held:
-            _shut(s)
+            # Under the lock: a pump closes a socket only after taking it out of
+            # _open under the lock, so none of these is closed (its fd reused) yet.
+            for s in self._open:
+                _shut(s)
+            self._open = set()
 
     def close(self) -> None:
         self.cut()
@@ -79,10 +81,11 @@ class TcpRelay:
                 _reset(client)
                 _reset(server)
                 continue
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+            pumps = [2]  # the pump that ends last closes both sockets
+            threading.Thread(target=self._pump, args=(client, server, False, pumps), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True, pumps), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool, pumps: list[int]) -> None:
         try:
             while data := src.recv(65536):
                 if count:
@@ -95,9 +98,13 @@ class TcpRelay:
             with self._lock:
                 self._open.discard(src)
                 self._open.discard(dst)
+                pumps[0] -= 1
+                last = pumps[0] == 0
             _shut(src)
-            _shut(dst)
-            src.close()  # the other pump closes dst: each closes what it reads
+            _shut(dst)  # wakes the other pump
+            if last:  # closed only once no thread uses them (a closed fd's number is reused)
+                src.close()
+                dst.close()
 
 
 def _shut(s: socket.socket) -> None:

@@ -210,25 +210,22 @@ class _Reader:
         entry = self.entry(pack, digest)
         obj = self.schema(schema)
         path = self.object_path(digest)
-        for _ in range(3):
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError:
-                raw = self.fetch(obj, digest, pack, entry)
-            else:
-                if len(raw) != entry[3]:
-                    # Cut short (a crash of the machine before write-back): it came
-                    # from the remote, so drop it and fetch it again.
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                    continue
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raw = self.fetch(obj, digest, pack, entry)
+        else:
+            if len(raw) == entry[3]:
                 with contextlib.suppress(OSError):
                     os.utime(path)  # least recently read is dropped first
-            return _decode(obj, raw, entry[4])
-        raw = self.fetch(obj, digest, pack, entry, keep=False)
+            else:
+                # Cut short (a crash of the machine before write-back): it came
+                # from the remote, so fetch it again; fetch looks again under the
+                # sample's lock and replaces it (another reader may have already).
+                raw = self.fetch(obj, digest, pack, entry)
         return _decode(obj, raw, entry[4])
 
-    def fetch(self, obj: Any, digest: str, pack: str, entry: list[Any], keep: bool = True) -> bytes:
+    def fetch(self, obj: Any, digest: str, pack: str, entry: list[Any]) -> bytes:
         """Download one sample (once, whatever the number of readers), verify, keep."""
         path = self.object_path(digest)
         fd = self.lock_file(digest)
@@ -238,15 +235,13 @@ class _Reader:
             except BlockingIOError:
                 stats.waited += 1
                 fcntl.flock(fd, fcntl.LOCK_EX)  # another reader downloads it: wait, then read theirs
-            if keep:
-                with contextlib.suppress(FileNotFoundError):
-                    raw = path.read_bytes()
-                    if len(raw) == entry[3]:
-                        return raw  # the other reader's download
+            with contextlib.suppress(FileNotFoundError):
+                raw = path.read_bytes()
+                if len(raw) == entry[3]:
+                    return raw  # the other reader's download
             raw = self.download(obj, digest, pack, entry)
-            if keep:
-                _atomic_write(path, raw)
-                self.account(len(raw))
+            _atomic_write(path, raw)
+            self.account(len(raw))
             return raw
         finally:
             os.close(fd)
@@ -560,6 +555,9 @@ def read_kept(hangar_dir: Path, text: str, touch: bool = True) -> Any | None:
     straight into the array (no intermediate copy); None when it is not kept
     or not an array (read it through Hangar then, which fetches it).
 
+    A zero-size array is returned without reading (its shape and dtype are
+    all of it).
+
     An epoch over kept samples calls this per sample and column: the record
     is parsed and its schema and index entry looked up once per process.
     ``touch=False``: the caller knows no cache limit was set when it began
@@ -589,7 +587,9 @@ def read_kept(hangar_dir: Path, text: str, touch: bool = True) -> Any | None:
     except FileNotFoundError:
         return None
     try:  # os calls rather than a file object: this runs once per sample and column
-        if os.readv(fd, [out.data.cast("B")]) != out.nbytes:
+        # One byte more than the array: a copy of the wrong length (cut short
+        # by a crash, say) is not this sample; Hangar's read then fetches it again.
+        if os.readv(fd, [out.data.cast("B"), bytearray(1)]) != out.nbytes:
             return None
     finally:
         os.close(fd)
