@@ -41,7 +41,6 @@ is a ``torch.utils.data.Dataset``) and works without it as a plain sequence.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -405,9 +404,12 @@ def _read_ahead(
     """The helper process: fetch ``order``'s samples, at most ``ahead`` past ``handed``.
 
     A pack that the pass reads most of (see :func:`lazy_reads.plan_packs`) is
-    downloaded whole, with one request, when the pass reaches its first sample;
-    the samples of the other packs are fetched one by one, by byte range."""
+    downloaded whole, with one request, when the pass reaches its first sample,
+    two packs at a time (one downloads while the samples of the other are
+    checked and kept); the samples of the other packs are fetched one by one,
+    by byte range."""
     import time
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     hangar_dir = dataset._hangar_dir
     try:
@@ -419,24 +421,45 @@ def _read_ahead(
     except Exception:  # noqa: BLE001 - no whole packs then: each sample is fetched as before
         packs, held = [], {}
     packs.reverse()  # the next one needed last: popped
+    # Digest -> the download of its pack: not fetched by range while that runs.
+    coming: dict[str, Future[int]] = {}
     step = max(2 * threads, 2)
     start = 0
-    while start < len(order):
-        limit = handed.value
-        if limit < 0:
-            return
-        end = min(start + step, len(order), limit + ahead)
-        if end <= start:
-            time.sleep(0.005)
-            continue
-        while packs and packs[-1].first < end and handed.value >= 0:
-            with contextlib.suppress(Exception):  # its samples are fetched one by one below, or when read
-                lazy_reads.fetch_pack(hangar_dir, packs.pop(), held)
-        try:
-            dataset._fetch(view, [view.hkeys[i] for i in order[start:end]], threads)
-        except Exception:  # noqa: BLE001 - a read-ahead failure surfaces when the sample is read
-            return
-        start = end
+    pool = ThreadPoolExecutor(2, thread_name_prefix="stock-pack")
+    try:
+        while start < len(order):
+            limit = handed.value
+            if limit < 0:
+                return
+            end = min(start + step, len(order), limit + ahead)
+            if end <= start:
+                time.sleep(0.005)
+                continue
+            while packs and packs[-1].first < end:
+                plan = packs.pop()
+                # A failed download leaves its samples to be fetched one by one when read.
+                future = pool.submit(lazy_reads.fetch_pack, hangar_dir, plan, held)
+                coming.update((digest, future) for _, digest in plan.samples)
+            texts = [
+                text
+                for text in dataset._lazy_texts(view, [view.hkeys[i] for i in order[start:end]])
+                if not _coming(coming, text)
+            ]
+            try:
+                lazy_reads.prefetch(hangar_dir, texts, threads)
+            except Exception:  # noqa: BLE001 - a read-ahead failure surfaces when the sample is read
+                return
+            start = end
+    finally:
+        # Abandoned: the packs not started yet are not downloaded.
+        pool.shutdown(wait=True, cancel_futures=handed.value < 0)
+
+
+def _coming(coming: dict[str, Any], text: str) -> bool:
+    """The lazy sample ``text`` is in a pack whose download is under way."""
+    parsed = lazy_reads.parse_placeholder(text)
+    future = None if parsed is None else coming.get(parsed[1])
+    return future is not None and not future.done()
 
 
 # Helpers that fetch the end of a finished pass: reaped before the next fork.

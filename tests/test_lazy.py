@@ -492,14 +492,22 @@ def test_read_ahead_over_most_of_a_pack_downloads_it_whole_once(
     ds.close()
 
 
+@pytest.mark.parametrize("byte_locks", [True, False], ids=["byte-range-locks", "lock-files"])
 def test_reader_of_a_sample_in_a_pack_being_downloaded_waits_for_it(
-    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    lazy_team: tuple[Path, Path, Path, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, byte_locks: bool
 ) -> None:
+    """Another thread (so another descriptor, in the same process) reading a
+    sample whose pack is being downloaded waits for it; with byte-range locks
+    (Linux) or, where those are missing, a lock file per sample."""
     import threading
     import time
 
     from stockroom.loaders import StockDataset
 
+    if byte_locks and not lazy._OFD:
+        pytest.skip("no open-file-description locks on this system")
+    monkeypatch.setattr(lazy, "_OFD", byte_locks)
+    lazy._READERS.clear()
     proj, _, bob, _ = lazy_team
     log = tmp_path / "downloads.log"
     _log_downloads(monkeypatch, log)
@@ -522,6 +530,8 @@ def test_reader_of_a_sample_in_a_pack_being_downloaded_waits_for_it(
     assert lazy.stats.waited == waited + 1
     assert not held  # every lock released
     assert [d.split(":")[0] for d in log.read_text().split()] == ["pack"]
+    locks = os.listdir(hangar / lazy.LAZY_DIR / "locks")
+    assert locks == ["samples"] if byte_locks else len(locks) == N  # one file, or one per sample
     with stockroom.StockRoom(proj) as orig:
         np.testing.assert_array_equal(got[0], orig.data["img"][3])
     ds.close()
@@ -663,3 +673,31 @@ def test_forked_reader_starts_from_its_parents_lookups(
     assert os.waitstatus_to_exitcode(status) == 0
     assert result.read_text() == "(True, True)"
     assert first.shape == SHAPE
+
+
+def test_sample_locks_exclude_and_fall_back_to_lock_files_when_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    rd = lazy._Reader(tmp_path / ".hangar")
+    held = rd.lock("0=aa")
+    assert held is not None
+    assert rd.lock("0=aa", wait=False) is None  # another descriptor, same process: excluded
+    other = rd.lock("0=bb", wait=False)
+    assert other is not None
+    os.close(held)
+    again = rd.lock("0=aa", wait=False)
+    assert again is not None
+    for fd in (other, again):
+        os.close(fd)
+
+    def refused(fd: int, digest: str, wait: bool) -> bool:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lazy, "_ofd_lock", refused)  # as some network file systems answer
+    first = rd.lock("0=cc")
+    assert first is not None and not rd._ofd
+    assert rd.lock("0=cc", wait=False) is None
+    os.close(first)
+    assert "0=cc" in os.listdir(tmp_path / ".hangar" / lazy.LAZY_DIR / "locks")
