@@ -250,16 +250,21 @@ def main() -> int:
             run_step("lazy", where)
             note("lazy epoch 1, read-ahead", run_step("epoch", where, b, 8, args.ahead, run)["epoch"])
             # The second epoch against a local epoch measured beside it, in
-            # turns (local, lazy, local, lazy, ...): both read data the page
-            # cache holds, and each lazy epoch is compared with the local
-            # epoch just before it (the machine's load drifts less between
-            # the two than between steps minutes apart). The writes of the
-            # first epoch are flushed first, for neither side to run beside
-            # the disk writing them back.
+            # pairs: both read data the page cache holds, and each lazy epoch
+            # is compared with the local epoch next to it (the machine's load
+            # drifts less between the two than between steps minutes apart).
+            # Which side goes first alternates from pair to pair: the second
+            # of two back-to-back epochs runs beside the first one's exit.
+            # The writes of the first epoch are flushed first, for neither
+            # side to run beside the disk writing them back.
             os.sync()
-            for _ in range(args.pairs):
-                local = run_step("epoch", full, b, 8, 0, run + 100)["epoch"]
-                again = run_step("epoch", where, b, 8, 0, run + 100)["epoch"]
+            for pair in range(args.pairs):
+                if pair % 2 == 0:
+                    local = run_step("epoch", full, b, 8, 0, run + 100)["epoch"]
+                    again = run_step("epoch", where, b, 8, 0, run + 100)["epoch"]
+                else:
+                    again = run_step("epoch", where, b, 8, 0, run + 100)["epoch"]
+                    local = run_step("epoch", full, b, 8, 0, run + 100)["epoch"]
                 note("local epoch, beside lazy epoch 2", local)
                 note("lazy epoch 2", again)
                 note("lazy epoch 2 / local epoch beside it", again / local)

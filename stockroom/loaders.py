@@ -344,7 +344,7 @@ class ReadAheadSampler:
     DataLoader's workers find them here, or wait for the download under way:
     no sample is downloaded twice at once. A pack the pass reads at least half
     of (in bytes) is downloaded whole, with one request, when the pass reaches
-    its first sample, unless ``stock.cacheLimit`` is smaller than the data the
+    its first sample (two packs at a time), unless ``stock.cacheLimit`` is smaller than the data the
     pass reads. A process rather than a thread:
     this process then never opens a remote client itself, and the
     DataLoader's workers, forked from it later, can (an S3 client does not
