@@ -395,7 +395,10 @@ class ReadAheadSampler:
                 _READ_AHEAD.append(helper)
             else:
                 handed.value = -1  # the pass was abandoned
-                helper.join()
+                helper.join(60)  # it ends the downloads under way (two packs at most)
+                if helper.is_alive():  # stuck on a remote that stopped answering
+                    helper.terminate()
+                    helper.join()
 
 
 def _read_ahead(
@@ -425,27 +428,38 @@ def _read_ahead(
     coming: dict[str, Future[int]] = {}
     step = max(2 * threads, 2)
     start = 0
+    parent = os.getppid()
+    idle_since: float | None = None
     pool = ThreadPoolExecutor(2, thread_name_prefix="stock-pack")
     try:
         while start < len(order):
             limit = handed.value
-            if limit < 0:
-                return
+            if limit < 0 or os.getppid() != parent:
+                return  # abandoned, or the training process is gone
             end = min(start + step, len(order), limit + ahead)
             if end <= start:
+                # Waiting for the DataLoader. A pass left unfinished and unclosed
+                # (its iterator kept by a traceback, say) never moves again: the
+                # locks held for packs not started yet must not make the next
+                # pass wait for them.
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if now - idle_since > 2.0 and held:
+                    _release_unstarted(packs, held)
                 time.sleep(0.005)
                 continue
+            idle_since = None
             while packs and packs[-1].first < end:
                 plan = packs.pop()
                 # A failed download leaves its samples to be fetched one by one when read.
                 future = pool.submit(lazy_reads.fetch_pack, hangar_dir, plan, held)
                 coming.update((digest, future) for _, digest in plan.samples)
-            texts = [
-                text
-                for text in dataset._lazy_texts(view, [view.hkeys[i] for i in order[start:end]])
-                if not _coming(coming, text)
-            ]
             try:
+                texts = [
+                    text
+                    for text in dataset._lazy_texts(view, [view.hkeys[i] for i in order[start:end]])
+                    if not _coming(coming, text)
+                ]
                 lazy_reads.prefetch(hangar_dir, texts, threads)
             except Exception:  # noqa: BLE001 - a read-ahead failure surfaces when the sample is read
                 return
@@ -453,6 +467,16 @@ def _read_ahead(
     finally:
         # Abandoned: the packs not started yet are not downloaded.
         pool.shutdown(wait=True, cancel_futures=handed.value < 0)
+
+
+def _release_unstarted(packs: list[Any], held: dict[str, int]) -> None:
+    """Release the locks taken ahead for the packs in ``packs`` (not started):
+    a pack started later takes its samples' locks again as it starts."""
+    for plan in packs:
+        for _, digest in plan.samples:
+            fd = held.pop(digest, -1)
+            if fd >= 0:
+                lazy_reads.unlock(fd)
 
 
 def _coming(coming: dict[str, Any], text: str) -> bool:

@@ -74,11 +74,53 @@ stats = Stats()
 # of its own, locked with flock.
 _OFD = hasattr(fcntl, "F_OFD_SETLK")
 _BUSY = (errno.EAGAIN, errno.EACCES)
+# What a file system without these locks answers, the same for every process:
+# only then lock files instead (a process that switched alone on a passing
+# error would no longer exclude the others).
+_NO_OFD = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+# Descriptors of sample locks this process holds or is taking: a forked child
+# closes its copies (a lock it inherited would stay held until the child
+# ended, and the child reading that sample would wait for itself). A
+# descriptor joins the set before its lock is taken and leaves it as it is
+# closed, under _LOCKS_GUARD, which a fork holds: the set is exact then.
+_HELD_LOCKS: set[int] = set()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _open_tracked(path: Path) -> int:
+    with _LOCKS_GUARD:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        _HELD_LOCKS.add(fd)
+    return fd
+
+
+def unlock(fd: int) -> None:
+    """Release a sample lock that :meth:`_Reader.lock` took."""
+    with _LOCKS_GUARD:
+        _HELD_LOCKS.discard(fd)
+        os.close(fd)
+
+
+def _drop_inherited_locks() -> None:
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # the child's copy only: the parent's lock stays
+    _HELD_LOCKS.clear()
+    _LOCKS_GUARD.release()  # taken before the fork (the child has this thread only)
+
+
+# Registered when this module is imported, before loaders' own handler, so
+# it runs last before a fork: that one may read, never takes a sample lock.
+os.register_at_fork(
+    before=_LOCKS_GUARD.acquire,
+    after_in_parent=_LOCKS_GUARD.release,
+    after_in_child=_drop_inherited_locks,
+)
 
 
 def _lock_offset(digest: str) -> int:
-    # 56 bits: two samples share a byte once in 2**28 pairs; they then wait for
-    # each other's download, no more.
+    # 56 bits: about 2**28 samples before two are likely to share a byte; two
+    # that do wait for each other's download, no more.
     return int.from_bytes(hashlib.blake2b(digest.encode(), digest_size=7).digest(), "big")
 
 
@@ -173,7 +215,6 @@ class _Reader:
         self._kept_plans: dict[str, tuple[np.dtype[Any], tuple[int, ...], str] | None] = {}
         self._objects_prefix = str(self.base / "objects") + os.sep
         self._ofd = _OFD
-        self._locks_made = False
 
     # -- metadata
     def entry(self, pack: str, digest: str) -> list[Any]:
@@ -278,37 +319,52 @@ class _Reader:
             self.account(len(raw))
             return raw
         finally:
-            os.close(fd)
+            unlock(fd)
 
     def lock(self, digest: str, wait: bool = True) -> int | None:
         """Take sample ``digest``'s lock: the descriptor that holds it (close it
         to unlock), or None when another reader holds it and ``wait`` is False."""
-        locks = self.base / "locks"
-        if not self._locks_made:
-            locks.mkdir(parents=True, exist_ok=True)
-            self._locks_made = True
         if self._ofd:
-            fd = os.open(locks / "samples", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open_lock("samples")
             try:
-                if _ofd_lock(fd, digest, wait):
-                    return fd
-                os.close(fd)
-                return None
+                taken = _ofd_lock(fd, digest, wait)
             except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EINTR, errno.EDEADLK):
+                unlock(fd)
+                if exc.errno not in _NO_OFD:
                     raise
-                self._ofd = False  # refused here (EINVAL, ENOLCK, ...): lock files, as below
-        fd = os.open(locks / digest, os.O_RDWR | os.O_CREAT, 0o644)
+                self._ofd = False  # none on this file system: lock files, as below
+            except BaseException:
+                unlock(fd)
+                raise
+            else:
+                return self._held(fd, taken)
+        fd = self._open_lock(digest)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
-            return None
+            taken = False
         except BaseException:
-            os.close(fd)
+            unlock(fd)
             raise
-        return fd
+        else:
+            taken = True
+        return self._held(fd, taken)
+
+    @staticmethod
+    def _held(fd: int, taken: bool) -> int | None:
+        if taken:
+            return fd
+        unlock(fd)
+        return None
+
+    def _open_lock(self, name: str) -> int:
+        """An open descriptor of lock file ``name`` (tracked: see _HELD_LOCKS)."""
+        path = self.base / "locks" / name
+        try:
+            return _open_tracked(path)
+        except FileNotFoundError:  # made on first use (or removed since, with a re-pull)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return _open_tracked(path)
 
     def download(self, obj: Any, digest: str, pack: str, entry: list[Any]) -> bytes:
         store, _ = self.store()
@@ -407,13 +463,13 @@ class _Reader:
                     self.account(len(raw))
                     kept += 1
                 finally:
-                    os.close(fd)
+                    unlock(fd)
             return kept
         finally:
             for _, digest in samples:
                 fd = held.pop(digest, -1)
                 if fd >= 0:
-                    os.close(fd)
+                    unlock(fd)
 
     def account(self, nbytes: int) -> None:
         limit = self.limit()
