@@ -778,3 +778,51 @@ def test_read_ahead_releases_locks_held_for_packs_not_started(tmp_path: Path) ->
         lazy.unlock(fd)
     assert rd.lock("0=b1", wait=False) is None
     lazy.unlock(held.pop("0=b1"))  # type: ignore[arg-type]
+
+
+def test_read_ahead_does_not_fetch_by_range_what_a_coming_pack_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several packs, two downloading at a time and the others queued: the
+    read-ahead never fetches by range a sample whose pack is on its way, even
+    when it holds none of its locks yet (here: a lock budget of one)."""
+    import time
+
+    from stockroom.loaders import StockDataset
+    from stockroom.remote import sync
+
+    remote = tmp_path / "stock-remote"
+    remote.mkdir()
+    proj = tmp_path / "alice"
+    one = int(np.prod(SHAPE)) * 4
+    monkeypatch.setattr(transfer, "PACK_BYTES", 8 * one)  # about 8 images a pack
+    digest = make_big_project(proj, remote)
+    sync.push(proj, "origin", [digest])
+    bare = tmp_path / "code.git"
+    run_git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    run_git("remote", "add", "origin", str(bare), cwd=proj)
+    run_git("push", "-q", "origin", "HEAD:main", cwd=proj)
+    bob = clone(bare, tmp_path / "bob")
+    assert stock_cli("pull", "--lazy", cwd=bob).returncode == 0
+    monkeypatch.setattr(lazy, "_lock_budget", lambda: (1, 1))
+    log = tmp_path / "downloads.log"
+    _log_downloads(monkeypatch, log)
+    real_pack = lazy._Reader.download_pack
+
+    def slow_pack(self: lazy._Reader, pack: str) -> bytes:
+        time.sleep(0.2)  # the window's range fetches would overtake it
+        return real_pack(self, pack)
+
+    monkeypatch.setattr(lazy._Reader, "download_pack", slow_pack)
+    ds = StockDataset("img", path=bob)
+    read = _packs_read(ds)
+    assert len(read) >= 4
+    assert list(ds.read_ahead(range(N), samples=N, threads=4)) == list(range(N))
+    _join_read_ahead()
+    downloads = log.read_text().split()
+    assert sorted(d.split(":")[1] for d in downloads if d.startswith("pack:")) == sorted(read)
+    assert [d for d in downloads if not d.startswith("pack:")] == []  # nothing by range
+    with stockroom.StockRoom(proj) as orig:
+        for i in range(N):
+            np.testing.assert_array_equal(ds[i], orig.data["img"][ds.keys()[i]])
+    ds.close()
