@@ -739,23 +739,22 @@ def test_forked_child_drops_the_sample_locks_it_inherits(tmp_path: Path) -> None
     fd = rd.lock("0=ee")
     assert fd is not None
     report = tmp_path / "child"
+    released = tmp_path / "released"
     pid = os.fork()
     if pid == 0:  # report through a file, never return into pytest
         code = 1
         try:
             inherited = fd in lazy._HELD_LOCKS
-            time.sleep(0.5)  # the parent releases its lock meanwhile
+            deadline = time.monotonic() + 30
+            while not released.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)  # the parent releases its lock meanwhile
             mine = lazy._Reader(tmp_path / ".hangar").lock("0=ee", wait=False)
             report.write_text(repr((inherited, mine is not None)))
-            time.sleep(1.0)  # alive while the parent checks
             code = 0
         finally:
             os._exit(code)
-    time.sleep(0.2)
     lazy.unlock(fd)
-    deadline = time.monotonic() + 10
-    while not report.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    released.touch()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert report.read_text() == "(False, True)"
