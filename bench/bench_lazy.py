@@ -259,12 +259,10 @@ def main() -> int:
             # side to run beside the disk writing them back.
             os.sync()
             for pair in range(args.pairs):
-                if pair % 2 == 0:
-                    local = run_step("epoch", full, b, 8, 0, run + 100)["epoch"]
-                    again = run_step("epoch", where, b, 8, 0, run + 100)["epoch"]
-                else:
-                    again = run_step("epoch", where, b, 8, 0, run + 100)["epoch"]
-                    local = run_step("epoch", full, b, 8, 0, run + 100)["epoch"]
+                took = {}
+                for clone_dir in (full, where) if pair % 2 == 0 else (where, full):
+                    took[clone_dir] = run_step("epoch", clone_dir, b, 8, 0, run + 100)["epoch"]
+                local, again = took[full], took[where]
                 note("local epoch, beside lazy epoch 2", local)
                 note("lazy epoch 2", again)
                 note("lazy epoch 2 / local epoch beside it", again / local)

@@ -394,11 +394,8 @@ class ReadAheadSampler:
                 handed.value = len(order)
                 _READ_AHEAD.append(helper)
             else:
-                handed.value = -1  # the pass was abandoned
-                helper.join(60)  # it ends the downloads under way (two packs at most)
-                if helper.is_alive():  # stuck on a remote that stopped answering
-                    helper.terminate()
-                    helper.join()
+                handed.value = -1  # the pass was abandoned: it ends the downloads under way
+                _reap(helper)
 
 
 def _read_ahead(
@@ -490,6 +487,15 @@ def _coming(coming: dict[str, Any], text: str) -> bool:
 _READ_AHEAD: list[Any] = []
 
 
+def _reap(helper: Any) -> None:
+    """Wait for a read-ahead helper to end; end it after 60 s (stuck, e.g. on
+    a remote that stopped answering: its locks go with it)."""
+    helper.join(60)
+    if helper.is_alive():
+        helper.terminate()
+        helper.join()
+
+
 def _stock_root(path: Any) -> Path:
     if path is None:
         return find_root()
@@ -507,11 +513,7 @@ def _before_fork() -> None:
     """Bring every live dataset up to date with head.stock, for the child to
     inherit, once read-ahead helpers of finished passes have ended."""
     while _READ_AHEAD:
-        helper = _READ_AHEAD.pop()
-        helper.join(60)
-        if helper.is_alive():  # stuck (e.g. on a remote that stopped answering): its locks go with it
-            helper.terminate()
-            helper.join()
+        _reap(_READ_AHEAD.pop())
     for dataset in list(_LIVE):
         if dataset._view is None:
             continue  # closed: nothing to hand down, and not to be reopened behind the user

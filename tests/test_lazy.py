@@ -687,11 +687,11 @@ def test_sample_locks_exclude_and_fall_back_to_lock_files_when_refused(
     rd = lazy._Reader(tmp_path / ".hangar")
     held = rd.lock("0=aa")
     assert held is not None
-    assert rd.lock("0=aa", wait=False) is None  # another descriptor, same process: excluded
-    other = rd.lock("0=bb", wait=False)
+    assert rd.try_lock("0=aa") is None  # another descriptor, same process: excluded
+    other = rd.try_lock("0=bb")
     assert other is not None
     lazy.unlock(held)
-    again = rd.lock("0=aa", wait=False)
+    again = rd.try_lock("0=aa")
     assert again is not None
     for fd in (other, again):
         lazy.unlock(fd)
@@ -705,7 +705,7 @@ def test_sample_locks_exclude_and_fall_back_to_lock_files_when_refused(
     monkeypatch.setattr(lazy, "_ofd_lock", refused)  # a file system without these locks
     first = rd.lock("0=cc")
     assert first is not None and not rd._ofd
-    assert rd.lock("0=cc", wait=False) is None
+    assert rd.try_lock("0=cc") is None
     lazy.unlock(first)
     assert "0=cc" in os.listdir(locks)
 
@@ -748,7 +748,7 @@ def test_forked_child_drops_the_sample_locks_it_inherits(tmp_path: Path) -> None
             deadline = time.monotonic() + 30
             while not released.exists() and time.monotonic() < deadline:
                 time.sleep(0.02)  # the parent releases its lock meanwhile
-            mine = lazy._Reader(tmp_path / ".hangar").lock("0=ee", wait=False)
+            mine = lazy._Reader(tmp_path / ".hangar").try_lock("0=ee")
             report.write_text(repr((inherited, mine is not None)))
             code = 0
         finally:
@@ -772,10 +772,10 @@ def test_read_ahead_releases_locks_held_for_packs_not_started(tmp_path: Path) ->
     loaders._release_unstarted(plans, held)  # type: ignore[arg-type]
     assert list(held) == ["0=b1"]
     for digest in ("0=a1", "0=a2"):
-        fd = rd.lock(digest, wait=False)
+        fd = rd.try_lock(digest)
         assert fd is not None
         lazy.unlock(fd)
-    assert rd.lock("0=b1", wait=False) is None
+    assert rd.try_lock("0=b1") is None
     lazy.unlock(held.pop("0=b1"))  # type: ignore[arg-type]
 
 

@@ -70,8 +70,8 @@ stats = Stats()
 # the descriptor drops it. A lock file per sample cost one file creation per
 # sample read (about 1 ms on ext4 here: 3,000 of them in a first epoch of
 # 2,000 samples); opening the shared file again costs microseconds. Where
-# such locks are missing (not Linux) or refused, each sample has a lock file
-# of its own, locked with flock.
+# such locks are missing (not Linux, or a file system without them), each
+# sample has a lock file of its own, locked with flock.
 _OFD = hasattr(fcntl, "F_OFD_SETLK")
 _BUSY = (errno.EAGAIN, errno.EACCES)
 # What a file system without these locks answers, the same for every process:
@@ -122,6 +122,15 @@ def _lock_offset(digest: str) -> int:
     # 56 bits: about 2**28 samples before two are likely to share a byte; two
     # that do wait for each other's download, no more.
     return int.from_bytes(hashlib.blake2b(digest.encode(), digest_size=7).digest(), "big")
+
+
+def _flock(fd: int, wait: bool) -> bool:
+    """Lock the whole of ``fd``'s file; False when another descriptor holds it (``wait=False``)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _ofd_lock(fd: int, digest: str, wait: bool) -> bool:
@@ -274,8 +283,10 @@ class _Reader:
         self._kept_plans = dict(parent._kept_plans)
         # Not the cache limit: the user may have set it since the parent read it.
 
-    def limit(self) -> int | None:
-        if self._limit is None:
+    def limit(self, again: bool = False) -> int | None:
+        """``stock.cacheLimit`` in bytes (None: unbounded), looked up once per
+        process, or ``again``."""
+        if self._limit is None or again:
             self._limit = cache_limit(self.root) or 0
         return self._limit or None
 
@@ -305,10 +316,10 @@ class _Reader:
     def fetch(self, obj: Any, digest: str, pack: str, entry: list[Any]) -> bytes:
         """Download one sample (once, whatever the number of readers), verify, keep."""
         path = self.object_path(digest)
-        fd = self.lock(digest, wait=False)
+        fd = self.try_lock(digest)
         if fd is None:
             stats.waited += 1
-            fd = self._wait_lock(digest)  # another reader downloads it: wait, then read theirs
+            fd = self.lock(digest)  # another reader downloads it: wait, then read theirs
         try:
             with contextlib.suppress(FileNotFoundError):
                 raw = path.read_bytes()
@@ -321,41 +332,37 @@ class _Reader:
         finally:
             unlock(fd)
 
-    def lock(self, digest: str, wait: bool = True) -> int | None:
-        """Take sample ``digest``'s lock: the descriptor that holds it (close it
-        to unlock), or None when another reader holds it and ``wait`` is False."""
-        if self._ofd:
-            fd = self._open_lock("samples")
+    def lock(self, digest: str) -> int:
+        """Take sample ``digest``'s lock, waiting for another reader's: the
+        descriptor that holds it (:func:`unlock` releases it)."""
+        fd = self._take(digest, wait=True)
+        assert fd is not None  # a waiting lock returns its descriptor
+        return fd
+
+    def try_lock(self, digest: str) -> int | None:
+        """Sample ``digest``'s lock, taken without waiting; None when another
+        reader holds it."""
+        return self._take(digest, wait=False)
+
+    def _take(self, digest: str, wait: bool) -> int | None:
+        while True:
+            byte = self._ofd
+            fd = self._open_lock("samples" if byte else digest)
             try:
-                taken = _ofd_lock(fd, digest, wait)
+                taken = _ofd_lock(fd, digest, wait) if byte else _flock(fd, wait)
             except OSError as exc:
                 unlock(fd)
-                if exc.errno not in _NO_OFD:
-                    raise
-                self._ofd = False  # none on this file system: lock files, as below
+                if byte and exc.errno in _NO_OFD:
+                    self._ofd = False  # none on this file system: a lock file per sample
+                    continue
+                raise
             except BaseException:
                 unlock(fd)
                 raise
-            else:
-                return self._held(fd, taken)
-        fd = self._open_lock(digest)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            taken = False
-        except BaseException:
+            if taken:
+                return fd
             unlock(fd)
-            raise
-        else:
-            taken = True
-        return self._held(fd, taken)
-
-    @staticmethod
-    def _held(fd: int, taken: bool) -> int | None:
-        if taken:
-            return fd
-        unlock(fd)
-        return None
+            return None
 
     def _open_lock(self, name: str) -> int:
         """An open descriptor of lock file ``name`` (tracked: see _HELD_LOCKS)."""
@@ -409,16 +416,6 @@ class _Reader:
                 f"Push the stock again from a clone that has it (`stock push`)"
             )
 
-    def _wait_lock(self, digest: str) -> int:
-        fd = self.lock(digest)
-        assert fd is not None  # a waiting lock returns its descriptor
-        return fd
-
-    def try_lock(self, digest: str) -> int | None:
-        """Sample ``digest``'s lock, taken without waiting (its descriptor: close it
-        to unlock); None when another reader holds it."""
-        return self.lock(digest, wait=False)
-
     def keep_pack(self, pack: str, samples: list[tuple[str, str]], held: dict[str, int] | None = None) -> int:
         """Download ``pack`` whole and keep its samples ``samples`` ((schema, digest),
         in the order they will be read): each checked as :meth:`download` checks it,
@@ -446,7 +443,7 @@ class _Reader:
             for schema, digest in todo:
                 fd = held.pop(digest, -1)
                 if fd < 0:
-                    fd = self._wait_lock(digest)
+                    fd = self.lock(digest)
                 try:
                     path = self.object_path(digest)
                     if path.exists():
@@ -540,8 +537,7 @@ def all_kept(hangar_dir: Path, texts: Iterable[str]) -> bool:
     fetch, and need not look. (``stock gc`` may drop some later: a read then
     fetches it, one at a time.)"""
     rd = reader(hangar_dir)
-    rd._limit = None  # read it again: the user may have set it since this process last looked
-    if rd.limit() is not None:
+    if rd.limit(again=True) is not None:  # the user may have set it since this process looked
         return False
     try:
         names = set(os.listdir(rd.base / "objects"))
