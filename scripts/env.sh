@@ -8,6 +8,37 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
+
+# stock ui (docs/ui.md): its chart library, built from the pinned npm
+# package (stockroom/ui/frontend/package-lock.json) into the package's
+# git-ignored assets/vendor/, and Debian's chromium for the UI tests.
+# Each step runs only when its output is missing, so this stays quick.
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+apt_install() {
+  if command -v apt-get >/dev/null; then
+    as_root apt-get update -qq || true
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  else
+    echo "== cannot install $* (no apt-get): install it yourself" >&2
+  fi
+}
+vendor=stockroom/ui/assets/vendor
+lock=stockroom/ui/frontend/package-lock.json
+if [ ! -f "$vendor/uPlot.iife.min.js" ] || [ "$(cat "$vendor/.lock" 2>/dev/null)" != "$(cksum < "$lock")" ]; then
+  command -v npm >/dev/null || { echo "== installing npm (to build the stock ui chart library)"; apt_install npm; }
+  echo "== building stock ui's chart library (npm ci, pinned by $lock)"
+  rm -rf build/ui-npm && mkdir -p build/ui-npm "$vendor"
+  cp stockroom/ui/frontend/package.json "$lock" build/ui-npm/
+  (cd build/ui-npm && npm ci --no-audit --no-fund --ignore-scripts --silent)
+  cp build/ui-npm/node_modules/uplot/dist/uPlot.iife.min.js build/ui-npm/node_modules/uplot/dist/uPlot.min.css "$vendor/"
+  cp build/ui-npm/node_modules/uplot/LICENSE "$vendor/uPlot.LICENSE"
+  node -p 'require("./build/ui-npm/node_modules/uplot/package.json").version' > "$vendor/uPlot.VERSION"
+  cksum < "$lock" > "$vendor/.lock"
+fi
+if ! command -v chromium >/dev/null && [ -z "${STOCK_SKIP_CHROMIUM:-}" ]; then
+  echo "== installing Debian's chromium (the stock ui tests drive it headless)"
+  apt_install chromium || echo "== chromium not installed: tests/test_ui.py will skip" >&2
+fi
 stamp=.venv/.stockroom-installed
 want=$(cat setup.cfg pyproject.toml | cksum)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
