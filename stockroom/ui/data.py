@@ -246,16 +246,19 @@ def minmax_downsample(x: np.ndarray, y: np.ndarray, buckets: int, lo: float, hi:
     order = np.argsort(idx, kind="stable")
     idx, ys = idx[order], y[order]
     starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
-    ends = np.r_[starts[1:], idx.size]
-    # Per bucket: position of its min and max (reduceat over sorted runs).
+    counts = np.diff(np.r_[starts, idx.size])
     mins = np.minimum.reduceat(ys, starts)
     maxs = np.maximum.reduceat(ys, starts)
-    for s, e, b, mn, mx in zip(starts, ends, idx[starts], mins, maxs, strict=True):
-        seg = ys[s:e]
-        first_min = int(np.argmax(seg == mn))
-        first_max = int(np.argmax(seg == mx))
-        a, c = (mn, mx) if first_min <= first_max else (mx, mn)
-        out[2 * b], out[2 * b + 1] = a, c
+    # Where in its bucket each min and max first occurs, without a Python loop
+    # over buckets (100 runs x 1,000 buckets would cost a second).
+    pos = np.arange(idx.size)
+    never = idx.size
+    first_min = np.minimum.reduceat(np.where(ys == np.repeat(mins, counts), pos, never), starts)
+    first_max = np.minimum.reduceat(np.where(ys == np.repeat(maxs, counts), pos, never), starts)
+    min_first = first_min <= first_max
+    slots = idx[starts]
+    out[2 * slots] = np.where(min_first, mins, maxs)
+    out[2 * slots + 1] = np.where(min_first, maxs, mins)
     return out
 
 

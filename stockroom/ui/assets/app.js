@@ -283,7 +283,7 @@
         doc = { metric: st.metric, exact: all.exact, x: all.x, series: all.series.filter((s) => st.runs.has(s.run)) };
       } else {
         const width = Math.max(400, Math.min(2000, main.clientWidth - 40));
-        doc = await api("curves", { metric: st.metric, runs: names.join(","), points: 2 * width });
+        doc = await api("curves", { metric: st.metric, runs: names.join(","), points: width }); // a min and a max per 2 px
       }
     }
     function draw() {
@@ -296,6 +296,7 @@
       const width = Math.max(400, main.clientWidth - 40);
       const opts = {
         width, height: 420, title: st.metric,
+        legend: { show: doc.series.length <= 20 }, // past that the table below names the runs; 100 live legend rows cost more than the drawing
         scales: { x: { time: false }, y: { distr: st.log ? 3 : 1 } },
         axes: [{ label: "step" }, { label: st.metric, size: 70 }],
         series: [{ label: "step" }, ...doc.series.map((s, i) => ({ label: s.run, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: x.length <= 60 } }))],
@@ -305,7 +306,7 @@
       chart = new uPlot(opts, [x, ...ys], $("chart"));
       UI.chart = chart;
       UI.curves = { metric: st.metric, exact: doc.exact, x: x.length, series: doc.series.map((s, i) => ({ run: s.run, points: s.points, drawn: ys[i].filter((v) => v !== null).length, last: lastOf(ys[i]) })) };
-      UI.drawMs = performance.now() - t0;
+      UI.drawMs = performance.now() - t0; // uPlot's part; the numbers table follows
       $("chart").setAttribute("aria-label", "Line chart of " + st.metric + " by step for " + doc.series.length + " runs; the numbers are in the table below.");
       $("note").textContent = doc.exact ? "one point per step" : "downsampled on the server: min and max per bucket kept";
       const summary = doc.series.map((s, i) => {
@@ -313,14 +314,24 @@
         return [s.run, s.points, v.length ? v[0] : null, v.length ? v[v.length - 1] : null, v.length ? Math.min(...v) : null, v.length ? Math.max(...v) : null];
       });
       const limit = Math.min(x.length, 500);
-      const rows = [];
-      for (let i = 0; i < limit; i++) rows.push([x[i], ...ys.map((y) => y[i])]);
       $("numbers").innerHTML = "<h2>Numbers</h2>" + numbersTable("per run: " + st.metric + (st.alpha ? " (smoothed " + st.alpha + ")" : ""), ["run", "points", "first", "last", "min", "max"], summary) +
-        "<details><summary>All points" + (limit < x.length ? " (first " + limit + " of " + x.length + ")" : "") + "</summary>" +
-        numbersTable(st.metric + " by step", ["step", ...doc.series.map((s) => s.run)], rows) + "</details>";
+        "<details id='allpoints'><summary>All points" + (limit < x.length ? " (first " + limit + " of " + x.length + ")" : "") + "</summary></details>";
+      // Built when opened: 100 runs x 500 rows of cells would slow every redraw.
+      $("allpoints").addEventListener("toggle", (e) => {
+        if (!e.target.open || e.target.querySelector("table")) return;
+        const rows = [];
+        for (let i = 0; i < limit; i++) rows.push([x[i], ...ys.map((y) => y[i])]);
+        e.target.insertAdjacentHTML("beforeend", numbersTable(st.metric + " by step", ["step", ...doc.series.map((s) => s.run)], rows));
+      });
     }
     function lastOf(y) { for (let i = y.length - 1; i >= 0; i--) if (y[i] !== null) return y[i]; return null; }
-    async function refresh() { await load(); draw(); }
+    async function refresh() {
+      const t0 = performance.now();
+      await load();
+      const t1 = performance.now();
+      draw();
+      UI.timing = { load: t1 - t0, draw: performance.now() - t1, chart: UI.drawMs };
+    }
     $("metric").addEventListener("change", (e) => { st.metric = e.target.value; refresh().catch(fail); });
     $("runlist").addEventListener("change", (e) => { e.target.checked ? st.runs.add(e.target.value) : st.runs.delete(e.target.value); refresh().catch(fail); });
     $("alpha").addEventListener("input", (e) => { st.alpha = Number(e.target.value); $("alpha-out").textContent = e.target.value; draw(); });
