@@ -142,9 +142,9 @@ def _import_dirs() -> str:
     The hook starts Python without site-packages processing (``-S``, half
     of its start-up time) and puts exactly these on ``sys.path``.
     """
-    import stockroom
-
-    dirs = [str(Path(stockroom.__file__).resolve().parent.parent)]
+    # This file is stockroom/install.py: its package's parent (not `import
+    # stockroom`, which would tie install to the package's facade and so to core).
+    dirs = [str(Path(__file__).resolve().parent.parent)]
     try:
         import lmdb
 
