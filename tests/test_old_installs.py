@@ -34,10 +34,14 @@ DATA = Path(__file__).parent / "data" / "c16719c"
 PROJECT = Path(stockroom.__file__).resolve().parent.parent
 
 
-def git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def git(
+    *args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(("git", *args), cwd=cwd, capture_output=True, text=True, env=env, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -61,12 +65,19 @@ def old_install(root: Path) -> list[Path]:
     written = []
     for name in rec["hooks"].split():
         path = directory / name
-        path.write_text(template.replace("@HOOK@", name).replace("@PYTHON@", python).replace("@PKGDIRS@", pkgdirs))
+        path.write_text(
+            template.replace("@HOOK@", name).replace("@PYTHON@", python).replace("@PKGDIRS@", pkgdirs)
+        )
         path.chmod(0o755)
         written.append(path)
     common = Path(git("rev-parse", "--git-common-dir", cwd=root).stdout.strip())
     driver = (common if common.is_absolute() else root / common) / rec["driver-file"]
-    driver.write_text((DATA / "merge-driver.sh").read_text(encoding="utf-8").replace("@PYTHON@", python).replace("@PKGDIRS@", pkgdirs))
+    driver.write_text(
+        (DATA / "merge-driver.sh")
+        .read_text(encoding="utf-8")
+        .replace("@PYTHON@", python)
+        .replace("@PKGDIRS@", pkgdirs)
+    )
     driver.chmod(0o755)
     written.append(driver)
     for key in ("merge.stock.name", "merge.stock.driver"):
@@ -89,7 +100,9 @@ def code(repo: Path, name: str) -> None:
 
 
 def imports(proc: subprocess.CompletedProcess[str]) -> set[str]:
-    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    return {
+        line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
+    }
 
 
 @pytest.fixture
@@ -107,7 +120,10 @@ def test_fixture_is_what_c16719c_shipped() -> None:
     project's history is at hand), and differ from today's templates (or this tests nothing new)."""
     for name in ("hook.sh", "merge-driver.sh"):
         shown = subprocess.run(
-            ("git", "show", f"c16719c:stockroom/resources/{name}"), cwd=PROJECT, capture_output=True, check=False
+            ("git", "show", f"c16719c:stockroom/resources/{name}"),
+            cwd=PROJECT,
+            capture_output=True,
+            check=False,
         )
         if shown.returncode != 0:
             pytest.skip("not in a checkout with commit c16719c")
@@ -206,7 +222,9 @@ def test_pre_commit_hooks_yaml_entries_run(stock_repo: Path) -> None:
         argv = entries[hook_id]
         assert argv[0] == "python"
         env = dict(os.environ, PRE_COMMIT="1", **extra)
-        return subprocess.run([sys.executable, *argv[1:]], cwd=stock_repo, env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, *argv[1:]], cwd=stock_repo, env=env, capture_output=True, text=True
+        )
 
     before = git("rev-parse", "HEAD", cwd=stock_repo).stdout.strip()
     with stockroom.StockRoom(stock_repo) as room:
@@ -217,5 +235,10 @@ def test_pre_commit_hooks_yaml_entries_run(stock_repo: Path) -> None:
         digest = room.commit("wip")
     git("commit", "-q", "-am", "stock", "--no-verify", cwd=stock_repo)
     after = git("rev-parse", "HEAD", cwd=stock_repo).stdout.strip()
-    proc = run("stockroom-post-checkout", PRE_COMMIT_FROM_REF=before, PRE_COMMIT_TO_REF=after, PRE_COMMIT_CHECKOUT_TYPE="1")
+    proc = run(
+        "stockroom-post-checkout",
+        PRE_COMMIT_FROM_REF=before,
+        PRE_COMMIT_TO_REF=after,
+        PRE_COMMIT_CHECKOUT_TYPE="1",
+    )
     assert proc.returncode == 0 and f"stock commit {digest[:14]}" in proc.stderr, proc.stderr
