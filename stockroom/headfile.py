@@ -13,8 +13,10 @@ from pathlib import Path
 
 from stockroom.errors import StockroomError
 
-HEAD_FILE = "head.stock"
-HANGAR_DIR = ".hangar"
+# Named in stockroom.layout; kept importable from here (many modules do).
+from stockroom.layout import HANGAR_DIR as HANGAR_DIR
+from stockroom.layout import HEAD_FILE as HEAD_FILE
+from stockroom.layout import MERGE_MARKER as MERGE_MARKER
 
 # Hangar 0.5 commit digests: "a=" and 40 lowercase hex digits.
 DIGEST_RE = re.compile(r"a=[0-9a-f]{40}")
@@ -31,10 +33,6 @@ CONFLICT_ADVICE = (
     f"then not in it: write them again and `stock commit`"
 )
 _MAX_HEAD_BYTES = 1024
-# First line of the block the merge driver leaves in head.stock when a stock
-# merge has conflicts (stockroom.commands.merge): never a digest, so neither a
-# read nor a commit can take it for one side's stock state.
-MERGE_MARKER = "<<<<<<< unfinished stock merge"
 
 
 def unfinished_merge(where: Path | str) -> StockroomError:

@@ -21,33 +21,19 @@ from __future__ import annotations
 import os
 import sys
 
-# Same values as stockroom.headfile / stockroom.store (a test checks): not
-# imported from there because those imports cost more than this whole path.
-HEAD_FILE = "head.stock"
-HANGAR_DIR = ".hangar"
-STAGED_MARKER = "stockroom-staged"
-# The last digest a hook found in .hangar. Hangar never deletes a commit, and
-# `stock init --overwrite` deletes .hangar with this file in it, so the hook
-# script can trust it to skip starting Python when head.stock still names it.
-VERIFIED_FILE = "stockroom-hook-verified"
-HOOK_NAMES = ("pre-commit", "post-checkout", "post-rewrite", "pre-push", "post-merge")
-# What Hangar's init creates (stockroom.store.repository checks the same; a
-# test keeps the lists equal). Without them the store is damaged, whatever
-# the verified-digest shortcut remembers.
-HANGAR_FILES = (
-    "branch.lmdb",
-    "ref.lmdb",
-    "hash.lmdb",
-    "stage_ref.lmdb",
-    "stage_hash.lmdb",
-    "config_user.ini",
-)
-HANGAR_DIRS = ("data", "store_data")
-# Stock commits known to be on a remote: "DIGEST URL" lines, written by
-# stockroom.remote.sync after a push or fetch, so that pre-push decides
-# "nothing new" without any network request.
-PUSHED_FILE = "stockroom-pushed"
-REMOTES_FILE = ".stockremotes"
+# Every name comes from stockroom.layout, which imports nothing (the fast
+# path must not pay for stockroom.headfile or stockroom.store); these stay
+# importable from here for the modules and installed code that take them so.
+from stockroom.layout import HANGAR_DIR as HANGAR_DIR
+from stockroom.layout import HANGAR_DIRS as HANGAR_DIRS
+from stockroom.layout import HANGAR_FILES as HANGAR_FILES
+from stockroom.layout import HEAD_FILE as HEAD_FILE
+from stockroom.layout import HOOK_NAMES as HOOK_NAMES
+from stockroom.layout import PUSHED_FILE as PUSHED_FILE
+from stockroom.layout import REF_DB, REWRITTEN_ENV
+from stockroom.layout import REMOTES_FILE as REMOTES_FILE
+from stockroom.layout import STAGED_MARKER as STAGED_MARKER
+from stockroom.layout import VERIFIED_FILE as VERIFIED_FILE
 
 # How long a hook waits for the stock writer held by another process (a
 # notebook in optimize()) before giving up with a message naming it.
@@ -176,7 +162,7 @@ def hangar_has_commit(root: str, digest: str) -> bool | None:
     few milliseconds where importing hangar costs half a second. None when it
     cannot tell (no ``lmdb`` module, no such file, an error): then ask the store.
     """
-    path = os.path.join(root, HANGAR_DIR, "ref.lmdb")
+    path = os.path.join(root, HANGAR_DIR, REF_DB)
     if not os.path.isfile(path):
         return None
     try:
@@ -555,7 +541,7 @@ def post_rewrite(root: str, kind: str) -> int:
         return 0
     # "OLD NEW" per rewritten commit, in order: from the hook script (which read git's
     # stdin before the previous hook could), or stdin when run directly.
-    listing = os.environ.get("STOCKROOM_REWRITTEN")
+    listing = os.environ.get(REWRITTEN_ENV)
     if listing is None:
         listing = sys.stdin.read() if not sys.stdin.isatty() else ""
     pairs = [line.split()[:2] for line in listing.splitlines() if len(line.split()) >= 2]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -21,14 +22,30 @@ from importlib import resources
 from pathlib import Path
 
 from stockroom import git as gitutil
+from stockroom import layout
 from stockroom.errors import StockroomError
-from stockroom.hook import HOOK_NAMES
+from stockroom.layout import DRIVER_COMMAND as DRIVER_COMMAND
+from stockroom.layout import DRIVER_MARKER as DRIVER_MARKER
+from stockroom.layout import DRIVER_NAME as DRIVER_NAME
+from stockroom.layout import DRIVER_SCRIPT as DRIVER_SCRIPT
+from stockroom.layout import FRAMEWORK_CONFIG as FRAMEWORK_CONFIG
+from stockroom.layout import FRAMEWORK_MARKER as FRAMEWORK_MARKER
+from stockroom.layout import HOOK_NAMES as HOOK_NAMES
+from stockroom.layout import LEGACY_SUFFIX as LEGACY_SUFFIX
+from stockroom.layout import PROBE_ENV as PROBE_ENV
 
-MARKER = "# stockroom-managed-hook"
-LEGACY_SUFFIX = ".stockroom-legacy"
+# The names below stay importable from here (tests and earlier callers use them).
+MARKER = layout.HOOK_MARKER
+ATTRIBUTE_LINE = layout.ATTRIBUTE_LINE
 TEMPLATE = "hook.sh"
-PROBE_ENV = "STOCKROOM_HOOK_PROBE"
-_PROBE_OK = "stockroom-hook-probe-ok"
+WRAPPER_TEMPLATE = "hook-wrapper.sh"
+DRIVER_TEMPLATE = "merge-driver.sh"
+_PROBE_OK = layout.PROBE_OK
+# A value put unquoted into a script; the quoted ones must still not end a
+# double-quoted string or expand in it.
+_UNQUOTED_SAFE = re.compile(r"[A-Za-z0-9._/-]+")
+_DOUBLE_QUOTE_SPECIAL = frozenset('"$`\\\n')
+_LEFT_OVER = re.compile(r"@[A-Z_]+@")
 
 
 @dataclass(frozen=True)
@@ -44,27 +61,79 @@ class HookChange:
         return f"{self.name}: {self.action} ({self.path})"
 
 
+def _resource(name: str) -> str:
+    return resources.files("stockroom").joinpath("resources", name).read_text(encoding="utf-8")
+
+
 def template() -> str:
     """The hook script template shipped in ``stockroom/resources``."""
-    return resources.files("stockroom").joinpath("resources", TEMPLATE).read_text(encoding="utf-8")
+    return _resource(TEMPLATE)
+
+
+def _hangar_complete() -> str:
+    """The sh test that every file and directory Hangar's init creates is in .hangar."""
+    tests = [f"[ -f {layout.HANGAR_DIR}/{name} ]" for name in layout.HANGAR_FILES]
+    tests += [f"[ -d {layout.HANGAR_DIR}/{name} ]" for name in layout.HANGAR_DIRS]
+    # three tests a line, as the script was written by hand
+    lines = [" && ".join(tests[i : i + 3]) for i in range(0, len(tests), 3)]
+    return " \\\n    && ".join(lines)
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    """``text`` with each ``@KEY@`` replaced by ``values[KEY]``, then by the names
+    of :data:`stockroom.layout.SHELL_NAMES`.
+
+    Raises ``ValueError`` when a name is not safe where the scripts put it, or
+    when a placeholder is left unfilled (a template and layout.py out of step).
+    """
+    for key, value in layout.SHELL_NAMES.items():
+        if _DOUBLE_QUOTE_SPECIAL.intersection(value) or (
+            key not in layout.SHELL_QUOTED and not _UNQUOTED_SAFE.fullmatch(value)
+        ):
+            raise ValueError(f"stockroom.layout.{key} = {value!r} cannot go into a shell script as is")
+    for key, value in {**values, **layout.SHELL_NAMES, "HANGAR_COMPLETE": _hangar_complete()}.items():
+        text = text.replace(f"@{key}@", value)
+    left = sorted(set(_LEFT_OVER.findall(text)))
+    if left:
+        raise ValueError(
+            f"placeholders with no value: {', '.join(left)} (add them to stockroom.layout.SHELL_NAMES)"
+        )
+    return text
 
 
 def render(name: str, python: str = "", pkgdirs: str = "") -> str:
     """The hook script for ``name``, running ``python`` with ``pkgdirs`` on its path.
 
-    Empty ``python`` gives the standalone script (the copies in ``hooks/``),
-    which uses ``stock`` from PATH.
+    Without an interpreter: the hook's file under ``hooks/`` in the source
+    tree, a wrapper that runs :func:`shared_script` beside it (which uses
+    ``stock`` from PATH).
     """
     if name not in HOOK_NAMES:
         raise ValueError(f"stockroom has no {name!r} hook; it has {', '.join(HOOK_NAMES)}")
-    text = template()
-    for key, value in (
-        ("@HOOK@", name),
-        ("@PYTHON@", shlex.quote(python)),
-        ("@PKGDIRS@", shlex.quote(pkgdirs)),
-    ):
-        text = text.replace(key, value)
-    return text
+    if not python and not pkgdirs:
+        return fill(_resource(WRAPPER_TEMPLATE), {"HOOK": name})
+    return fill(template(), {"HOOK": name, "PYTHON": shlex.quote(python), "PKGDIRS": shlex.quote(pkgdirs)})
+
+
+def shared_script() -> str:
+    """``hooks/stockroom-hook``: the template with no interpreter, run by the five
+    wrappers beside it; the hook is the wrapper's ``hook=`` (else the name it runs under)."""
+    return fill(template(), {"HOOK": '"${hook:-${0##*/}}"', "PYTHON": "''", "PKGDIRS": "''"})
+
+
+def shipped_hooks() -> dict[str, str]:
+    """File name -> text of everything under ``hooks/`` in the source tree."""
+    files = {name: render(name) for name in HOOK_NAMES}
+    files[layout.HOOK_SCRIPT] = shared_script()
+    return files
+
+
+def write_shipped_hooks(directory: Path) -> None:
+    """Regenerate ``hooks/`` (``python -c 'from stockroom.install import *;
+    write_shipped_hooks(Path("hooks"))'``); a test checks it is up to date."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in shipped_hooks().items():
+        _write_script(directory / name, text)
 
 
 def _import_dirs() -> str:
@@ -73,9 +142,9 @@ def _import_dirs() -> str:
     The hook starts Python without site-packages processing (``-S``, half
     of its start-up time) and puts exactly these on ``sys.path``.
     """
-    import stockroom
-
-    dirs = [str(Path(stockroom.__file__).resolve().parent.parent)]
+    # This file is stockroom/install.py: its package's parent (not `import
+    # stockroom`, which would tie install to the package's facade and so to core).
+    dirs = [str(Path(__file__).resolve().parent.parent)]
     try:
         import lmdb
 
@@ -169,11 +238,6 @@ def _probe(root: Path, names: tuple[str, ...]) -> list[str]:
     return missing
 
 
-# The first lines of the hook scripts the pre-commit framework installs.
-FRAMEWORK_MARKER = "# File generated by pre-commit"
-FRAMEWORK_CONFIG = ".pre-commit-config.yaml"
-
-
 def framework_runs(root: Path, name: str) -> bool:
     """Whether the pre-commit framework runs stockroom's ``name`` hook here: its
     hook script is installed (or kept by ``stock install`` as the legacy hook) and
@@ -182,7 +246,7 @@ def framework_runs(root: Path, name: str) -> bool:
         config = (root / FRAMEWORK_CONFIG).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    if f"stockroom-{name}" not in config:
+    if layout.FRAMEWORK_ID_PREFIX + name not in config:
         return False
     try:
         directory = hooks_dir(root)
@@ -298,20 +362,11 @@ def uninstall(root: Path) -> None:
 
 
 # ------------------------------------------------------------ merge driver
-DRIVER_NAME = "stock"
-DRIVER_SCRIPT = "stockroom-merge-driver"
-DRIVER_MARKER = "# stockroom-managed-merge-driver"
-ATTRIBUTE_LINE = f"head.stock merge={DRIVER_NAME}"
-# git runs merge drivers through the shell at the top of the work tree; the
-# script is found through git so that a moved or linked work tree still runs it.
-DRIVER_COMMAND = f'sh "$(git rev-parse --git-common-dir)/{DRIVER_SCRIPT}" %O %A %B %P'
-
-
 def driver_script() -> str:
     """The merge driver script ``stock install`` writes, pinned to this interpreter."""
-    text = resources.files("stockroom").joinpath("resources", "merge-driver.sh").read_text(encoding="utf-8")
-    return text.replace("@PYTHON@", shlex.quote(sys.executable)).replace(
-        "@PKGDIRS@", shlex.quote(_import_dirs())
+    return fill(
+        _resource(DRIVER_TEMPLATE),
+        {"PYTHON": shlex.quote(sys.executable), "PKGDIRS": shlex.quote(_import_dirs())},
     )
 
 
@@ -336,7 +391,7 @@ def install_merge_driver(root: Path) -> list[str]:
     if not (path.is_file() and path.read_text(encoding="utf-8", errors="replace") == script):
         _write_script(path, script)
         done.append(f"merge driver: wrote {path}")
-    for key, value in (("name", "stockroom: three-way merge of stock commits"), ("driver", DRIVER_COMMAND)):
+    for key, value in (("name", layout.DRIVER_DESCRIPTION), ("driver", DRIVER_COMMAND)):
         if gitutil.config_value(f"merge.{DRIVER_NAME}.{key}", root) != value:
             gitutil.git("config", "--local", f"merge.{DRIVER_NAME}.{key}", value, cwd=root, keep_env=False)
             done.append(f"merge driver: set merge.{DRIVER_NAME}.{key} in the git config")

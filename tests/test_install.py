@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import stockroom
-from stockroom import StockroomError
+from stockroom import StockroomError, layout
 from stockroom.headfile import HEAD_FILE
 from stockroom.hook import HOOK_NAMES
 from stockroom.install import (
@@ -365,3 +365,54 @@ def test_noexec_style_failure_is_not_reported_as_success(stock_repo: Path, monke
     with pytest.raises(StockroomError, match="does not run hooks"):
         install(stock_repo)
     assert snapshot(hooks) == before
+
+
+# ------------------------------------------------ one script, names from layout
+def test_hooks_folder_is_one_script_and_five_wrappers_as_rendered() -> None:
+    """hooks/ holds exactly what the renderer makes (regenerate with write_shipped_hooks)."""
+    from stockroom.install import shipped_hooks
+
+    copies = PROJECT / "hooks"
+    if not copies.is_dir():
+        pytest.skip("not running from a source checkout (no hooks/ folder)")
+    expected = shipped_hooks()
+    assert sorted(p.name for p in copies.iterdir()) == sorted(expected)
+    for name, text in expected.items():
+        assert (copies / name).read_text(encoding="utf-8") == text, f"regenerate hooks/{name}"
+        assert os.access(copies / name, os.X_OK)
+    for name in HOOK_NAMES:  # a wrapper is a few lines, the script is in one place
+        assert len(expected[name].splitlines()) <= 4 and layout.HOOK_SCRIPT in expected[name]
+
+
+def test_templates_take_every_name_from_layout() -> None:
+    """No name that stockroom.layout owns is written out in a shell template."""
+    from importlib import resources
+
+    names = {k: v for k, v in layout.SHELL_NAMES.items() if k not in ("FRAMEWORK_ID_PREFIX", "ATTRIBUTE_LINE")}
+    folder = resources.files("stockroom").joinpath("resources")
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sh"):
+            text = entry.read_text(encoding="utf-8")
+            written = [key for key, value in names.items() if value in text]
+            assert written == [], f"{entry.name} spells out {written}: use @NAME@ placeholders"
+
+
+def test_fill_refuses_unsafe_names_and_unfilled_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stockroom.install import fill
+
+    with pytest.raises(ValueError, match="NOT_A_NAME"):
+        fill("x @NOT_A_NAME@ y", {})
+    monkeypatch.setitem(layout.SHELL_NAMES, "HEAD_FILE", "head stock")  # a space, used unquoted
+    with pytest.raises(ValueError, match="HEAD_FILE"):
+        render("pre-commit", "/usr/bin/python3", "")
+    monkeypatch.setitem(layout.SHELL_NAMES, "HEAD_FILE", "head.stock")
+    monkeypatch.setitem(layout.SHELL_NAMES, "MERGE_MARKER", '<<< "$(rm -rf ~)"')  # quoted, but breaks out
+    with pytest.raises(ValueError, match="MERGE_MARKER"):
+        render("pre-commit", "/usr/bin/python3", "")
+
+
+def test_a_name_changed_in_layout_reaches_the_rendered_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed script takes the staged marker's name from layout, not from its template."""
+    monkeypatch.setitem(layout.SHELL_NAMES, "STAGED_MARKER", "renamed-staged")
+    text = installed_script("pre-commit")
+    assert "[ ! -e .hangar/renamed-staged ]" in text and "stockroom-staged" not in text

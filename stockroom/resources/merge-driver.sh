@@ -1,7 +1,7 @@
 #!/bin/sh
-# stockroom-managed-merge-driver: written by `stock install`; `stock uninstall` removes it.
-# git runs it as `merge-driver %O %A %B %P` when both sides of a merge changed head.stock
-# (`head.stock merge=stock` in .gitattributes): it merges the two stock commits (docs/merging.md).
+@DRIVER_MARKER@: written by `stock install`; `stock uninstall` removes it.
+# git runs it as `merge-driver %O %A %B %P` when both sides of a merge changed @HEAD_FILE@
+# (`@ATTRIBUTE_LINE@` in .gitattributes): it merges the two stock commits (docs/merging.md).
 # The interpreter that ran `stock install`, and where it imports stockroom from.
 python=@PYTHON@
 pkgdirs=@PKGDIRS@
@@ -29,7 +29,7 @@ if [ "$ours" -eq 0 ]; then
     exit 0
 fi
 
-# Whatever failed, git keeps what is in %A as head.stock: never leave one side's digest there
+# Whatever failed, git keeps what is in %A as @HEAD_FILE@: never leave one side's digest there
 # (a hasty `git add` would commit it as the merge). Name both sides instead: nothing is lost.
 first() {
     line=
@@ -39,18 +39,18 @@ first() {
 marker=
 IFS= read -r marker <"$2" 2>/dev/null
 case "$marker" in
-    "<<<<<<< unfinished stock merge"*) ;;
+    "@MERGE_MARKER@"*) ;;
     *)
         base=$(first "$1")
         mine=$(first "$2")
         other=$(first "$3")
-        printf '%s\n' "<<<<<<< unfinished stock merge: run \`stock status\`, then \`stock merge --ours|--theirs [KEY...]\`" \
+        printf '%s\n' "@MERGE_MARKER@: run \`stock status\`, then \`stock merge --ours|--theirs [KEY...]\`" \
             "base $base" "ours $mine" "theirs $other" \
-            ">>>>>>> then \`git add head.stock\` and commit (or \`git merge --abort\`)" >"$2"
+            ">>>>>>> then \`git add @HEAD_FILE@\` and commit (or \`git merge --abort\`)" >"$2"
         ;;
 esac
 if [ "$ours" -eq 127 ]; then
-    echo "stockroom: cannot merge head.stock: ${python:-stockroom} (recorded by \`stock install\`) is gone or no longer has stockroom, and \`stock\` is not on PATH." >&2
-    echo "stockroom: head.stock now names both sides' stock commits (nothing is lost): install stockroom, run \`stock merge\`, then \`git add head.stock\` and commit; or \`git merge --abort\`." >&2
+    echo "stockroom: cannot merge @HEAD_FILE@: ${python:-stockroom} (recorded by \`stock install\`) is gone or no longer has stockroom, and \`stock\` is not on PATH." >&2
+    echo "stockroom: @HEAD_FILE@ now names both sides' stock commits (nothing is lost): install stockroom, run \`stock merge\`, then \`git add @HEAD_FILE@\` and commit; or \`git merge --abort\`." >&2
 fi
 exit 1
