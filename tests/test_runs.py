@@ -208,3 +208,22 @@ def test_downsample_keeps_min_and_max() -> None:
     s, v = downsample(steps, values, 20)
     assert len(s) <= 20 and v.min() == -50.0 and np.all(np.diff(s) > 0)
     assert downsample(steps, values, 5000)[0] is steps
+
+
+def test_stock_runs_lists_runs(stock: stockroom.StockRoom) -> None:
+    t = Trainer(seed=8)
+    run = stock.run("listed", keep_last=1, monitor="val_loss")
+    for step, loss in enumerate([3.0, 2.0, 2.5]):
+        run.log(step, loss=loss)
+        run.save(step, metrics={"val_loss": loss}, model=t.net)
+    run.finish()
+    out = subprocess.run(["stock", "runs"], cwd=stock.path, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("listed"))
+    branch = subprocess.run(
+        ["git", "symbolic-ref", "--short", "HEAD"], cwd=stock.path, capture_output=True, text=True
+    ).stdout.strip()
+    assert line.split()[1:] == [branch, "2", "1", "2", "val_loss", "2.5", "2.5", "finished"]
+    rows = __import__("json").loads(
+        subprocess.run(["stock", "runs", "--json"], cwd=stock.path, capture_output=True, text=True).stdout
+    )
+    assert rows[0]["pruned"] == 2 and rows[0]["finished"] is True and rows[0]["metrics"] == ["loss"]
