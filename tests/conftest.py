@@ -11,9 +11,7 @@ import pytest
 import stockroom
 
 
-def run_git(
-    *args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run real git in ``cwd``; returns the completed process (text mode)."""
     return subprocess.run(("git", *args), cwd=cwd, check=check, capture_output=True, text=True, env=env)
 
@@ -63,9 +61,7 @@ def stock(stock_repo: Path) -> Iterator[stockroom.StockRoom]:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--slow",
-        action="store_true",
-        default=False,
+        "--slow", action="store_true", default=False,
         help="also run the tests marked slow (the long fault-injection sweep)",
     )
 

@@ -58,9 +58,7 @@ def test_init(git_repo: Path) -> None:
     assert (git_repo / ".hangar").is_dir() and (git_repo / "head.stock").read_bytes() == b""
     assert (git_repo / ".gitignore").read_text() == ".hangar\n"
     # Again: safe, and says so the same way.
-    assert ok(stock_cli("init", "--no-hooks", cwd=git_repo)).splitlines() == [
-        f"stock repository ready in {git_repo}"
-    ]
+    assert ok(stock_cli("init", "--no-hooks", cwd=git_repo)).splitlines() == [f"stock repository ready in {git_repo}"]
     assert (git_repo / ".gitignore").read_text() == ".hangar\n"
 
 
@@ -212,9 +210,7 @@ def test_status_reports_head_staged_writes_and_git_state(stock_repo: Path) -> No
         "head.stock: staged in git's index, not committed yet",
     ]
     git("commit", "-q", "-m", "record stock", cwd=stock_repo)
-    assert (
-        ok(stock_cli("status", cwd=stock_repo)).splitlines()[-1] == "head.stock: in sync with git (committed)"
-    )
+    assert ok(stock_cli("status", cwd=stock_repo)).splitlines()[-1] == "head.stock: in sync with git (committed)"
 
 
 def test_status_of_staged_writes_left_on_another_commit(stock_repo: Path) -> None:
@@ -255,17 +251,9 @@ def test_log_lists_git_commits_beside_their_stock_digest(stock_repo: Path) -> No
     shas = git("log", "--format=%h", cwd=stock_repo).split()
     out = ok(stock_cli("log", cwd=stock_repo)).splitlines()
     assert [line.split()[:2] for line in out] == [
-        [shas[0], second],
-        [shas[1], first],
-        [shas[2], first],
-        [shas[3], "(empty)"],
+        [shas[0], second], [shas[1], first], [shas[2], first], [shas[3], "(empty)"],
     ]
-    assert [line.split(None, 2)[2] for line in out] == [
-        "code with s2",
-        "code only",
-        "code with s1",
-        "stock init",
-    ]
+    assert [line.split(None, 2)[2] for line in out] == ["code with s2", "code only", "code with s1", "stock init"]
     assert len(ok(stock_cli("log", "-n", "2", cwd=stock_repo)).splitlines()) == 2
 
 
@@ -338,10 +326,7 @@ def test_deleted_head_stock_names_the_git_restore(stock_repo: Path) -> None:
     git("rm", "-q", "head.stock", cwd=stock_repo)
     for command in (("status",), ("commit", "-m", "x")):
         line = user_error(stock_cli(*command, cwd=stock_repo))
-        assert (
-            "head.stock is missing (.hangar is there); restore it with `git checkout HEAD -- head.stock`"
-            in line
-        )
+        assert "head.stock is missing (.hangar is there); restore it with `git checkout HEAD -- head.stock`" in line
         assert "stock init" not in line
     with pytest.raises(stockroom.StockroomError, match=r"git checkout HEAD -- head\.stock"):
         stockroom.StockRoom()
@@ -366,7 +351,6 @@ def test_deleted_head_stock_names_the_git_restore(stock_repo: Path) -> None:
 @pytest.mark.parametrize("operation", ["merge", "rebase"])
 def test_status_shows_status_during_a_conflicted_merge_or_rebase(stock_repo: Path, operation: str) -> None:
     """Issue 14.14: `stock status` shows the conflict instead of failing with exit 1."""
-
     def stock_commit(value: int) -> None:
         write_stock(stock_repo, lr=value)
         ok(stock_cli("commit", "-m", f"lr {value}", cwd=stock_repo))
@@ -379,12 +363,8 @@ def test_status_shows_status_during_a_conflicted_merge_or_rebase(stock_repo: Pat
     stock_commit(3)
     if operation == "rebase":
         git("checkout", "-q", "feature", cwd=stock_repo)
-    proc = subprocess.run(
-        ("git", operation, "feature" if operation == "merge" else "main"),
-        cwd=stock_repo,
-        capture_output=True,
-        text=True,
-    )
+    proc = subprocess.run(("git", operation, "feature" if operation == "merge" else "main"), cwd=stock_repo,
+                          capture_output=True, text=True)
     assert proc.returncode != 0 and "CONFLICT" in proc.stdout + proc.stderr
     out = ok(stock_cli("status", cwd=stock_repo)).splitlines()
     # A text conflict made without the merge driver is shown as the stock merge it is,

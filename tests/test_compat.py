@@ -26,11 +26,7 @@ def python(code: str, cwd: Path, timeout: int = 180) -> subprocess.CompletedProc
     """Run ``code`` in a fresh interpreter: import state is what the test says."""
     return subprocess.run(
         (sys.executable, "-c", textwrap.dedent(code)),
-        cwd=cwd,
-        env=CLEAN_ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        cwd=cwd, env=CLEAN_ENV, capture_output=True, text=True, timeout=timeout,
     )
 
 
@@ -113,17 +109,11 @@ TF_PROTOBUF = (
     "prelude, sample, framework",
     [
         ("import tensorflow as tf, stockroom", "tf.constant([1.0, 2.0])", "tensorflow"),
-        (
-            "import stockroom\nstockroom.StockRoom().close()\nimport tensorflow as tf\n" + TF_PROTOBUF,
-            "tf.constant([1.0, 2.0])",
-            "tensorflow-after",
-        ),
+        ("import stockroom\nstockroom.StockRoom().close()\nimport tensorflow as tf\n" + TF_PROTOBUF,
+         "tf.constant([1.0, 2.0])", "tensorflow-after"),
         ("import torch, stockroom", "torch.tensor([1.0, 2.0])", "torch"),
-        (
-            "import stockroom\nstockroom.StockRoom().close()\nimport torch",
-            "torch.tensor([1.0, 2.0])",
-            "torch-after",
-        ),
+        ("import stockroom\nstockroom.StockRoom().close()\nimport torch", "torch.tensor([1.0, 2.0])",
+         "torch-after"),
     ],
     ids=["tensorflow-first", "stockroom-then-tensorflow", "torch-first", "stockroom-then-torch"],
 )
@@ -203,9 +193,7 @@ NO_TYPEDICT = """
 
 
 def test_type_dict_by_number_fails_without_the_shim(tmp_path: Path) -> None:
-    proc = python(
-        TYPEDICT.replace("    DISABLE", textwrap.indent(textwrap.dedent(NO_TYPEDICT), "    ")), tmp_path
-    )
+    proc = python(TYPEDICT.replace("    DISABLE", textwrap.indent(textwrap.dedent(NO_TYPEDICT), "    ")), tmp_path)
     assert proc.returncode != 0 and "typeDict" in proc.stderr
 
 
@@ -225,9 +213,7 @@ LMDB = """
 """
 
 
-def test_two_readers_of_one_str_column_fail_without_the_lmdb_shim(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> None:
+def test_two_readers_of_one_str_column_fail_without_the_lmdb_shim(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     stock.tag["a"] = 1
     stock.commit("one tag")
     proc = python(LMDB.replace("DISABLE", "compat.LMDB_SHIM_MODULES = frozenset()"), stock_repo)
@@ -235,9 +221,7 @@ def test_two_readers_of_one_str_column_fail_without_the_lmdb_shim(
     assert ok(python(LMDB.replace("DISABLE", ""), stock_repo)).strip() == "i:1 i:1"
 
 
-def test_lmdb_environments_are_shared_and_reference_counted(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> None:
+def test_lmdb_environments_are_shared_and_reference_counted(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     stock.tag["a"] = "x"
     stock.commit("one tag")
     other = stockroom.StockRoom()

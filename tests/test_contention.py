@@ -62,14 +62,7 @@ def writer(root: str, ident: str, go: str, out: str) -> None:
     import stockroom
     from stockroom import StockroomError
 
-    result: dict[str, Any] = {
-        "staged": [],
-        "committed": [],
-        "tags": [],
-        "commits": [],
-        "refused": [],
-        "bad": [],
-    }
+    result: dict[str, Any] = {"staged": [], "committed": [], "tags": [], "commits": [], "refused": [], "bad": []}
     wait_for_go(Path(go), out)
     end = time.monotonic() + SECONDS
     pause = np.random.default_rng(int(ident))
@@ -143,10 +136,7 @@ def test_four_writers_four_readers(stock_repo: Path, tmp_path: Path) -> None:
             out = tmp_path / f"{role}{i}.json"
             proc = subprocess.Popen(
                 (sys.executable, str(HERE), role, str(stock_repo), str(i), str(go), str(out)),
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             procs.append((role, out, proc))
     deadline = time.monotonic() + START_TIMEOUT
@@ -200,10 +190,8 @@ def test_four_writers_four_readers(stock_repo: Path, tmp_path: Path) -> None:
     seen = {h for r in readers for h in r["heads"]}
     assert seen <= history
     refused = sum(len(w["refused"]) for w in writers)
-    print(
-        f"\ncontention: {len(committed)} committed, {len(staged)} staged writes, {refused} refused "
-        f"(holder named), {sum(r['reads'] for r in readers)} reads, 0 lost"
-    )
+    print(f"\ncontention: {len(committed)} committed, {len(staged)} staged writes, {refused} refused "
+          f"(holder named), {sum(r['reads'] for r in readers)} reads, 0 lost")
 
 
 if __name__ == "__main__":

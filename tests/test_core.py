@@ -48,11 +48,7 @@ def run_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[
     full_env = {**os.environ, **env}
     return subprocess.run(
         (sys.executable, "-c", textwrap.dedent(code)),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
+        cwd=cwd, capture_output=True, text=True, env=full_env, timeout=120,
     )
 
 
@@ -106,9 +102,7 @@ def test_init_repo_outside_git_is_a_stockroom_error(tmp_path: Path, monkeypatch:
     assert list(plain.iterdir()) == []
 
 
-def test_init_repo_path_argument_and_subdirectory(
-    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_init_repo_path_argument_and_subdirectory(git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sub = git_repo / "src" / "pkg"
     sub.mkdir(parents=True)
     monkeypatch.chdir(tmp_path)  # not inside the repository
@@ -184,9 +178,7 @@ def test_stockroom_finds_root_from_a_subdirectory(stock_repo: Path, monkeypatch:
         assert all(hasattr(stock, name) for name in ("data", "model", "tag"))
 
 
-def test_stockroom_not_found_is_a_stockroom_error(
-    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stockroom_not_found_is_a_stockroom_error(git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(StockroomError, match="stock init"):
         stockroom.StockRoom()  # a git repo, but not a stock repo
     with pytest.raises(StockroomError, match="stock init"):
@@ -196,9 +188,7 @@ def test_stockroom_not_found_is_a_stockroom_error(
         stockroom.StockRoom()
 
 
-def test_explicit_path_needs_no_git(
-    stock_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_explicit_path_needs_no_git(stock_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with stockroom.StockRoom() as stock:
         stock.tag["a"] = 1
         stock.commit("one")
@@ -653,9 +643,7 @@ def test_import_stockroom_is_light(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------ staged-writes marker
-def test_staged_marker_exists_before_a_write_reaches_hangar(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> None:
+def test_staged_marker_exists_before_a_write_reaches_hangar(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     """The git hooks trust `.hangar/stockroom-staged` to know, without opening
     Hangar, whether writes may be staged: it must never be missing while they
     are, even if the process dies right after Hangar staged a write."""
@@ -681,9 +669,7 @@ def test_staged_marker_exists_before_a_write_reaches_hangar(
     assert not marker.exists()
 
 
-def test_write_on_a_branch_from_before_the_first_stock_commit(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> None:
+def test_write_on_a_branch_from_before_the_first_stock_commit(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     """head.stock is empty there. Writing "on nothing" would give Hangar a second
     root commit, which it treats as a corrupt history: refused, with a way out."""
     run_git("branch", "early", cwd=stock_repo)  # head.stock still empty here

@@ -55,17 +55,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         (sys.executable, "-c", BUILD, str(root)), capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    git = {
-        "cwd": root,
-        "check": True,
-        "env": {
-            **env,
-            "GIT_AUTHOR_NAME": "T",
-            "GIT_AUTHOR_EMAIL": "t@e",
-            "GIT_COMMITTER_NAME": "T",
-            "GIT_COMMITTER_EMAIL": "t@e",
-        },
-    }
+    git = {"cwd": root, "check": True, "env": {**env, "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@e",
+                                               "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@e"}}
     subprocess.run(("git", "add", "-A"), **git)  # type: ignore[call-overload]
     subprocess.run(("git", "commit", "-q", "-m", "first"), **git)  # type: ignore[call-overload]
     return root, done.stdout.strip()
@@ -95,10 +86,7 @@ def assert_one_line_error(code: int, stderr: str, *needles: str) -> None:
 
 # ------------------------------------------------------------------ head.stock
 BAD_HEADS = {
-    "conflict": (
-        b"<<<<<<< HEAD\na=1\n=======\na=2\n>>>>>>> other\n",
-        "git checkout MERGE_HEAD -- head.stock",
-    ),
+    "conflict": (b"<<<<<<< HEAD\na=1\n=======\na=2\n>>>>>>> other\n", "git checkout MERGE_HEAD -- head.stock"),
     "short digest": (b"a=0123456789abcdef\n", "git checkout -- head.stock"),
     "upper-case digest": (("A=" + "AB" * 20 + "\n").encode(), "git checkout -- head.stock"),
     "two digests": ((DIGEST_MISSING + "\n" + DIGEST_MISSING + "\n").encode(), "git checkout -- head.stock"),
@@ -189,16 +177,8 @@ def test_missing_hangar_says_so(repo: Path) -> None:
 
 @pytest.mark.parametrize(
     "victim",
-    [
-        "data",
-        "store_data",
-        "branch.lmdb",
-        "ref.lmdb",
-        "hash.lmdb",
-        "stage_ref.lmdb",
-        "stage_hash.lmdb",
-        "config_user.ini",
-    ],
+    ["data", "store_data", "branch.lmdb", "ref.lmdb", "hash.lmdb", "stage_ref.lmdb", "stage_hash.lmdb",
+     "config_user.ini"],
 )
 def test_partly_deleted_hangar_is_refused_not_rebuilt(repo: Path, victim: str) -> None:
     path = repo / ".hangar" / victim

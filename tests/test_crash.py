@@ -189,10 +189,7 @@ def batch2(state: State) -> State:
 
 
 def json_copy(state: State) -> State:
-    return {
-        kind: {k: (dict(v) if isinstance(v, dict) else v) for k, v in items.items()}
-        for kind, items in state.items()
-    }
+    return {kind: {k: (dict(v) if isinstance(v, dict) else v) for k, v in items.items()} for kind, items in state.items()}
 
 
 def states(with_model: bool) -> list[State]:
@@ -270,19 +267,11 @@ def diff_state(got: State, want: State) -> list[str]:
     for column, samples in want["data"].items():
         have = got["data"].get(column, {})
         if set(have) != set(samples):
-            problems.append(
-                f"{column}: keys differ: extra {set(have) - set(samples)}, missing {set(samples) - set(have)}"
-            )
-        problems += [
-            f"{column}[{k!r}] differs" for k in samples if k in have and not same_array(have[k], samples[k])
-        ]
+            problems.append(f"{column}: keys differ: extra {set(have) - set(samples)}, missing {set(samples) - set(have)}")
+        problems += [f"{column}[{k!r}] differs" for k in samples if k in have and not same_array(have[k], samples[k])]
     if set(got["tag"]) != set(want["tag"]):
         problems.append(f"tags {sorted(got['tag'])} != {sorted(want['tag'])}")
-    problems += [
-        f"tag {k!r}: {got['tag'][k]!r} != {v!r}"
-        for k, v in want["tag"].items()
-        if k in got["tag"] and not same_tag(got["tag"][k], v)
-    ]
+    problems += [f"tag {k!r}: {got['tag'][k]!r} != {v!r}" for k, v in want["tag"].items() if k in got["tag"] and not same_tag(got["tag"][k], v)]
     if set(got["model"]) != set(want["model"]):
         problems.append(f"models {sorted(got['model'])} != {sorted(want['model'])}")
     for name, arrays in want["model"].items():
@@ -355,25 +344,18 @@ def verify(root_arg: str, base_digest: str) -> dict[str, Any]:
             )
     assert after["tag"].pop("after crash") == level
     for key, value in after["tag"].items():
-        assert any(key in s["tag"] and same_tag(value, s["tag"][key]) for s in allowed), (
-            f"tag {key!r}={value!r}"
-        )
+        assert any(key in s["tag"] and same_tag(value, s["tag"][key]) for s in allowed), f"tag {key!r}={value!r}"
     for key in floor["tag"]:
         assert key in after["tag"] or any(key not in s["tag"] for s in allowed), f"tag {key!r} lost"
     for name, arrays in after["model"].items():
         assert any(
-            name in s["model"]
-            and len(arrays) == len(s["model"][name])
+            name in s["model"] and len(arrays) == len(s["model"][name])
             and all(map(same_array, arrays, s["model"][name]))
             for s in allowed
         ), f"model {name!r} is not any version the scenario wrote"
 
     lines = subprocess.run(
-        ("git", "status", "--porcelain", "--untracked-files=all"),
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
+        ("git", "status", "--porcelain", "--untracked-files=all"), cwd=root, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     unexpected = [line for line in lines if line[3:] != "head.stock"]
     assert not unexpected, f"git status shows {unexpected}"
@@ -411,20 +393,14 @@ def verify_switch(root_arg: str, base_digest: str, newer_digest: str) -> dict[st
     if (root / ".hangar" / "stockroom-commit.json").exists():  # killed inside the commit
         fixed = CliRunner().invoke(cli, ["repair"])
         assert fixed.exit_code == 0, fixed.output
-        assert ("now names" in fixed.output) == ("interrupted" in status.output), (
-            status.output,
-            fixed.output,
-        )
+        assert ("now names" in fixed.output) == ("interrupted" in status.output), (status.output, fixed.output)
     head = read_head(root)
     with stockroom.StockRoom(root, lock_timeout=5) as stock:
         want = s0
         if head != base_digest:  # the commit on the old base was made
             assert [e["digest"] for e in stock._store.log()][1] == base_digest
-            want = {
-                **s0,
-                "tag": {**s0["tag"], "switched": 1},
-                "data": {**s0["data"], IMG: {**s0["data"][IMG], 100: img(100)}},
-            }
+            want = {**s0, "tag": {**s0["tag"], "switched": 1},
+                    "data": {**s0["data"], IMG: {**s0["data"][IMG], 100: img(100)}}}
         problems = diff_state(read_state(stock, with_model), want)
         assert not problems, problems
         stock.tag["after crash"] = 1
@@ -434,13 +410,8 @@ def verify_switch(root_arg: str, base_digest: str, newer_digest: str) -> dict[st
     extra_tags = {"switched": 1, "after crash": 1}
     assert set(after["tag"]) - set(s0["tag"]) <= set(extra_tags), after["tag"]
     assert not diff_state(
-        {
-            **after,
-            "tag": {k: v for k, v in after["tag"].items() if k not in extra_tags},
-            "data": {
-                c: {k: v for k, v in d.items() if (c, k) != (IMG, 100)} for c, d in after["data"].items()
-            },
-        },
+        {**after, "tag": {k: v for k, v in after["tag"].items() if k not in extra_tags},
+         "data": {c: {k: v for k, v in d.items() if (c, k) != (IMG, 100)} for c, d in after["data"].items()}},
         s0,
     )
     write_head(root, newer_digest)
@@ -448,11 +419,7 @@ def verify_switch(root_arg: str, base_digest: str, newer_digest: str) -> dict[st
         problems = diff_state(read_state(stock, with_model), s1)
     assert not problems, f"the newer commit reads back wrong: {problems}"
     lines = subprocess.run(
-        ("git", "status", "--porcelain", "--untracked-files=all"),
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
+        ("git", "status", "--porcelain", "--untracked-files=all"), cwd=root, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert all(line[3:] == "head.stock" for line in lines), lines
     return {"staged_left": "staged writes: none" not in status.output}
@@ -512,9 +479,7 @@ def child_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_self(
-    mode: str, *args: str, env: dict[str, str], timeout: float = CHILD_TIMEOUT
-) -> subprocess.CompletedProcess[str]:
+def run_self(mode: str, *args: str, env: dict[str, str], timeout: float = CHILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         (sys.executable, str(HERE), mode, *args), env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -612,9 +577,7 @@ def short_sweep(steps: list[str]) -> list[int]:
     picked = {
         find(first, "-> stockroom-commit.json"),
         find(first, "rmdir stage_data"),
-        made,
-        made + 1,
-        made + 2,
+        made, made + 1, made + 2,
         find(first, "-> head.stock"),
         find(first, "unlink stockroom-commit.json"),
         find(second, "-> head.stock"),
@@ -647,9 +610,7 @@ def test_crash_short_sweep(lab: Lab) -> None:
     # The sweep reaches every outcome: nothing committed, one, both, and repairs.
     assert levels == {0, 1, 2}, levels
     assert any(r["repaired"] for r in reports)
-    print(
-        f"\ncrash points tried: {len(points)} of {len(lab.steps)} steps; repaired {sum(r['repaired'] for r in reports)}"
-    )
+    print(f"\ncrash points tried: {len(points)} of {len(lab.steps)} steps; repaired {sum(r['repaired'] for r in reports)}")
 
 
 @pytest.mark.slow
@@ -684,23 +645,17 @@ class SwitchLab:
         return target
 
     def run(self, root: Path, **extra: str) -> subprocess.CompletedProcess[str]:
-        return run_self(
-            "switch", str(root), env=child_env(self.lab.home, PYTHONPATH=str(self.lab.site), **extra)
-        )
+        return run_self("switch", str(root), env=child_env(self.lab.home, PYTHONPATH=str(self.lab.site), **extra))
 
     def verify(self, root: Path) -> dict[str, Any]:
-        done = run_self(
-            "verify-switch", str(root), self.lab.base_digest, self.newer, env=child_env(self.lab.home)
-        )
+        done = run_self("verify-switch", str(root), self.lab.base_digest, self.newer, env=child_env(self.lab.home))
         assert done.returncode == 0, f"after the crash: {done.stderr[-3000:]}"
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
     def crash_at(self, step: int) -> dict[str, Any]:
         root = self.copy(f"switch-{step}")
         done = self.run(root, STOCK_CRASH_AT=str(step))
-        assert done.returncode == -9, (
-            f"step {step}: expected SIGKILL, got {done.returncode}: {done.stderr[-2000:]}"
-        )
+        assert done.returncode == -9, f"step {step}: expected SIGKILL, got {done.returncode}: {done.stderr[-2000:]}"
         try:
             report = self.verify(root)
         except AssertionError as exc:
@@ -801,34 +756,20 @@ class HookLab:
         self.env = child_env(lab.home)
         self.base = lab.tmp / "hook-base"
         shutil.copytree(lab.base, self.base, symlinks=True)
-        done = subprocess.run(
-            (sys.executable, "-m", "stockroom", "install"),
-            cwd=self.base,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=CHILD_TIMEOUT,
-        )
+        done = subprocess.run((sys.executable, "-m", "stockroom", "install"), cwd=self.base, env=self.env,
+                              capture_output=True, text=True, timeout=CHILD_TIMEOUT)
         assert done.returncode == 0, done.stderr
         # `stock install` adds the merge driver's line to .gitattributes: a user commits it.
         subprocess.run(("git", "add", ".gitattributes"), cwd=self.base, env=self.env, check=True)
-        subprocess.run(
-            ("git", "commit", "-q", "--no-verify", "-m", "stock install"),
-            cwd=self.base,
-            env=self.env,
-            check=True,
-        )
+        subprocess.run(("git", "commit", "-q", "--no-verify", "-m", "stock install"), cwd=self.base,
+                       env=self.env, check=True)
         code = "import stockroom; s = stockroom.StockRoom(); s.tag['hooked'] = 1; s.commit('for the hook')"
-        subprocess.run(
-            (sys.executable, "-c", code), cwd=self.base, env=self.env, check=True, timeout=CHILD_TIMEOUT
-        )
+        subprocess.run((sys.executable, "-c", code), cwd=self.base, env=self.env, check=True, timeout=CHILD_TIMEOUT)
         # Code to commit beside it (the hook adds head.stock to that commit).
         (self.base / "train.py").write_text("print('train')\n")
         subprocess.run(("git", "add", "train.py"), cwd=self.base, env=self.env, check=True)
         trial = self.copy("hook-measure")
-        self.pre_commit = run_git_killing_hook(
-            trial, self.env, "pre-commit", None, "commit", "-q", "-m", "code"
-        )[0]
+        self.pre_commit = run_git_killing_hook(trial, self.env, "pre-commit", None, "commit", "-q", "-m", "code")[0]
         self.post_checkout = run_git_killing_hook(
             trial, self.env, "post-checkout", None, "checkout", "-q", "HEAD~1"
         )[0]
@@ -840,9 +781,8 @@ class HookLab:
         return target
 
     def git(self, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ("git", *args), cwd=root, env=self.env, capture_output=True, text=True, timeout=CHILD_TIMEOUT
-        )
+        return subprocess.run(("git", *args), cwd=root, env=self.env, capture_output=True, text=True,
+                              timeout=CHILD_TIMEOUT)
 
     def check_clean(self, root: Path, allowed: tuple[str, ...]) -> None:
         status = self.git(root, "status", "--porcelain", "--untracked-files=all").stdout.splitlines()
@@ -885,14 +825,8 @@ class HookLab:
             "import json, stockroom; s = stockroom.StockRoom(); "
             "print(json.dumps({k: s.tag[k] for k in s.tag if k != 'neg0'}))"
         )
-        done = subprocess.run(
-            (sys.executable, "-c", code),
-            cwd=root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=CHILD_TIMEOUT,
-        )
+        done = subprocess.run((sys.executable, "-c", code), cwd=root, env=self.env, capture_output=True,
+                              text=True, timeout=CHILD_TIMEOUT)
         assert done.returncode == 0, done.stderr
         want = {k: v for k, v in base_state()["tag"].items() if k != "neg0"} | extra_tags
         assert json.loads(done.stdout) == want
@@ -907,9 +841,7 @@ def hook_lab(lab: Lab) -> HookLab:
 
 def test_crash_inside_hooks(hook_lab: HookLab) -> None:
     fractions = [0.0, 0.5]
-    hits = [hook_lab.kill_pre_commit(f) for f in fractions] + [
-        hook_lab.kill_post_checkout(f) for f in fractions
-    ]
+    hits = [hook_lab.kill_pre_commit(f) for f in fractions] + [hook_lab.kill_post_checkout(f) for f in fractions]
     assert hits[0] and hits[len(fractions)], "the kill at the hook's start must reach it"
     print(f"\nhook crash points tried: {len(hits)}, {sum(hits)} killed a running hook")
 
@@ -917,9 +849,7 @@ def test_crash_inside_hooks(hook_lab: HookLab) -> None:
 @pytest.mark.slow
 def test_crash_inside_hooks_sweep(hook_lab: HookLab) -> None:
     fractions = [i / 20 for i in range(20)]
-    hits = [hook_lab.kill_pre_commit(f) for f in fractions] + [
-        hook_lab.kill_post_checkout(f) for f in fractions
-    ]
+    hits = [hook_lab.kill_pre_commit(f) for f in fractions] + [hook_lab.kill_post_checkout(f) for f in fractions]
     print(f"\nhook crash points tried: {len(hits)}, {sum(hits)} killed a running hook")
 
 
@@ -951,13 +881,8 @@ def test_head_and_gitignore_writes_are_atomic(stock_repo: Path) -> None:
         while writer.poll() is None:
             heads.add(parse_head((stock_repo / HEAD_FILE).read_bytes()))
             gitignores.add((stock_repo / ".gitignore").read_text())
-            status = subprocess.run(
-                ("git", "status", "--porcelain", "--untracked-files=all"),
-                cwd=stock_repo,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+            status = subprocess.run(("git", "status", "--porcelain", "--untracked-files=all"), cwd=stock_repo,
+                                    capture_output=True, text=True, check=True).stdout
             assert ".tmp" not in status, status
     finally:
         writer.wait(timeout=CHILD_TIMEOUT)

@@ -15,20 +15,8 @@ import pytest
 import stockroom
 from stockroom import StockroomError
 
-DTYPES = [
-    np.bool_,
-    np.int8,
-    np.int16,
-    np.int32,
-    np.int64,
-    np.uint8,
-    np.uint16,
-    np.uint32,
-    np.uint64,
-    np.float16,
-    np.float32,
-    np.float64,
-]
+DTYPES = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+          np.float16, np.float32, np.float64]
 SHAPES = [(), (1,), (7,), (2, 3, 4)]
 
 
@@ -127,16 +115,8 @@ def test_tensorflow_tensors_are_stored_as_arrays(stock: stockroom.StockRoom) -> 
 
 @pytest.mark.parametrize(
     "value",
-    [
-        np.array([1 + 2j]),
-        np.array(["text"]),
-        np.array([b"b"]),
-        np.array([object()], dtype=object),
-        {"a": 1},
-        None,
-        "text",
-        np.array([1], dtype=np.longdouble),
-    ],
+    [np.array([1 + 2j]), np.array(["text"]), np.array([b"b"]), np.array([object()], dtype=object),
+     {"a": 1}, None, "text", np.array([1], dtype=np.longdouble)],
     ids=["complex", "unicode", "bytes", "object", "dict", "None", "str", "longdouble"],
 )
 def test_unsupported_values_are_type_errors(stock: stockroom.StockRoom, value: object) -> None:
@@ -347,9 +327,7 @@ def test_deleted_data_directory_reads_as_damage_not_a_missing_sample(
         stock.tag["staged"] = 1
     reads = (lambda: stock.data["nc"][0], lambda: stock.data["nc"].get_many([0, 1]))
     for read in reads:
-        with pytest.raises(
-            StockroomError, match=r"is damaged \(data file '\w+' of data column 'nc' is missing\)"
-        ):
+        with pytest.raises(StockroomError, match=r"is damaged \(data file '\w+' of data column 'nc' is missing\)"):
             read()
 
 
@@ -394,9 +372,7 @@ def test_per_sample_writes_inside_optimize_read_back_check_and_commit(stock: sto
         assert_exact(got[102], want[4])
 
 
-def test_per_sample_write_inside_optimize_sees_head_stock_move(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> None:
+def test_per_sample_write_inside_optimize_sees_head_stock_move(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     stock.data["c"][0] = np.arange(3)
     old = stock.commit("old")
     with stock.optimize():

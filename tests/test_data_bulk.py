@@ -73,9 +73,7 @@ def test_get_many_reads_own_staged_writes(stock: stockroom.StockRoom) -> None:
     stock.commit("two")
     stock.data["img"].update({2: arr[2], 0: arr[3]})  # staged, not committed
     got = stock.data["img"].get_many([0, 1, 2])
-    assert (
-        np.array_equal(got[0], arr[3]) and np.array_equal(got[1], arr[1]) and np.array_equal(got[2], arr[2])
-    )
+    assert np.array_equal(got[0], arr[3]) and np.array_equal(got[1], arr[1]) and np.array_equal(got[2], arr[2])
 
 
 def test_get_batch_stacks_in_key_order(stock: stockroom.StockRoom) -> None:
@@ -114,9 +112,7 @@ def test_bulk_and_per_sample_reads_follow_git_checkout(stock: stockroom.StockRoo
     assert np.array_equal(column.get_batch(range(6)), first)
     run_git("switch", "-q", "other", cwd=stock_repo)
     assert np.array_equal(column.get_batch(range(6)), second)
-    assert [np.array_equal(a, b) for a, b in zip(column.get_many(range(6)), second, strict=True)] == [
-        True
-    ] * 6
+    assert [np.array_equal(a, b) for a, b in zip(column.get_many(range(6)), second, strict=True)] == [True] * 6
 
 
 def test_reads_inside_optimize_follow_head_stock_too(stock: stockroom.StockRoom, stock_repo: Path) -> None:
@@ -132,9 +128,7 @@ def test_reads_inside_optimize_follow_head_stock_too(stock: stockroom.StockRoom,
         assert np.array_equal(stock.data["img"][1], first[1])
 
 
-def test_column_appears_after_checkout_of_a_commit_that_has_it(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> None:
+def test_column_appears_after_checkout_of_a_commit_that_has_it(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     stock.tag["x"] = 1
     commit_all(stock, stock_repo, "no data yet")
     column = stock.data["img"]
@@ -173,9 +167,7 @@ def test_data_columns_use_the_numpy_memmap_backend(stock: stockroom.StockRoom) -
         co.close()
 
 
-def test_huge_samples_keep_hangars_backend(
-    stock: stockroom.StockRoom, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_huge_samples_keep_hangars_backend(stock: stockroom.StockRoom, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data_module, "MEMMAP_MAX_BYTES", 100)
     stock.data["small"][0] = np.zeros(25, dtype=np.float32)  # 100 bytes: memmap
     stock.data["huge"][0] = np.zeros((32, 32), dtype=np.float32)  # over the limit: Hangar decides
@@ -190,9 +182,7 @@ def test_huge_samples_keep_hangars_backend(
 
 
 # --------------------------------------------------------- bulk write, msync
-def test_bulk_write_flushes_per_block_not_per_sample(
-    stock: stockroom.StockRoom, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bulk_write_flushes_per_block_not_per_sample(stock: stockroom.StockRoom, monkeypatch: pytest.MonkeyPatch) -> None:
     """Hangar's numpy backend msyncs after every sample; stockroom's compat
     layer leaves one flush per write block (and one per full 1000-sample file)."""
     flushes = []
@@ -225,9 +215,7 @@ def test_bulk_write_is_complete_for_another_process(stock: stockroom.StockRoom, 
             got = stock.data["img"].get_batch(range(len(want)))
         print(bool(np.array_equal(got, want)))
     """)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=stock_repo, capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=stock_repo, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
 

@@ -63,18 +63,14 @@ def test_corrupt_contents_name_the_file_and_the_fix(raw: bytes, problem: str, fi
 
 
 def test_read_head_missing_and_unreadable(tmp_path: Path) -> None:
-    with pytest.raises(
-        StockroomError, match=r"head\.stock is missing; restore it with `git checkout HEAD -- head\.stock`"
-    ):
+    with pytest.raises(StockroomError, match=r"head\.stock is missing; restore it with `git checkout HEAD -- head\.stock`"):
         read_head(tmp_path)
     (tmp_path / HEAD_FILE).mkdir()  # not a file: reading it fails
     with pytest.raises(StockroomError, match=r"cannot read .*head\.stock"):
         read_head(tmp_path)
 
 
-def test_stockroom_reads_and_writes_refuse_a_corrupt_head(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> None:
+def test_stockroom_reads_and_writes_refuse_a_corrupt_head(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     stock.tag["a"] = 1
     stock.commit("one")
     (stock_repo / HEAD_FILE).write_bytes(CONFLICT)
@@ -150,8 +146,7 @@ def test_readers_never_see_a_half_written_head(tmp_path: Path) -> None:
     valid = [DIGEST + "\n", OTHER + "\n"]
     reader = subprocess.Popen(
         (sys.executable, "-c", textwrap.dedent(READER), str(tmp_path / HEAD_FILE), *valid),
-        stdout=subprocess.PIPE,
-        text=True,
+        stdout=subprocess.PIPE, text=True,
     )
     for i in range(400):
         write_head(tmp_path, OTHER if i % 2 else DIGEST)
@@ -165,7 +160,6 @@ def test_readers_never_see_a_half_written_head(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- issue 14
 def _conflicting_merge(repo: Path) -> tuple[str, str]:
     """main and feature both changed the stock: `git merge feature` conflicts in head.stock."""
-
     def git(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(("git", *args), cwd=repo, capture_output=True, text=True, check=False)
 
@@ -202,10 +196,7 @@ def test_conflict_advice_works_before_and_after_git_add(stock_repo: Path, added:
     subprocess.run(shlex.split(commands[side]), cwd=stock_repo, check=True, capture_output=True)
     assert read_head(stock_repo) == wanted
     staged = subprocess.run(
-        ("git", "diff", "--cached", "--name-only", "--diff-filter=U"),
-        cwd=stock_repo,
-        capture_output=True,
-        text=True,
+        ("git", "diff", "--cached", "--name-only", "--diff-filter=U"), cwd=stock_repo, capture_output=True, text=True
     )
     assert staged.stdout == ""  # no conflict left: `git commit` can go on
     assert "not in it" in str(info.value)  # says what choosing one side loses

@@ -24,14 +24,10 @@ from stockroom.install import install
 MISSING = "a=" + "0123456789" * 4
 
 
-def git(
-    *args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(("git", *args), cwd=cwd, capture_output=True, text=True, env=env, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError(
-            f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
@@ -116,10 +112,7 @@ def test_fast_commit_check_agrees_with_the_store(stock_repo: Path) -> None:
     )
     for candidate, expected in ((digest, "True"), (MISSING, "False")):
         out = subprocess.run(
-            [sys.executable, "-c", script, str(stock_repo), candidate],
-            capture_output=True,
-            text=True,
-            check=True,
+            [sys.executable, "-c", script, str(stock_repo), candidate], capture_output=True, text=True, check=True
         ).stdout.split()
         assert out == [expected, expected]
     assert hook.hangar_has_commit(str(stock_repo / "nowhere"), digest) is None
@@ -127,9 +120,7 @@ def test_fast_commit_check_agrees_with_the_store(stock_repo: Path) -> None:
 
 def _imports(proc: subprocess.CompletedProcess[str]) -> set[str]:
     """Modules the hook's Python imported (PYTHONPROFILEIMPORTTIME output on stderr)."""
-    return {
-        line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
-    }
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
 
 
 HEAVY = ("numpy", "hangar", "git", "subprocess", "typing", "pathlib")
@@ -305,11 +296,7 @@ def test_pre_commit_framework_mode_refuses_instead_of_staging(repo: Path) -> Non
     code_change(repo)
     env = dict(os.environ, PRE_COMMIT="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "stockroom.hook", "pre-commit"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "stockroom.hook", "pre-commit"], cwd=repo, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 1
     assert f"`git add {HEAD_FILE}`" in proc.stderr
@@ -441,9 +428,7 @@ def test_stock_init_in_a_clone_warns_that_the_commit_is_missing(repo: Path, tmp_
     git("commit", "-q", "-am", "stock", cwd=repo)
     dest = tmp_path / "clone"
     git("clone", "-q", str(repo), str(dest), cwd=tmp_path)
-    with pytest.warns(
-        UserWarning, match=f"names stock commit {digest}, which this new, empty store does not have"
-    ):
+    with pytest.warns(UserWarning, match=f"names stock commit {digest}, which this new, empty store does not have"):
         stockroom.init_repo(path=dest, install_hooks=False)
 
 
@@ -638,10 +623,7 @@ def test_rebase_that_kept_one_side_of_a_head_stock_conflict_warns(repo: Path, ke
     warnings = [line for line in stock_lines(proc) if "warning: this rebase resolved" in line]
     assert len(warnings) == 1, proc.stdout + proc.stderr
     if keep == "--theirs":  # the topic commit's side: main's stock writes are gone
-        assert (
-            f"lacks the stock changes of the branch you rebased onto (stock commit {upstream[:14]})"
-            in warnings[0]
-        )
+        assert f"lacks the stock changes of the branch you rebased onto (stock commit {upstream[:14]})" in warnings[0]
     else:
         assert f"lacks your branch's own stock changes (stock commit {mine[:14]})" in warnings[0]
     # An amend runs post-rewrite too: nothing to say there.

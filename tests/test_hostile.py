@@ -114,40 +114,9 @@ def same_array(got: Any, want: np.ndarray) -> bool:
 
 # ------------------------------------------------------------------- keys
 SPECIAL_KEYS = [
-    "-",
-    "--",
-    "-2d",
-    "-2D",
-    "a-2fb",
-    "a/b",
-    "a\\b",
-    "a.b",
-    "..",
-    ".",
-    "_",
-    " ",
-    "\t",
-    "\n",
-    "\x00",
-    "\x7f",
-    "é",
-    "e\u0301",
-    "\ufeff",
-    "\U0001f600",
-    "tag",
-    "data.x",
-    "model.x",
-    "meta.0",
-    "0",
-    "00",
-    "a" * 64,
-    "a" * 65,
-    "-" * 21,
-    "-" * 22,
-    "é" * 10,
-    "é" * 11,
-    "\ud800",
-    "a\udfffb",
+    "-", "--", "-2d", "-2D", "a-2fb", "a/b", "a\\b", "a.b", "..", ".", "_", " ", "\t", "\n", "\x00",
+    "\x7f", "é", "e\u0301", "\ufeff", "\U0001f600", "tag", "data.x", "model.x", "meta.0", "0", "00",
+    "a" * 64, "a" * 65, "-" * 21, "-" * 22, "é" * 10, "é" * 11, "\ud800", "a\udfffb",
 ]
 KEYS = st.one_of(
     st.sampled_from(SPECIAL_KEYS),
@@ -239,31 +208,12 @@ def test_any_column_name_is_stored_exactly_or_refused(room: Room, name: str) -> 
 
 # ----------------------------------------------------------------- arrays
 STORED_DTYPES = [
-    np.bool_,
-    np.int8,
-    np.int16,
-    np.int32,
-    np.int64,
-    np.uint8,
-    np.uint16,
-    np.uint32,
-    np.uint64,
-    np.float16,
-    np.float32,
-    np.float64,
+    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+    np.float16, np.float32, np.float64,
 ]
 REFUSED_DTYPES = [
-    np.complex64,
-    np.complex128,
-    np.longdouble,
-    np.clongdouble,
-    np.dtype("U3"),
-    np.dtype("S3"),
-    np.dtype("V4"),
-    np.dtype("M8[s]"),
-    np.dtype("m8[ms]"),
-    np.dtype([("a", "i4"), ("b", "f4")]),
-    object,
+    np.complex64, np.complex128, np.longdouble, np.clongdouble, np.dtype("U3"), np.dtype("S3"),
+    np.dtype("V4"), np.dtype("M8[s]"), np.dtype("m8[ms]"), np.dtype([("a", "i4"), ("b", "f4")]), object,
 ]
 
 
@@ -276,18 +226,14 @@ def dtypes() -> st.SearchStrategy[np.dtype]:
 @st.composite
 def arrays(draw: st.DrawFn) -> np.ndarray:
     dtype = draw(dtypes())
-    shape = draw(
-        st.one_of(
-            hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5),
-            st.sampled_from([(1,) * 31, (1,) * 32, (2,) + (1,) * 30, (0,), (3, 0, 2), ()]),
-        )
-    )
+    shape = draw(st.one_of(
+        hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5),
+        st.sampled_from([(1,) * 31, (1,) * 32, (2,) + (1,) * 30, (0,), (3, 0, 2), ()]),
+    ))
     if dtype.kind in "OV" or dtype.names:
         arr = np.zeros(shape, dtype=dtype)
     else:
-        arr = draw(
-            hnp.arrays(dtype, shape, elements=None if dtype.kind != "M" else st.just(np.datetime64(1, "s")))
-        )
+        arr = draw(hnp.arrays(dtype, shape, elements=None if dtype.kind != "M" else st.just(np.datetime64(1, "s"))))
     view = draw(st.sampled_from(["plain", "strided", "transposed", "readonly", "fortran"]))
     if view == "strided" and arr.ndim:
         big = np.repeat(arr, 2, axis=0)
@@ -314,11 +260,7 @@ def test_any_array_is_stored_exactly_or_refused(room: Room, arr: np.ndarray) -> 
     column = room.stock.data[name]
     original = arr.copy()
     if not array_is_storable(arr):
-        expected = (
-            TypeError
-            if arr.dtype.newbyteorder("=") not in {np.dtype(t) for t in STORED_DTYPES}
-            else ValueError
-        )
+        expected = TypeError if arr.dtype.newbyteorder("=") not in {np.dtype(t) for t in STORED_DTYPES} else ValueError
         with pytest.raises(expected) as error:
             column["s"] = arr
         assert repr(name) in str(error.value), "the message names the column"
@@ -355,15 +297,8 @@ def test_torch_and_odd_containers(room: Room) -> None:
         data[name]["s"] = value
         room.samples[(name, "s")] = want
         assert same_array(data[name]["s"], want)
-    for bad in (
-        [[1, 2], [3]],
-        "text",
-        b"bytes",
-        {"a": 1},
-        None,
-        torch.zeros(2, dtype=torch.bfloat16),
-        torch.zeros(2, dtype=torch.complex64),
-    ):
+    for bad in ([[1, 2], [3]], "text", b"bytes", {"a": 1}, None, torch.zeros(2, dtype=torch.bfloat16),
+                torch.zeros(2, dtype=torch.complex64)):
         name = f"odd{next(room.counter)}"
         with pytest.raises(TypeError, match=repr(name)):
             data[name]["s"] = bad
@@ -382,9 +317,7 @@ TAG_VALUES = st.one_of(
     st.integers(min_value=-(2**4000), max_value=2**4000),
     st.sampled_from([10**5000, -(10**5000), 2**63, -(2**63) - 1, 2**64, 0, -0]),
     st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True),
-    st.sampled_from(
-        [-0.0, 5e-324, -5e-324, 2.2250738585072009e-308, math.inf, -math.inf, 1.7976931348623157e308]
-    ),
+    st.sampled_from([-0.0, 5e-324, -5e-324, 2.2250738585072009e-308, math.inf, -math.inf, 1.7976931348623157e308]),
     st.builds(nan_with_payload, st.integers(min_value=0, max_value=2**52 - 1), st.integers(0, 1)),
     st.text(),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=1000, max_size=5000),
@@ -392,14 +325,10 @@ TAG_VALUES = st.one_of(
     st.builds(np.float64, st.floats()),
 )
 REFUSED_TAGS = st.one_of(
-    st.none(),
-    st.binary(max_size=5),
-    st.lists(st.integers(), max_size=2),
-    st.complex_numbers(),
+    st.none(), st.binary(max_size=5), st.lists(st.integers(), max_size=2), st.complex_numbers(),
     st.builds(np.complex64, st.complex_numbers(allow_nan=False, allow_infinity=False, max_magnitude=1e30)),
     st.just(np.longdouble(1) / 3),
-    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
-    st.decimals(allow_nan=False),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1), st.decimals(allow_nan=False),
 )
 
 

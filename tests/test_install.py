@@ -30,14 +30,10 @@ from stockroom.install import (
 PROJECT = Path(stockroom.__file__).resolve().parent.parent
 
 
-def git(
-    *args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(("git", *args), cwd=cwd, capture_output=True, text=True, env=env, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError(
-            f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
@@ -63,7 +59,7 @@ def commit_code(repo: Path, name: str = "train.py", check: bool = True) -> subpr
     return git("commit", "-m", f"add {name}", cwd=repo, check=check)
 
 
-FOREIGN_SHELL = b'#!/bin/sh\necho foreign-shell-hook-ran "$@" >> "$(git rev-parse --git-dir)/foreign.log"\n'
+FOREIGN_SHELL = b"#!/bin/sh\necho foreign-shell-hook-ran \"$@\" >> \"$(git rev-parse --git-dir)/foreign.log\"\n"
 FOREIGN_PYTHON = (
     "#!{python}\nimport subprocess, sys\n"
     "gitdir = subprocess.run(['git', 'rev-parse', '--git-dir'], capture_output=True, text=True).stdout.strip()\n"
@@ -137,9 +133,7 @@ def test_install_refreshes_a_stale_script(stock_repo: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["shell", "python", "symlink"])
-def test_foreign_hook_is_kept_runs_and_comes_back_byte_for_byte(
-    stock_repo: Path, tmp_path: Path, kind: str
-) -> None:
+def test_foreign_hook_is_kept_runs_and_comes_back_byte_for_byte(stock_repo: Path, tmp_path: Path, kind: str) -> None:
     hooks = hooks_dir(stock_repo)
     hooks.mkdir(exist_ok=True)
     for name in HOOK_NAMES:
@@ -361,15 +355,11 @@ def test_stock_install_and_uninstall_commands(stock_repo: Path, tmp_path: Path) 
     assert proc.returncode == 1 and "not inside a git work tree" in proc.stderr
 
 
-def test_noexec_style_failure_is_not_reported_as_success(
-    stock_repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_noexec_style_failure_is_not_reported_as_success(stock_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If git cannot run the hooks from there, install takes them out again and refuses."""
     import stockroom.install as installer
 
-    monkeypatch.setattr(
-        installer, "_write_script", lambda path, text: (path.write_text(text), path.chmod(0o644))
-    )
+    monkeypatch.setattr(installer, "_write_script", lambda path, text: (path.write_text(text), path.chmod(0o644)))
     hooks = hooks_dir(stock_repo)
     before = snapshot(hooks)
     with pytest.raises(StockroomError, match="does not run hooks"):

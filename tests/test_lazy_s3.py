@@ -249,9 +249,9 @@ def _objects_verify(bob: Path) -> int:
         _, entry = by_digest[digest]
         raw = (objects / digest).read_bytes()
         assert len(raw) == entry[3], digest
-        assert any(_matches(obj, raw, entry[4], digest) for obj in schemas), (
-            f"kept object {digest} does not match its digest"
-        )
+        assert any(
+            _matches(obj, raw, entry[4], digest) for obj in schemas
+        ), f"kept object {digest} does not match its digest"
     return len(kept)
 
 
@@ -348,9 +348,7 @@ def test_s3_truncated_object_read_lazily_error_nothing_kept(team: Team, bob: Pat
     for idx in (bob / ".hangar" / lazy.LAZY_DIR / "packs").glob("*.idx"):
         name = idx.name[: -len(".idx")]
         data = bytes(obstore.get(src, f"packs/{name}").bytes())
-        images = sorted(
-            (e for e in json.loads(idx.read_bytes())["samples"] if e[3] == ONE), key=lambda e: e[2]
-        )
+        images = sorted((e for e in json.loads(idx.read_bytes())["samples"] if e[3] == ONE), key=lambda e: e[2])
         cut = images[-2][2] + ONE // 2 if len(images) >= 2 else len(data)
         short.update(e[0] for e in images if e[2] + e[3] > cut)
         obstore.put(dst, f"packs/{name}", data[:cut])
@@ -401,9 +399,7 @@ def test_s3_gc_never_drops_what_the_remote_lacks(team: Team, bob: Path) -> None:
     for idx in (bob / ".hangar" / lazy.LAZY_DIR / "packs").glob("*.idx"):
         name = idx.name[: -len(".idx")]
         data = bytes(obstore.get(src, f"packs/{name}").bytes())
-        ends = [
-            e[2] + e[3] for e in json.loads(idx.read_bytes())["samples"] if e[0] in cached and e[3] == ONE
-        ]
+        ends = [e[2] + e[3] for e in json.loads(idx.read_bytes())["samples"] if e[0] in cached and e[3] == ONE]
         obstore.put(dst, f"packs/{name}", data[: max(ends) - 1] if ends else data)
     _point_remote(bob, "gc-truncated")
     out = stock_cli("gc", "--yes", cwd=bob)
@@ -445,9 +441,7 @@ def test_s3_server_stopped_mid_epoch_then_resumes(team: Team, bob: Path) -> None
             ds[half]
         text = str(err.value)
         assert "\n" not in text and "stock remote origin" in text
-        assert (
-            "again" in text and "unreachable" in text and "stock pull" in text
-        )  # what went wrong, what to do
+        assert "again" in text and "unreachable" in text and "stock pull" in text  # what went wrong, what to do
         # From a fresh process too: one line on stderr, naming the remote.
         script = f"import stockroom\nwith stockroom.StockRoom() as s:\n    s.data['img'][{half + 1}]\n"
         proc = subprocess.run([sys.executable, "-c", script], cwd=bob, capture_output=True, text=True)

@@ -94,24 +94,15 @@ def test_dataloader_over_several_columns(filled: dict[str, np.ndarray], workers:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_dataloader_shuffled_sees_every_sample_once(filled: dict[str, np.ndarray], workers: int) -> None:
     ds = StockDataset(["label", "image"])
-    loader = DataLoader(
-        ds, batch_size=32, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(1)
-    )
-    pairs = sorted(
-        (int(lbl), img.numpy().tobytes())
-        for lbls, imgs in loader
-        for lbl, img in zip(lbls, imgs, strict=True)
-    )
-    want = sorted(
-        (int(lbl), img.tobytes()) for lbl, img in zip(filled["label"], filled["image"], strict=True)
-    )
+    loader = DataLoader(ds, batch_size=32, shuffle=True, num_workers=workers,
+                        generator=torch.Generator().manual_seed(1))
+    pairs = sorted((int(lbl), img.numpy().tobytes()) for lbls, imgs in loader for lbl, img in zip(lbls, imgs, strict=True))
+    want = sorted((int(lbl), img.tobytes()) for lbl, img in zip(filled["label"], filled["image"], strict=True))
     assert pairs == want
 
 
 def test_keys_choose_and_order_items(stock: stockroom.StockRoom, stock_repo: Path) -> None:
-    stock.data["x"].update(
-        {"b": np.array([2.0]), "a": np.array([1.0]), 10: np.array([10.0]), 2: np.array([3.0])}
-    )
+    stock.data["x"].update({"b": np.array([2.0]), "a": np.array([1.0]), 10: np.array([10.0]), 2: np.array([3.0])})
     stock.data["y"].update({"a": np.array([5]), "b": np.array([6]), 2: np.array([7])})  # no key 10
     commit_all(stock, stock_repo, "keys")
     both = StockDataset(["x", "y"])
@@ -149,9 +140,7 @@ def test_dataset_accepts_a_stockroom(filled: dict[str, np.ndarray], stock: stock
 
 # ------------------------------------------------------ following head.stock
 @pytest.fixture
-def two_commits(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def two_commits(stock: stockroom.StockRoom, stock_repo: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Branch main holds N samples, branch other holds N + 20 different ones."""
     first, second = make_data(1), make_data(2, N + 20)
     write(stock, first)
@@ -175,9 +164,7 @@ def test_follows_git_checkout_at_once_in_process(two_commits: tuple[dict, dict],
     assert np.array_equal(concat(epoch(ds, 0))[1], first["label"])
 
 
-def test_workers_read_the_commit_checked_out_when_the_pass_starts(
-    two_commits: tuple[dict, dict], stock_repo: Path
-) -> None:
+def test_workers_read_the_commit_checked_out_when_the_pass_starts(two_commits: tuple[dict, dict], stock_repo: Path) -> None:
     first, second = two_commits
     ds = StockDataset(["image", "label"])  # created on main
     run_git("switch", "-q", "other", cwd=stock_repo)  # before any worker exists
@@ -220,17 +207,13 @@ def test_reads_committed_data_only_and_never_takes_the_writer(
         "    s.data['other'][0] = np.zeros(3)\n"
         "    s.commit('written beside a DataLoader', update_head=False)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=stock_repo, capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=stock_repo, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rest = list(batches)
     assert sum(len(b) for b in rest) == N - 8
 
 
-def collate_with_worker_state(
-    batch: list[object],
-) -> tuple[object, tuple[int, bool, int, bool, frozenset[int]]]:
+def collate_with_worker_state(batch: list[object]) -> tuple[object, tuple[int, bool, int, bool, frozenset[int]]]:
     """Runs in the worker: the batch, and how the worker's dataset reads."""
     from torch.utils.data import default_collate, get_worker_info
 

@@ -37,11 +37,7 @@ class Holder:
     def __init__(self, cwd: Path) -> None:
         self.proc = subprocess.Popen(
             (sys.executable, "-c", textwrap.dedent(HOLDER)),
-            cwd=cwd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         if line.strip() != "held":
@@ -108,9 +104,7 @@ def test_timeout_from_the_environment(holder: Holder, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("raw", ["soon", ""])
-def test_bad_timeout_variable_is_a_clear_error(
-    stock_repo: Path, monkeypatch: pytest.MonkeyPatch, raw: str
-) -> None:
+def test_bad_timeout_variable_is_a_clear_error(stock_repo: Path, monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv(TIMEOUT_ENV, raw)
     with pytest.raises(StockroomError, match=f"{TIMEOUT_ENV}=.*not a number of seconds"):
         stockroom.StockRoom()
@@ -135,11 +129,7 @@ def test_writer_that_waits_gets_the_lock_when_released(holder: Holder) -> None:
         timer.join()
         # The holder's staged write and ours share the staging area.
         digest = stock.commit("both")
-        assert dict(stock.tag) == {
-            "committed": "before the holder",
-            "holder": "staged by the holder",
-            "mine": 1,
-        }
+        assert dict(stock.tag) == {"committed": "before the holder", "holder": "staged by the holder", "mine": 1}
         assert stock.head == digest
 
 
@@ -167,13 +157,8 @@ def test_several_readers_at_once_while_a_writer_holds(stock_repo: Path) -> None:
     env = {**os.environ, TIMEOUT_ENV: "0"}  # a reader that waited for the writer would fail
     readers = [
         subprocess.Popen(
-            (sys.executable, "-c", textwrap.dedent(READER)),
-            cwd=stock_repo,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            (sys.executable, "-c", textwrap.dedent(READER)), cwd=stock_repo, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for _ in range(3)
     ]
@@ -247,11 +232,8 @@ CONCURRENT_WRITER = """
 def test_concurrent_writers_never_corrupt(stock_repo: Path) -> None:
     writers = [
         subprocess.Popen(
-            (sys.executable, "-c", textwrap.dedent(CONCURRENT_WRITER), name),
-            cwd=stock_repo,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            (sys.executable, "-c", textwrap.dedent(CONCURRENT_WRITER), name), cwd=stock_repo,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for name in ("a", "b")
     ]

@@ -23,21 +23,9 @@ from stockroom import StockroomError
 from stockroom.storages.model import PIECE, SMALL, FrameworkVersionWarning
 
 TORCH_DTYPES = [
-    torch.bool,
-    torch.uint8,
-    torch.int8,
-    torch.int16,
-    torch.int32,
-    torch.int64,
-    torch.float16,
-    torch.bfloat16,
-    torch.float32,
-    torch.float64,
-    torch.complex64,
-    torch.uint16,
-    torch.uint32,
-    torch.uint64,
-    torch.float8_e4m3fn,
+    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    torch.complex64, torch.uint16, torch.uint32, torch.uint64, torch.float8_e4m3fn,
 ]
 # (), zero-size, small, packed with neighbours, and one spanning several units.
 SHAPES: list[tuple[int, ...]] = [(), (0,), (2, 0, 3), (5,), (3, 4, 5)]
@@ -253,28 +241,9 @@ def test_a_failed_write_stores_nothing(stock: stockroom.StockRoom) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [
-        5,
-        "weights",
-        nn.Linear(2, 2),
-        [torch.ones(2)],
-        {"a": np.ones(3)},
-        {1: torch.ones(1)},
-        {"s": torch.eye(3).to_sparse()},
-        [np.array(["a", "b"])],
-        [np.array([object()])],
-    ],
-    ids=[
-        "int",
-        "str",
-        "module",
-        "list-of-tensors",
-        "dict-of-arrays",
-        "int-key",
-        "sparse",
-        "str-array",
-        "object-array",
-    ],
+    [5, "weights", nn.Linear(2, 2), [torch.ones(2)], {"a": np.ones(3)}, {1: torch.ones(1)},
+     {"s": torch.eye(3).to_sparse()}, [np.array(["a", "b"])], [np.array([object()])]],
+    ids=["int", "str", "module", "list-of-tensors", "dict-of-arrays", "int-key", "sparse", "str-array", "object-array"],
 )
 def test_unsupported_values_are_type_errors(stock: stockroom.StockRoom, value: object) -> None:
     with pytest.raises(TypeError) as err:
@@ -353,18 +322,14 @@ def test_writes_inside_optimize_are_readable_inside(stock: stockroom.StockRoom) 
     assert len(stock.model) == 3
 
 
-def test_other_torch_version_warns_then_loads(
-    stock: stockroom.StockRoom, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_other_torch_version_warns_then_loads(stock: stockroom.StockRoom, monkeypatch: pytest.MonkeyPatch) -> None:
     want = OrderedDict(w=torch.randn(4))
     with monkeypatch.context() as patch:
         patch.setattr(torch, "__version__", "1.0.0+cu99")
         stock.model["old"] = want
     stock.model["same"] = want
     stock.commit("versions")
-    with pytest.warns(
-        FrameworkVersionWarning, match=r"torch 1\.0\.0 .*torch " + torch.__version__.split("+")[0]
-    ):
+    with pytest.warns(FrameworkVersionWarning, match=r"torch 1\.0\.0 .*torch " + torch.__version__.split("+")[0]):
         got = stock.model["old"]
     assert_same_state(got, want)
     with warnings.catch_warnings():
@@ -527,9 +492,7 @@ def test_stockroom_does_not_import_torch_or_tensorflow(stock_repo: Path) -> None
     assert result.stdout.splitlines() == ["['arrays'] [0.0, 1.0, 2.0] True", "[]"]
 
 
-def test_missing_torch_is_an_import_error_naming_the_extra(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> None:
+def test_missing_torch_is_an_import_error_naming_the_extra(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     stock.model.save_weights("cnn", trained_cnn(0))
     stock.commit("cnn")
     result = run_python(

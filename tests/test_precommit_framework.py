@@ -26,29 +26,16 @@ from stockroom.headfile import HEAD_FILE
 
 PROJECT = Path(stockroom.__file__).resolve().parent.parent
 # What `pip install .` of the project needs, besides the package itself.
-PROJECT_FILES = (
-    "setup.cfg",
-    "pyproject.toml",
-    ".pre-commit-hooks.yaml",
-    "README.md",
-    "LICENSE",
-    "MANIFEST.in",
-)
+PROJECT_FILES = ("setup.cfg", "pyproject.toml", ".pre-commit-hooks.yaml", "README.md", "LICENSE", "MANIFEST.in")
 FIXED_DATE = "2020-01-01T00:00:00+00:00"
 
 pytest.importorskip("pre_commit")
 
 
-def git(
-    *args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        ("git", *args), cwd=cwd, capture_output=True, text=True, env=env, check=False, timeout=1200
-    )
+def git(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(("git", *args), cwd=cwd, capture_output=True, text=True, env=env, check=False, timeout=1200)
     if check and proc.returncode != 0:
-        raise AssertionError(
-            f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
@@ -107,16 +94,7 @@ def test_hooks_through_the_pre_commit_framework(stock_repo: Path, request: pytes
         f"      - id: stockroom-post-checkout\n"
     )
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pre_commit",
-            "install",
-            "--hook-type",
-            "pre-commit",
-            "--hook-type",
-            "post-checkout",
-        ],
+        [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "post-checkout"],
         cwd=stock_repo,
         env=env,
         check=True,
@@ -169,17 +147,13 @@ def test_hooks_through_the_pre_commit_framework(stock_repo: Path, request: pytes
     assert "uncommitted stock writes" in proc.stdout + proc.stderr
     # The package the framework installed carries the hook template `stock install` writes.
     with sqlite3.connect(cache / "home" / "db.db") as db:  # the framework's record of (repo, rev) -> clone
-        (clone,) = db.execute(
-            "SELECT path FROM repos WHERE repo = ? AND ref = ?", (str(source), rev)
-        ).fetchone()
+        (clone,) = db.execute("SELECT path FROM repos WHERE repo = ? AND ref = ?", (str(source), rev)).fetchone()
     (python,) = Path(clone).glob("py_env-*/bin/python")
     script = "from stockroom.install import render; print(render('pre-commit').splitlines()[1])"
     out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.startswith("# stockroom-managed-hook")
     # Drop the framework's environments of earlier sources (kept: the one this config uses).
-    subprocess.run(
-        [sys.executable, "-m", "pre_commit", "gc"], cwd=stock_repo, env=env, check=True, capture_output=True
-    )
+    subprocess.run([sys.executable, "-m", "pre_commit", "gc"], cwd=stock_repo, env=env, check=True, capture_output=True)
 
 
 def _use_framework(stock_repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
@@ -189,31 +163,15 @@ def _use_framework(stock_repo: Path, request: pytest.FixtureRequest) -> dict[str
     cache = Path(config_cache.mkdir("stockroom-pre-commit")) if config_cache else stock_repo.parent
     source = cache / "stockroom-src"
     rev = hook_repository(source)
-    env = dict(
-        os.environ,
-        PRE_COMMIT_HOME=str(cache / "home"),
-        PIP_CACHE_DIR=str(cache / "pip"),
-        PRE_COMMIT_COLOR="never",
-    )
+    env = dict(os.environ, PRE_COMMIT_HOME=str(cache / "home"), PIP_CACHE_DIR=str(cache / "pip"),
+               PRE_COMMIT_COLOR="never")
     (stock_repo / ".pre-commit-config.yaml").write_text(
         f"repos:\n  - repo: {source}\n    rev: {rev}\n    hooks:\n"
         f"      - id: stockroom-pre-commit\n      - id: stockroom-post-checkout\n"
     )
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pre_commit",
-            "install",
-            "--hook-type",
-            "pre-commit",
-            "--hook-type",
-            "post-checkout",
-        ],
-        cwd=stock_repo,
-        env=env,
-        check=True,
-        capture_output=True,
+        [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-commit", "--hook-type", "post-checkout"],
+        cwd=stock_repo, env=env, check=True, capture_output=True,
     )
     (stock_repo / "train.py").write_text("v1\n")
     git("add", ".pre-commit-config.yaml", "train.py", cwd=stock_repo)

@@ -78,9 +78,7 @@ def test_closed_stream_is_not_a_terminal() -> None:
     assert not progress.enabled(stream)
 
 
-def test_environment_setting_overrides(
-    monkeypatch: pytest.MonkeyPatch, terminal: tuple[IO[str], int]
-) -> None:
+def test_environment_setting_overrides(monkeypatch: pytest.MonkeyPatch, terminal: tuple[IO[str], int]) -> None:
     stream, _ = terminal
     monkeypatch.setenv(progress.ENV, "0")
     assert not progress.enabled(stream)
@@ -99,9 +97,7 @@ def test_track_is_silent_and_free_off_a_terminal() -> None:
 
 def test_track_shows_a_bar_on_a_terminal(terminal: tuple[IO[str], int]) -> None:
     stream, master = terminal
-    assert list(progress.track(range(250), desc="importing", unit="sample", file=stream, delay=0)) == list(
-        range(250)
-    )
+    assert list(progress.track(range(250), desc="importing", unit="sample", file=stream, delay=0)) == list(range(250))
     shown = drain(master)
     assert "importing" in shown
     assert "250/250" in shown
@@ -150,17 +146,11 @@ BULK_IMPORT = """
 def run_bulk_import(stock_repo: Path, stderr: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(BULK_IMPORT)],
-        cwd=stock_repo,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        timeout=120,
+        cwd=stock_repo, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=120,
     )
 
 
-def on_terminal(
-    run: Callable[[int], subprocess.CompletedProcess[str]],
-) -> tuple[subprocess.CompletedProcess[str], str]:
+def on_terminal(run: Callable[[int], subprocess.CompletedProcess[str]]) -> tuple[subprocess.CompletedProcess[str], str]:
     """``run(stderr_fd)`` with stderr on a pseudo-terminal; returns what it showed there."""
     master, slave = open_pty()
     try:
@@ -205,11 +195,7 @@ def test_model_save_and_load_show_progress_on_a_terminal(stock_repo: Path) -> No
     proc, shown = on_terminal(
         lambda fd: subprocess.run(
             [sys.executable, "-c", textwrap.dedent(MODEL_SAVE_LOAD)],
-            cwd=stock_repo,
-            stdout=subprocess.PIPE,
-            stderr=fd,
-            text=True,
-            timeout=120,
+            cwd=stock_repo, stdout=subprocess.PIPE, stderr=fd, text=True, timeout=120,
         )
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "done", shown

@@ -21,11 +21,7 @@ CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("STOCKROOM_
 def python(code: str, cwd: Path) -> str:
     proc = subprocess.run(
         (sys.executable, "-c", textwrap.dedent(code)),
-        cwd=cwd,
-        env=CLEAN_ENV,
-        capture_output=True,
-        text=True,
-        timeout=180,
+        cwd=cwd, env=CLEAN_ENV, capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -47,9 +43,7 @@ def test_names_agree_with_hangar() -> None:
     )
     assert quickread.HANGAR_DIRS == (constants.DIR_DATA, constants.DIR_DATA_STORE)
     assert quickread.VERSION_KEY.decode() == constants.K_VERSION
-    assert {
-        k: v for k, v in constants.LMDB_SETTINGS.items() if k in quickread.LMDB_OPTIONS
-    } == quickread.LMDB_OPTIONS
+    assert {k: v for k, v in constants.LMDB_SETTINGS.items() if k in quickread.LMDB_OPTIONS} == quickread.LMDB_OPTIONS
     assert tuple(int(p) for p in store.hangar.__version__.split(".")[:2]) == quickread.HANGAR_RELEASE
     assert quickread.STAGED_MARKER == store.STAGED_MARKER
     from stockroom.storages.tag import COLUMN
@@ -58,9 +52,7 @@ def test_names_agree_with_hangar() -> None:
     assert COLUMN == TAG_COLUMN
 
 
-def test_committed_tag_read_in_a_new_process_imports_no_hangar(
-    stock: stockroom.StockRoom, stock_repo: Path
-) -> None:
+def test_committed_tag_read_in_a_new_process_imports_no_hangar(stock: stockroom.StockRoom, stock_repo: Path) -> None:
     stock.tag.update({"lr": 0.25, "name": "run", "ok": True, "n": 2**70})
     stock.commit("tags")
     out = python(

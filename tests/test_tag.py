@@ -24,21 +24,8 @@ def bits(value: float) -> bytes:
 
 
 NAN_PAYLOAD = struct.unpack(">d", bytes.fromhex("7ff8000000000123"))[0]
-FLOATS = [
-    0.0,
-    -0.0,
-    0.1,
-    -1.5,
-    1e308,
-    5e-324,
-    -5e-324,
-    math.inf,
-    -math.inf,
-    math.nan,
-    NAN_PAYLOAD,
-    2.0**53 + 1,
-    1 / 3,
-]
+FLOATS = [0.0, -0.0, 0.1, -1.5, 1e308, 5e-324, -5e-324, math.inf, -math.inf, math.nan, NAN_PAYLOAD,
+          2.0**53 + 1, 1 / 3]
 INTS = [0, 1, -1, 2**63, -(2**63) - 1, 2**64, 10**5000, -(10**5000)]
 STRS = ["", "x", "i:5", "b:1", "f:00", "s:", "ünïcødé 🙂", "line\nbreak\ttab", "nul\x00byte", "x" * 100_000]
 
@@ -92,25 +79,11 @@ def test_float_and_int_subclasses_come_back_as_builtins(stock: stockroom.StockRo
 
 @pytest.mark.parametrize(
     "value",
-    [
-        None,
-        [1],
-        {"a": 1},
-        (1,),
-        b"bytes",
-        1j,
-        Decimal("1.5"),
-        Fraction(1, 3),
-        np.complex64(1),
-        np.longdouble(1) / 3,
-        np.array([1.0]),
-        object(),
-    ],
+    [None, [1], {"a": 1}, (1,), b"bytes", 1j, Decimal("1.5"), Fraction(1, 3), np.complex64(1),
+     np.longdouble(1) / 3, np.array([1.0]), object()],
     ids=lambda v: type(v).__name__,
 )
-def test_unsupported_values_are_type_errors_and_store_nothing(
-    stock: stockroom.StockRoom, value: object
-) -> None:
+def test_unsupported_values_are_type_errors_and_store_nothing(stock: stockroom.StockRoom, value: object) -> None:
     stock.tag["kept"] = 1
     stock.commit("one tag")
     with pytest.raises(TypeError, match="int, float, str or bool"):
@@ -218,16 +191,9 @@ def test_store_round_trip_any_key_any_value(stock: stockroom.StockRoom, key: str
 
 # ---------------------------------------------------------------- issue 14
 NUMPY_SCALARS = [
-    (np.bool_(True), True),
-    (np.bool_(False), False),
-    (np.int64(-7), -7),
-    (np.uint64(2**64 - 1), 2**64 - 1),
-    (np.int8(5), 5),
-    (np.float32(0.1), float(np.float32(0.1))),
-    (np.float16(1.5), 1.5),
-    (np.float32("nan"), math.nan),
-    (np.float64(1 / 3), 1 / 3),
-    (np.str_("abc"), "abc"),
+    (np.bool_(True), True), (np.bool_(False), False), (np.int64(-7), -7), (np.uint64(2**64 - 1), 2**64 - 1),
+    (np.int8(5), 5), (np.float32(0.1), float(np.float32(0.1))), (np.float16(1.5), 1.5),
+    (np.float32("nan"), math.nan), (np.float64(1 / 3), 1 / 3), (np.str_("abc"), "abc"),
 ]
 
 
