@@ -227,3 +227,14 @@ def test_stock_runs_lists_runs(stock: stockroom.StockRoom) -> None:
         subprocess.run(["stock", "runs", "--json"], cwd=stock.path, capture_output=True, text=True).stdout
     )
     assert rows[0]["pruned"] == 2 and rows[0]["finished"] is True and rows[0]["metrics"] == ["loss"]
+
+
+def test_opening_a_run_leaves_the_global_rngs_alone(stock_repo: Path) -> None:
+    # regression: the first open imported Hangar, which drew from Python's RNG
+    code = (
+        "import random, stockroom\n"
+        "random.seed(0); before = random.getstate()\n"
+        "stockroom.StockRoom().run('r').close()\n"
+        "assert random.getstate() == before, 'run() changed the RNG'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=stock_repo, check=True)

@@ -143,6 +143,25 @@ class Run:
         background: bool = True,
         push: bool | None = None,
     ) -> None:
+        # Opening the store the first time (importing Hangar) draws from
+        # Python's global RNG; a run must not change the training's RNG.
+        rng = random.getstate()
+        try:
+            self._open(stock, name, keep_last, keep_best, monitor, mode, background, push)
+        finally:
+            random.setstate(rng)
+
+    def _open(
+        self,
+        stock: StockRoom,
+        name: str | None,
+        keep_last: int | None,
+        keep_best: int | None,
+        monitor: str | None,
+        mode: str,
+        background: bool,
+        push: bool | None,
+    ) -> None:
         from stockroom.storages.model import column_name
 
         if name is None:
