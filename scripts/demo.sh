@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/env.sh
 export PATH="$PWD/.venv/bin:$PATH"
-exec .venv/bin/python examples/quickstart.py "$@"
+.venv/bin/python examples/quickstart.py "$@"
+exec .venv/bin/python examples/runs_resume.py

@@ -293,6 +293,15 @@ def pull(
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON list, for scripts.")
+def runs(as_json: bool) -> None:
+    """List training runs: steps, checkpoints kept/pruned, last and best monitored value."""
+    from stockroom.commands.runs import runs as run
+
+    _run(run, as_json)
+
+
+@cli.command()
 @click.option("--yes", is_flag=True, help="Drop them (without it: only say what would go).")
 def gc(yes: bool) -> None:
     """Drop data read on demand that head.stock's commit does not need (the remote keeps it)."""

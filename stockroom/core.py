@@ -15,6 +15,7 @@ from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, atomic_write, no_store_advice, read_head, write_head
 
 if TYPE_CHECKING:
+    from stockroom.runs.run import Run
     from stockroom.storages.data import DataStore
     from stockroom.storages.model import ModelStore
     from stockroom.store import Store
@@ -269,6 +270,20 @@ class StockRoom:
         self._views = [v for v in self._views if not v.closed]
         self._views.append(view)
         return view
+
+    def run(
+        self,
+        name: str | None = None,
+        keep_last: int | None = None,
+        keep_best: int | None = None,
+        monitor: str | None = None,
+        mode: str = "min",
+        **options: Any,
+    ) -> Run:
+        """Open a training run (default name: the git branch); see docs/runs.md (SPEC 9)."""
+        from stockroom.runs.run import Run
+
+        return Run(self, name, keep_last, keep_best, monitor, mode, **options)
 
     def close(self) -> None:
         """Release the checkouts and the writer lock (and close views from :meth:`at`)."""

@@ -27,6 +27,7 @@ class StockRef:
     commit: str  # full git sha
     digest: str  # '' unless the commit records a stock commit
     state: str = ""  # '' when digest is set, else NO_HEAD, EMPTY or UNREADABLE
+    pruned: str = ""  # RUN@STEP of a pruned checkpoint: why its run states are gone
 
 
 def resolve_commit(root: Path, rev: str) -> str:
@@ -71,7 +72,13 @@ def stock_refs(root: Path, commits: list[str]) -> list[StockRef]:
 
 
 def stock_ref(root: Path, rev: str) -> StockRef:
-    """The stock commit the git revision ``rev`` records."""
+    """The stock commit the git revision ``rev`` records (or the checkpoint ``RUN@STEP`` names)."""
+    from stockroom.runs import records
+
+    ref = records.resolve(root, rev)
+    if ref is not None:  # a run checkpoint: no git commit need record it (SPEC 9)
+        why = records.pruned_message(ref.run, ref.step) if ref.pruned else ""
+        return StockRef(f"{ref.run}@{ref.step}", ref.commit, "", why)
     return stock_refs(root, [resolve_commit(root, rev)])[0]
 
 

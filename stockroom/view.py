@@ -33,6 +33,10 @@ class StockView:
         self._store = ReadOnlyStore(root, ref.digest, f"git revision {rev!r} ({ref.commit[:10]})")
         self.data = DataStore(self._store)
         self.model = ModelStore(self._store)
+        if ref.pruned:  # RUN@STEP of a pruned checkpoint: its run states are refused
+            from stockroom.runs.records import PrunedModels
+
+            self.model = PrunedModels(self.model, ref.pruned)  # type: ignore[assignment]
         self.tag = TagStore(self._store)
         self.closed = False
 

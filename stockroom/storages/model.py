@@ -38,7 +38,7 @@ from stockroom._compat import give_digest, read_bytes_into, take_digest
 from stockroom.errors import StockroomError
 from stockroom.keys import encode_text
 from stockroom.progress import Progress, bar
-from stockroom.storages import _keras
+from stockroom.storages import _keras, _nested
 from stockroom.storages._named import NamedColumns
 from stockroom.store import Store
 
@@ -347,7 +347,10 @@ class ModelStore(NamedColumns, MutableMapping[str, Any]):
     # ------------------------------------------------------------ writing
     def __setitem__(self, name: str, weights: Any) -> None:
         column_name(name)  # a bad name fails before any work
-        kind, versions, tensors = _prepare(weights)
+        if _nested.is_nested(weights):  # optimizer/scheduler/RNG states (SPEC 9)
+            kind, versions, tensors = _nested.prepare(weights)
+        else:
+            kind, versions, tensors = _prepare(weights)
         self._write(name, kind, versions, tensors)
 
     def save_weights(self, name: str, model: Any) -> None:
@@ -509,6 +512,17 @@ class ModelStore(NamedColumns, MutableMapping[str, Any]):
         meta, raws = self._read(name)
         entries = meta["tensors"]
         saved: dict[str, str] = meta.get("versions", {})
+        if meta["kind"] == _nested.KIND:
+            if "torch" in saved:
+                from stockroom.storages import _torch
+
+                self._warn_versions(name, saved, {"torch": _torch.version()})
+            try:
+                return _nested.rebuild(entries, raws)
+            except (KeyError, ValueError, IndexError) as exc:
+                raise StockroomError(
+                    f"stock.model[{name!r}] is damaged in this stock commit ({exc}); store it again"
+                ) from None
         if meta["kind"] == TORCH:
             from stockroom.storages import _torch
 

@@ -1,0 +1,7 @@
+"""Training runs (SPEC 9): every checkpoint a stock commit, per-step metrics, resume anywhere.
+
+``run = stock.run()`` gives a :class:`stockroom.runs.run.Run`; see
+docs/runs.md. Submodules are imported on use: ``records`` is light (git
+revision parsing calls it), ``run`` and ``metrics`` need numpy, nothing
+imports torch.
+"""

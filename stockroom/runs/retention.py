@@ -1,0 +1,66 @@
+"""Retention of a run's checkpoints: keep_last / keep_best by a monitored metric.
+
+A checkpoint that is neither among the last ``keep_last`` nor the best
+``keep_best`` (by ``monitor``, ``mode``) is pruned: its record, metrics and
+tags stay, its states are no longer readable (reading says it was pruned).
+A checkpoint whose stock commit a git commit recorded is never pruned.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stockroom.runs.run import Checkpoint, Run
+
+
+def choose(run: Run, recorded: set[str]) -> list[Checkpoint]:
+    """The checkpoints of ``run`` to prune now."""
+    if run.keep_last is None and run.keep_best is None:
+        return []
+    items = run.records.items
+    keep: set[int] = set()
+    if run.keep_last:
+        keep.update(range(max(0, len(items) - run.keep_last), len(items)))
+    if run.keep_best and run.monitor:
+        monitor = run.monitor
+        scored = [
+            i for i, c in enumerate(items) if monitor in c.metrics and not math.isnan(c.metrics[monitor])
+        ]
+        sign = 1.0 if run.mode == "min" else -1.0
+        # ties: the earlier checkpoint ranks first (it reached the value first)
+        scored.sort(key=lambda i: (sign * items[i].metrics[monitor], i))
+        keep.update(scored[: run.keep_best])
+    keep.add(len(items) - 1)  # the latest is what a resume needs
+    return [c for i, c in enumerate(items) if i not in keep and not c.pruned and c.commit not in recorded]
+
+
+def git_recorded(run: Run) -> set[str]:
+    """Stock commits that some git commit's ``head.stock`` records (never pruned)."""
+    from stockroom import revisions
+    from stockroom.git import git
+    from stockroom.headfile import HEAD_FILE
+
+    root = run.stock.path
+    try:
+        shas = git("log", "--all", "--format=%H", "--", HEAD_FILE, cwd=root).split()
+    except Exception:  # noqa: BLE001 - no history yet: nothing recorded
+        return set()
+    return {ref.digest for ref in revisions.stock_refs(root, shas) if ref.digest}
+
+
+def apply(run: Run) -> list[Checkpoint]:
+    """Prune what :func:`choose` picks: mark their records pruned."""
+    if run.keep_last is None and run.keep_best is None:
+        return []
+    victims = choose(run, git_recorded(run))
+    if not victims:
+        return []
+    # Marked first: reading a pruned checkpoint then says it was pruned.
+    # (Dropping the states' bytes from Hangar's LMDB files is not built yet:
+    # see docs/runs.md, "Retention".)
+    for c in victims:
+        c.pruned = True
+    run.records.save()
+    return victims
