@@ -154,9 +154,13 @@ def diff(rev1: str | None, rev2: str | None, fmt: str | None, show_all: bool, sa
 
 @cli.command()
 @click.option("--port", default=8765, show_default=True, help="Port to listen on (0: any free one).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (not loopback: a warning).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (not loopback: a warning)."
+)
 @click.option("--no-browser", is_flag=True, help="Print the URL, do not open a browser.")
-@click.option("--export", "export_dir", metavar="DIR", help="Write the pages as a static site into DIR instead.")
+@click.option(
+    "--export", "export_dir", metavar="DIR", help="Write the pages as a static site into DIR instead."
+)
 @click.option("--branch", "branches", multiple=True, help="Only these branches (repeat; default: all).")
 def ui(port: int, host: str, no_browser: bool, export_dir: str | None, branches: tuple[str, ...]) -> None:
     """Browse experiments across branches in a web browser (read-only)."""

@@ -19,10 +19,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from stockroom.errors import StockroomError
+from stockroom.runs.records import Checkpoint
 
 if TYPE_CHECKING:
     from stockroom.remote.objects import ObjectStore
-    from stockroom.runs.run import Checkpoint, Run
+
+
+# `run` below is a stockroom.runs.run.Run, not imported: run.py imports this module.
 
 
 def _prefix(name: str) -> str:
@@ -51,7 +54,7 @@ def _last_seq(store: ObjectStore, name: str, hint: int = 0) -> int:
     return lo
 
 
-def publish(run: Run, digest: str, step: int, finished: bool = False) -> None:
+def publish(run: Any, digest: str, step: int, finished: bool = False) -> None:
     """Push checkpoint ``digest`` to the default remote and record it as the run's latest."""
     from stockroom.remote import sync
 
@@ -78,7 +81,7 @@ def publish(run: Run, digest: str, step: int, finished: bool = False) -> None:
     run.records.save()
 
 
-def latest(run: Run) -> dict[str, Any] | None:
+def latest(run: Any) -> dict[str, Any] | None:
     """The run's latest pointer on the default remote (None: no remote, or none recorded)."""
     from stockroom.remote import config, sync
 
@@ -108,10 +111,9 @@ def latest(run: Run) -> dict[str, Any] | None:
     return doc
 
 
-def find_latest(run: Run) -> Checkpoint | None:
+def find_latest(run: Any) -> Checkpoint | None:
     """The remote's latest checkpoint of ``run``, its commit records fetched (no data: lazy)."""
     from stockroom.remote import sync
-    from stockroom.runs.run import Checkpoint
 
     doc = latest(run)
     if doc is None:

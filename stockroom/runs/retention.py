@@ -9,13 +9,14 @@ A checkpoint whose stock commit a git commit recorded is never pruned.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from stockroom.runs.run import Checkpoint, Run
+from stockroom.runs.records import Checkpoint
+
+# `run` below is a stockroom.runs.run.Run, not imported: run.py imports this module.
 
 
-def choose(run: Run, recorded: set[str]) -> list[Checkpoint]:
+def choose(run: Any, recorded: set[str]) -> list[Checkpoint]:
     """The checkpoints of ``run`` to prune now."""
     if run.keep_last is None and run.keep_best is None:
         return []
@@ -36,7 +37,7 @@ def choose(run: Run, recorded: set[str]) -> list[Checkpoint]:
     return [c for i, c in enumerate(items) if i not in keep and not c.pruned and c.commit not in recorded]
 
 
-def git_recorded(run: Run) -> set[str]:
+def git_recorded(run: Any) -> set[str]:
     """Stock commits that some git commit's ``head.stock`` records (never pruned)."""
     from stockroom import revisions
     from stockroom.git import git
@@ -50,7 +51,7 @@ def git_recorded(run: Run) -> set[str]:
     return {ref.digest for ref in revisions.stock_refs(root, shas) if ref.digest}
 
 
-def apply(run: Run) -> list[Checkpoint]:
+def apply(run: Any) -> list[Checkpoint]:
     """Prune what :func:`choose` picks: mark their records pruned."""
     if run.keep_last is None and run.keep_best is None:
         return []

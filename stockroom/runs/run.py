@@ -31,7 +31,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import numpy as np
@@ -41,8 +41,21 @@ from stockroom.headfile import read_head, write_head
 from stockroom.runs.metrics import MetricLog
 from stockroom.runs.records import Checkpoint, Records, pruned_message, run_dir, runs_dir
 
-if TYPE_CHECKING:
-    from stockroom.core import StockRoom
+
+class StockRoom(Protocol):
+    """What a run uses of :class:`stockroom.StockRoom` (the app layer above: not imported)."""
+
+    path: Path
+
+    @property
+    def model(self) -> Any: ...
+    @property
+    def tag(self) -> Any: ...
+    @property
+    def _store(self) -> Any: ...
+
+    def commit(self, message: str, update_head: bool = ...) -> str: ...
+
 
 MODEL_PREFIX = "run."
 TAG_PREFIX = "run."

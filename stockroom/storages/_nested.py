@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from stockroom.storages._tensors import _array_alias_key, _flatten_array, _Tensor, _unflatten_array
+
 KIND = "nested"
 # The skeleton's tensor name; every other tensor's name starts with "state".
 SKELETON = "(structure)"
@@ -127,8 +129,6 @@ class _Encoder:
 
             key = _torch.alias_key(value)
         else:
-            from stockroom.storages.model import _array_alias_key
-
             key = _array_alias_key(value) if kind == "a" else None
         if key is not None:
             key = (kind, *key)
@@ -142,8 +142,6 @@ class _Encoder:
 
 def prepare(value: Any) -> tuple[str, dict[str, str], list[Any]]:
     """``(kind, versions, tensors)`` for ``ModelStore._write``; checks everything first."""
-    from stockroom.storages.model import _flatten_array, _Tensor
-
     enc = _Encoder()
     skeleton = enc.encode(value, _ROOT)
     tensors: list[_Tensor] = []
@@ -175,8 +173,6 @@ def prepare(value: Any) -> tuple[str, dict[str, str], list[Any]]:
 
 def rebuild(entries: list[dict[str, Any]], raws: list[np.ndarray | None]) -> Any:
     """The state that :func:`prepare` stored, from the model's meta entries and raw bytes."""
-    from stockroom.storages.model import _unflatten_array
-
     if not entries or entries[-1].get("name") != SKELETON or raws[-1] is None:
         raise ValueError("the nested state's structure record is missing")
     doc = json.loads(raws[-1].tobytes().decode("ascii"))
