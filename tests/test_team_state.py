@@ -19,6 +19,11 @@ from stockroom.store import samples  # noqa: F401
 from tests.conftest import run_git
 from tests.test_remote import clone, make_project, stock_cli
 
+try:
+    from tests.test_remote_s3 import s3  # noqa: F401 - the moto S3 server fixture
+except pytest.skip.Exception:  # no obstore or moto here: the S3 tests skip
+    pass
+
 
 @pytest.fixture
 def team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
@@ -178,8 +183,18 @@ def test_pull_of_a_merged_commit_whose_sides_are_records_only(
 
 
 # ------------------------------------------------------------- defect 4
-def test_pulled_clone_pushes_to_a_mirror(team: tuple[Path, Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["dir", "s3"])
+def test_pulled_clone_pushes_to_a_mirror(
+    team: tuple[Path, Path, Path], tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
     alice, _, bare = team
+    if kind == "dir":
+        mirror = tmp_path / "mirror"
+        mirror.mkdir()
+        where = [str(mirror)]
+    else:  # a new bucket prefix on moto's S3 server
+        endpoint, _ = request.getfixturevalue("s3")
+        where = ["s3://stock-team/mirror", "--endpoint", endpoint]
     with stockroom.StockRoom(alice) as stock:
         stock.data["img"][3] = np.full((4, 4), 99, dtype=np.uint8)
         stock.tag["lr"] = 0.5
@@ -187,15 +202,13 @@ def test_pulled_clone_pushes_to_a_mirror(team: tuple[Path, Path, Path], tmp_path
     run_git("commit", "-q", "-am", "second", cwd=alice)
     run_git("push", "-q", "origin", "HEAD:main", cwd=alice)
     bob = pulled_clone(bare, tmp_path / "bob")
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    assert stock_cli("remote", "add", "mirror", str(mirror), "--local", cwd=bob).returncode == 0
+    assert stock_cli("remote", "add", "mirror", *where, "--local", cwd=bob).returncode == 0
     out = stock_cli("push", "mirror", cwd=bob)
     assert out.returncode == 0, out.stderr
     # The mirror is whole: a clone pulling from it alone reads head and its parent.
     carol = clone(bare, tmp_path / "carol")
     (carol / ".stockremotes").unlink(missing_ok=True)
-    assert stock_cli("remote", "add", "mirror", str(mirror), "--local", cwd=carol).returncode == 0
+    assert stock_cli("remote", "add", "mirror", *where, "--local", cwd=carol).returncode == 0
     out = stock_cli("pull", "mirror", cwd=carol)
     assert out.returncode == 0, out.stderr
     out = stock_cli("fetch", "mirror", "HEAD~1", cwd=carol)  # the parent's data too
@@ -204,6 +217,23 @@ def test_pulled_clone_pushes_to_a_mirror(team: tuple[Path, Path, Path], tmp_path
         assert int(stock.data["img"][3][0, 0]) == 99 and stock.tag["lr"] == 0.5
         older = stock.at("HEAD~1")
         assert older.tag["lr"] == 0.25 and int(older.data["img"][3][0, 0]) == 3
+
+
+def test_lazy_clone_pushes_to_a_mirror(team: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """A lazy clone reads everything on demand, so it can share everything."""
+    _, _, bare = team
+    bob = pulled_clone(bare, tmp_path / "bob", "--lazy")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    assert stock_cli("remote", "add", "mirror", str(mirror), "--local", cwd=bob).returncode == 0
+    out = stock_cli("push", "mirror", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    carol = clone(bare, tmp_path / "carol")
+    (carol / ".stockremotes").unlink(missing_ok=True)
+    assert stock_cli("remote", "add", "mirror", str(mirror), "--local", cwd=carol).returncode == 0
+    assert stock_cli("pull", "mirror", cwd=carol).returncode == 0
+    with stockroom.StockRoom(carol) as stock:
+        assert int(stock.data["img"][17][0, 0]) == 17 and stock.model["net"][1].tolist() == [1.0] * 3
 
 
 # ------------------------------------------------------------- defect 7
