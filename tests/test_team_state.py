@@ -219,6 +219,22 @@ def test_pulled_clone_pushes_to_a_mirror(
         assert older.tag["lr"] == 0.25 and int(older.data["img"][3][0, 0]) == 3
 
 
+def test_mirror_push_without_a_source_says_what_to_do(team: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    alice, remote, bare = team
+    commit_both(alice, "second", lr=0.5)
+    run_git("push", "-q", "origin", "HEAD:main", cwd=alice)
+    bob = pulled_clone(bare, tmp_path / "bob")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    assert stock_cli("remote", "add", "mirror", str(mirror), "--local", cwd=bob).returncode == 0
+    remote.rename(remote.with_name("gone"))  # where the parent's data came from
+    out = stock_cli("push", "mirror", cwd=bob)
+    assert out.returncode == 1
+    assert "origin" in out.stderr and "stock remote add" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert not (mirror / "commits").exists() or not any((mirror / "commits").iterdir())
+
+
 def test_lazy_clone_pushes_to_a_mirror(team: tuple[Path, Path, Path], tmp_path: Path) -> None:
     """A lazy clone reads everything on demand, so it can share everything."""
     _, _, bare = team

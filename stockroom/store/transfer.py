@@ -461,8 +461,8 @@ def _bring_for_push(root: Path, dest: ObjectStore, commits: list[str], lacking: 
     tried = f" ({'; '.join(failed)})" if failed else ""
     raise StockroomError(
         f"part of the data of stock commit {commits[-1]} is neither here nor on stock remote {dest.label}, "
-        f"and no other stock remote provided it{tried}; run `stock pull REMOTE` from the remote it came "
-        f"from, then push again"
+        f"and no other stock remote provided it{tried}; add the stock remote it came from "
+        f"(`stock remote add NAME URL --local`), then push again"
     )
 
 
