@@ -694,9 +694,9 @@ def autofetch(root: str, digest: str) -> None:
         from pathlib import Path
 
         from stockroom.remote import sync
+        from stockroom.store import samples
 
-        lazy = _config("--bool", "stock.lazy") == "true"
-        sync.fetch(Path(root), name, [digest], lazy=lazy)
+        sync.fetch(Path(root), name, [digest], lazy=samples.lazy_clone(Path(root)))
     except Exception as exc:  # noqa: BLE001 - a git command never fails because of the fetch
         _say(f"warning: could not fetch stock commit {_short(digest)} from {name!r}: {exc}; run `stock pull`")
         return

@@ -15,7 +15,10 @@ def fetch(remote_name: str | None, revs: tuple[str, ...]) -> int:
     if not digests:
         click.echo("nothing to fetch: no stock commit named at those revisions")
         return 0
-    remote, summary = sync.fetch(root, remote_name, digests)
+    from stockroom.store import samples
+
+    # A lazy clone stays lazy: records only, each sample fetched when read.
+    remote, summary = sync.fetch(root, remote_name, digests, lazy=samples.lazy_clone(root))
     click.echo(
         f"fetched {summary.commits} stock commit(s), {summary.samples} sample(s), "
         f"{summary.nbytes / 1e6:.1f} MB from {sync.describe(remote)}"

@@ -30,7 +30,12 @@ def pull(
         return 0
     if lazy and (columns or models or tags):
         raise StockroomError("--lazy fetches no data at all; leave out --column/--model/--tags")
-    remote, summary = sync.fetch(root, remote_name, [head], _columns(columns, models, tags), lazy=lazy)
+    wanted = _columns(columns, models, tags)
+    remote, summary = sync.fetch(root, remote_name, [head], wanted, lazy=lazy)
+    if lazy or wanted is None:
+        from stockroom.store import samples
+
+        samples.set_lazy_clone(root, lazy)  # what later fetches of the hooks and `stock fetch` do
     if not summary.commits and not summary.samples:
         click.echo(f"stock commit {head} is here already")
         return 0

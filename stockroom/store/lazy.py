@@ -47,9 +47,9 @@ from hangar.records import schema_spec_from_db_val
 
 from stockroom.errors import StockroomError
 from stockroom.remote.objects import ObjectMissing, ObjectStore, RemoteError
+from stockroom.store import samples
 
-LAZY_DIR = "stockroom-lazy"
-_SEP = "/"
+LAZY_DIR = samples.LAZY_DIR
 
 
 @dataclass
@@ -152,25 +152,9 @@ def lazy_dir(hangar_dir: Path) -> Path:
     return hangar_dir / LAZY_DIR
 
 
-def placeholder(schema: str, digest: str, pack: str) -> str:
-    """The text of a lazy sample's Hangar record (after ``50:``).
-
-    Hangar's parser takes everything after the last ``:`` and reads at most
-    255 characters: the fields are joined with ``/`` and stay well short."""
-    text = _SEP.join((schema, digest, pack))
-    if ":" in text or len(text) > 240:
-        raise StockroomError(
-            f"cannot record sample {digest} for lazy reading; run `stock pull` without --lazy"
-        )
-    return text
-
-
-def parse_placeholder(text: str) -> tuple[str, str, str] | None:
-    """(schema, digest, pack) of a lazy record, None for a plain "on the remote" one."""
-    parts = text.split(_SEP)
-    if len(parts) != 3:
-        return None
-    return parts[0], parts[1], parts[2]
+# The record codec of a LAZY sample (its state is stockroom.store.samples').
+placeholder = samples.lazy_record
+parse_placeholder = samples.parse_lazy
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -770,15 +754,8 @@ def cache_limit(root: Path) -> int | None:
 
 
 def lazy_enabled(root: Path) -> bool:
-    """``git config stock.lazy`` is true: fetch-on-checkout writes lazy records."""
-    out = subprocess.run(
-        ["git", "config", "--type=bool", "--get", "stock.lazy"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout.strip() == "true"
+    """Fetches nobody asked data of bring lazy records (:func:`samples.lazy_clone`)."""
+    return samples.lazy_clone(root)
 
 
 # ------------------------------------------------------------ gc and status
@@ -786,30 +763,13 @@ def lazy_enabled(root: Path) -> bool:
 
 def _head_records(root: Path, head: str) -> dict[str, bytes]:
     """Sample digest -> its local Hangar record, for every sample commit ``head`` names."""
-    from hangar.records import hash_data_db_key_from_raw_key
-    from hangar.txnctx import TxnRegister
-
     from stockroom.store.transfer import _columns, _Local
 
     local = _Local(root)
-    digests = {d for _, ds in _columns(local.commit(head)[2]).values() for d in ds}
-    out: dict[str, bytes] = {}
-    txn = TxnRegister().begin_reader_txn(local.env.hashenv)
-    try:
-        for digest in digests:
-            val = txn.get(hash_data_db_key_from_raw_key(digest), default=False)
-            out[digest] = bytes(val) if val else b""
-    finally:
-        TxnRegister().abort_reader_txn(local.env.hashenv)
-    return out
+    return samples.records(local.env, {d for _, ds in _columns(local.commit(head)[2]).values() for d in ds})
 
 
-def _lazy_text(record: bytes) -> str | None:
-    """The lazy record text of a Hangar record, None if it is not a lazy one."""
-    if not record.startswith(b"50:"):
-        return None
-    text = record[3:].decode("utf-8", "replace")
-    return text if parse_placeholder(text) is not None else None
+_lazy_text = samples.lazy_text
 
 
 @dataclass
@@ -833,22 +793,20 @@ def where(root: Path, head: str) -> Where:
     rd = reader(hangar_dir)
     for digest, record in _head_records(root, head).items():
         out.samples += 1
-        text = _lazy_text(record)
-        if text is None:
-            if record.startswith(b"50:"):
-                out.unfetched += 1
-            else:
-                out.local += 1
-            continue
-        if digest in kept:
+        state = samples.state_of(record, digest in kept)
+        if state is samples.State.LOCAL:
+            out.local += 1
+        elif state in (samples.State.REMOTE, samples.State.ABSENT):
+            out.unfetched += 1
+        elif state is samples.State.KEPT:
             out.fetched += 1
             out.fetched_bytes += kept[digest]
-            continue
-        out.remote_only += 1
-        parsed = parse_placeholder(text)
-        assert parsed is not None
-        with contextlib.suppress(StockroomError):
-            out.remote_only_bytes += int(rd.entry(parsed[2], digest)[3])
+        else:
+            out.remote_only += 1
+            parsed = parse_placeholder(record[3:].decode("utf-8", "replace"))
+            assert parsed is not None
+            with contextlib.suppress(StockroomError):
+                out.remote_only_bytes += int(rd.entry(parsed[2], digest)[3])
     return out
 
 

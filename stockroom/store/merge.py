@@ -250,8 +250,12 @@ def _has(repo: Any, digest: str) -> bool:
 
 
 def _fetch_missing(root: Path, missing: list[str]) -> None:
-    """Bring missing stock commits' records (no sample data) from the default
-    stock remote, where stockroom has remotes; else say which command fixes it."""
+    """Bring missing stock commits from the default stock remote, where
+    stockroom has remotes; else say which command fixes it.
+
+    With their data (records only in a lazy clone, each sample fetched when
+    read), as a checkout would: the merged commit names the other side's
+    samples, and they must be readable here once the merge is done."""
     reason = ""
     try:  # stock remotes (stockroom.remote) may not be part of this stockroom
         sync: Any = importlib.import_module("stockroom.remote.sync")
@@ -261,7 +265,9 @@ def _fetch_missing(root: Path, missing: list[str]) -> None:
 
     if sync is not None and config_value("stock.autofetch", root) != "false":
         try:
-            sync.fetch(root, None, missing, columns=set())  # records only: a merge reads no data
+            from stockroom.store import samples
+
+            sync.fetch(root, None, missing, lazy=samples.lazy_clone(root))
             return
         except StockroomError as exc:
             reason = f" (fetching it from the stock remote failed: {exc})"

@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import re
-import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,7 +44,6 @@ import blosc
 import numpy as np
 from hangar.backends import BACKEND_ACCESSOR_MAP, backend_decoder
 from hangar.backends.numpy_10 import COLLECTION_SIZE, numpy_10_encode
-from hangar.backends.remote_50 import REMOTE_50_Handler
 from hangar.columns.constructors import column_type_object_from_schema
 from hangar.constants import DIR_DATA
 from hangar.records import (
@@ -64,7 +62,14 @@ from stockroom.headfile import HANGAR_DIR
 from stockroom.lock import WriterLock
 from stockroom.progress import Progress
 from stockroom.remote.objects import ObjectStore, RemoteError
+from stockroom.store import samples
 from stockroom.store.repository import _quiet, open_repository
+from stockroom.store.samples import (  # noqa: F401 - names kept here for their callers
+    COMPLETE_FILE,
+    complete_commits,
+    forget_complete,
+    mark_complete,
+)
 
 FORMAT = 1
 # Samples of one schema are packed up to this size: few objects, each large
@@ -74,7 +79,7 @@ _COMMIT_RE = re.compile(r"^a=[0-9a-f]{40}$")
 _SCHEMA_RE = re.compile(r"^[0-9]=[0-9a-f]{8,64}$")
 _DATA_RE = re.compile(r"^[0-9]=[0-9a-f]{8,64}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_REMOTE_BACKEND = "50"
+_REMOTE_BACKEND = samples.REMOTE_BACKEND
 # Hangar's hash-db key of a data digest (hash_data_db_key_from_raw_key).
 _DATA_KEY_PREFIX = hash_data_db_key_from_raw_key("").decode()
 # Downloads in flight at once: each is a whole pack (verified in its thread)
@@ -365,6 +370,13 @@ def push(root: Path, store: ObjectStore, targets: Iterable[str]) -> Summary:
     for d in sorted(schema_of):
         if d not in known.where:
             missing[schema_of[d]].append(d)
+    # Anything readable can be shared: samples to send that are not LOCAL here
+    # (an ancestor's, recorded by a pull as on the remote; a lazy clone's) are
+    # brought first from a stock remote that holds them.
+    states = samples.states(local.env, [d for ds in missing.values() for d in ds])
+    lacking = {d for d, st in states.items() if st is not samples.State.LOCAL}
+    if lacking:
+        _bring_for_push(root, store, [c for c in order if not lacking.isdisjoint(commit_data[c])], lacking)
 
     # Packs are read and built here while the previous one uploads in a
     # worker (file writes, hashing and obstore release the GIL); at most two
@@ -418,6 +430,40 @@ def push(root: Path, store: ObjectStore, targets: Iterable[str]) -> Summary:
         summary.commits += 1
         summary.names.append(digest)
     return summary
+
+
+def _bring_for_push(root: Path, dest: ObjectStore, commits: list[str], lacking: set[str]) -> None:
+    """Fetch the data of ``commits`` that pushing them to ``dest`` needs and
+    that is not here (``lacking``) from the other stock remotes: the one lazy
+    reads use, the default, then the rest."""
+    from stockroom.remote.config import get_remote, list_remotes
+    from stockroom.remote.objects import open_store
+
+    names: list[str] = []
+    with contextlib.suppress(OSError, ValueError):
+        names.append((root / HANGAR_DIR / samples.LAZY_DIR / "remote").read_text(encoding="utf-8").strip())
+    with contextlib.suppress(StockroomError):
+        names.append(get_remote(root, None).name)
+    names += [remote.name for remote in list_remotes(root)]
+    local = _Local(root)
+    failed: list[str] = []
+    for name in dict.fromkeys(n for n in names if n and n != dest.label):
+        try:
+            remote = get_remote(root, name)
+            fetch(root, open_store(remote.parsed(root), remote.name, remote.endpoint), commits)
+        except StockroomError as exc:
+            failed.append(f"{name}: {exc}")
+            continue
+        states = samples.states(local.env, lacking)
+        lacking = {d for d, st in states.items() if st is not samples.State.LOCAL}
+        if not lacking:
+            return
+    tried = f" ({'; '.join(failed)})" if failed else ""
+    raise StockroomError(
+        f"part of the data of stock commit {commits[-1]} is neither here nor on stock remote {dest.label}, "
+        f"and no other stock remote provided it{tried}; add the stock remote it came from "
+        f"(`stock remote add NAME URL --local`), then push again"
+    )
 
 
 @dataclass
@@ -596,34 +642,6 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
 # -------------------------------------------------------------------- fetch
 
 
-COMPLETE_FILE = "stockroom-complete"
-
-
-def complete_commits(root: Path) -> set[str]:
-    """Stock commits known to have every sample here (not placeholders)."""
-    try:
-        return set((root / HANGAR_DIR / COMPLETE_FILE).read_text(encoding="ascii").split())
-    except (OSError, ValueError):
-        return set()
-
-
-def mark_complete(root: Path, digests: Iterable[str]) -> None:
-    """Note that ``digests`` have every sample here, so a later pull of them
-    returns at once instead of looking at each sample's record."""
-    lines = "".join(f"{d}\n" for d in digests if _COMMIT_RE.match(d))
-    if lines:
-        with contextlib.suppress(OSError):  # only a shortcut: without it the records are checked
-            with open(root / HANGAR_DIR / COMPLETE_FILE, "a", encoding="ascii") as handle:
-                handle.write(lines)
-
-
-def forget_complete(root: Path) -> None:
-    """Drop every "has all its data" note; call it before anything could
-    turn a sample record into one without its data (placeholders)."""
-    with contextlib.suppress(FileNotFoundError):
-        (root / HANGAR_DIR / COMPLETE_FILE).unlink()
-
-
 def _sample_checker(obj: Any) -> Callable[[memoryview, Any, str], tuple[int, ...] | None]:
     """A test that raw bytes from a pack are the sample with Hangar digest
     ``digest``: the sample's shape (ints) when they are, else None."""
@@ -761,17 +779,20 @@ def fetch(
 
     ``lazy``: no data is downloaded; each sample is recorded with where the
     remote keeps it, and fetched when first read (``stockroom.store.lazy``).
+    A target that is here but not on the remote (a merge made here) gets the
+    data it lacks from the packs of its nearest ancestors the remote has.
+    What each sample becomes is :mod:`stockroom.store.samples`'s rule.
 
     Everything is downloaded and verified before anything is written; then
-    schemas, data, placeholders for samples not fetched, and commit records
-    last, under the stock writer lock.
+    schemas, data, records of samples not fetched, and commit records last,
+    under the stock writer lock.
     """
     local = _Local(root)
     summary = Summary()
     manifests: dict[str, dict[str, Any]] = {}
     order: list[str] = []  # commits whose records to write, parents first
     wanted: dict[str, str] = {}  # sample digest -> schema, to download
-    placeholders: dict[str, str] = {}  # sample digest -> schema, recorded as "on the remote"
+    placeholders: dict[str, str] = {}  # sample digest -> schema, recorded as on the remote
     index = _RemoteIndex(store)
 
     targets = [t for t in targets if t]
@@ -786,12 +807,12 @@ def fetch(
         if local.has_commit(target):
             cols = _columns(local.commit(target)[2])
             digests = [d for name, (_, ds) in cols.items() if columns is None or name in columns for d in ds]
-            backends = local.data_backends(digests)
-            if all(b not in (None, _REMOTE_BACKEND) for b in backends.values()):
+            states = samples.states(local.env, digests).values()
+            if all(st is samples.State.LOCAL for st in states):
                 if columns is None:
                     found_complete.append(target)
                 continue  # here already, with its data
-            if lazy and all(b is not None for b in backends.values()):
+            if lazy and all(st in samples.READABLE for st in states):
                 continue  # here already, readable on demand
         data_targets.append(target)
     mark_complete(root, found_complete)
@@ -799,9 +820,11 @@ def fetch(
         return summary
 
     # Manifests: the targets, and ancestors that are not here (records only).
-    stack = list(data_targets)
+    # A target made here (a merge) has none: its records are here, and the
+    # remote's commits nearest to it say where its data is.
+    made_here: dict[str, tuple[bytes, bytes, bytes]] = {}
     seen: set[str] = set()
-    post: list[tuple[str, bool]] = [(t, False) for t in reversed(stack)]
+    post: list[tuple[str, bool]] = [(t, False) for t in reversed(data_targets)]
     while post:
         d, expanded = post.pop()
         if expanded:
@@ -812,16 +835,23 @@ def fetch(
         seen.add(d)
         if local.has_commit(d) and d not in data_targets:
             continue
+        if d in data_targets and local.has_commit(d) and not store.exists(commit_object(d)):
+            made_here[d] = local.commit(d)
+            continue
         manifests[d] = read_manifest(store, d)
         summary.objects += 1
         post.append((d, True))
         for parent in _parents(manifests[d]["_records"][0]):
             if parent not in seen:
                 post.append((parent, False))
+    sources = {a: index.add_commit(a) for a in _nearest_on_remote(local, store, list(made_here))}
+    summary.objects += len(sources)
 
     target_samples: dict[str, list[str]] = {}
-    for d in order:
-        cols = _columns(manifests[d]["_records"][2])
+    ref_vals = [(d, manifests[d]["_records"][2]) for d in order]
+    ref_vals += [(d, records[2]) for d, records in made_here.items()]
+    for d, ref_val in ref_vals:
+        cols = _columns(ref_val)
         if d in data_targets:
             target_samples[d] = [digest for _, digests in cols.values() for digest in digests]
         for name, (schema, digests) in cols.items():
@@ -830,18 +860,26 @@ def fetch(
                 (wanted if take else placeholders)[digest] = schema
     for d in wanted:
         placeholders.pop(d, None)
-    have = local.data_backends(list(wanted) + list(placeholders))
-    wanted = {d: s for d, s in wanted.items() if have[d] in (None, _REMOTE_BACKEND)}
-    placeholders = {d: s for d, s in placeholders.items() if have[d] is None}
+    have = samples.states(local.env, list(wanted) + list(placeholders))
+    wanted = {d: s for d, s in wanted.items() if samples.to_download(have[d])}
+    placeholders = {d: s for d, s in placeholders.items() if samples.to_record(have[d], lazy)}
 
-    # Where each wanted sample is: the targets' pack indexes.
+    # Where each wanted sample is: the targets' pack indexes (and, for a
+    # target made here, those of the remote's commits nearest to it).
     for d in data_targets:
-        index.load_packs(manifests[d]["packs"].items())
-        summary.objects += len(manifests[d]["packs"])
+        if d in manifests:
+            index.load_packs(manifests[d]["packs"].items())
+            summary.objects += len(manifests[d]["packs"])
     by_pack: dict[str, list[str]] = defaultdict(list)
     for digest in wanted:
         sha = index.where.get(digest)
         if sha is None:
+            if made_here:
+                raise RemoteError(
+                    f"stock remote {store.label} lacks sample {digest} of stock commit "
+                    f"{', '.join(made_here)}, which was made here; push it from the clone that wrote "
+                    f"it, or pull from a stock remote that has it (`stock pull REMOTE`)"
+                )
             raise RemoteError(
                 f"the remote lacks sample {digest} that its manifest names; the remote is damaged"
             )
@@ -850,6 +888,8 @@ def fetch(
     schemas: dict[str, bytes] = {}
     for d in order:
         schemas.update(manifests[d]["_schemas"])
+    for manifest in sources.values():
+        schemas.update(manifest["_schemas"])
     lazy_specs: dict[str, str] = {}  # sample digest -> its lazy record's text
     if lazy:
         # Every sample recorded here, the ancestors' too (a later checkout of
@@ -859,12 +899,12 @@ def fetch(
         for d in order:
             for sha, info in manifests[d]["packs"].items():
                 index.load_pack(sha, info)
-        placeholders.update(wanted)
+        placeholders.update({d: s for d, s in wanted.items() if samples.to_record(have[d], lazy)})
         used: set[str] = set()
         for digest, schema in placeholders.items():
             sha = index.where.get(digest)
             if sha is not None:
-                lazy_specs[digest] = lazy_reads.placeholder(schema, digest, sha)
+                lazy_specs[digest] = samples.lazy_record(schema, digest, sha)
                 used.add(sha)
         lazy_reads.keep_for_lazy(
             root / HANGAR_DIR, store.label, {sha: index.raw[sha] for sha in used}, schemas
@@ -907,11 +947,11 @@ def fetch(
             ]
             try:
                 for future in futures:
-                    data, samples = future.result()
+                    data, got = future.result()
                     summary.objects += 1
                     summary.nbytes += len(data)
                     bar.update(len(data))
-                    for schema, items in samples.items():
+                    for schema, items in got.items():
                         received[schema].extend(items)
             finally:
                 for future in futures:
@@ -968,12 +1008,30 @@ def fetch(
             [
                 d
                 for d, digests in target_samples.items()
-                if all(x in written or have.get(x) not in (None, _REMOTE_BACKEND) for x in digests)
+                if all(x in written or have.get(x) is samples.State.LOCAL for x in digests)
             ],
         )
     finally:
         lock.release()
     return summary
+
+
+def _nearest_on_remote(local: _Local, store: ObjectStore, commits: list[str]) -> list[str]:
+    """The ancestors of ``commits`` (here) that the remote has and whose
+    children on the way are here only: where the data they name is."""
+    found: list[str] = []
+    seen = set(commits)
+    stack = [p for d in commits for p in _parents(local.commit(d)[0])]
+    while stack:
+        d = stack.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        if store.exists(commit_object(d)):
+            found.append(d)
+        elif local.has_commit(d):
+            stack.extend(_parents(local.commit(d)[0]))
+    return found
 
 
 def missing_commits(root: Path, digests: Iterable[str]) -> list[str]:
@@ -982,14 +1040,5 @@ def missing_commits(root: Path, digests: Iterable[str]) -> list[str]:
     return [d for d in digests if d and not local.has_commit(d)]
 
 
-def _unfetched(self: Any, hashVal: Any) -> Any:  # noqa: N803 - Hangar's signature
-    # A lazy record is read from the remote; a plain one says what to pull.
-    from stockroom.store import lazy as lazy_reads
-
-    return lazy_reads.read_placeholder(Path(self.repo_path), hashVal.schema_hash)
-
-
-# Hangar's own messages name commands Hangar has and stockroom does not;
-# stockroom's error above says what to run when such a sample is read.
-warnings.filterwarnings("ignore", message=r"Column: .* contains `reference-only` samples")
-REMOTE_50_Handler.read_data = _unfetched
+# Hangar's reads and writes follow the sample states (stockroom.store.samples).
+samples.install()
