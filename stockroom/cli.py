@@ -185,14 +185,14 @@ def uninstall() -> None:
 
 
 @cli.command()
-@click.option("--ours", "side", flag_value="ours", help="Keep this branch's side (git's --ours).")
-@click.option("--theirs", "side", flag_value="theirs", help="Keep the other side (git's --theirs).")
+@click.option("--ours", is_flag=True, help="Keep this branch's side (git's --ours).")
+@click.option("--theirs", is_flag=True, help="Keep the other side (git's --theirs).")
 @click.argument("keys", nargs=-1)
-def merge(side: str | None, keys: tuple[str, ...]) -> None:
+def merge(ours: bool, theirs: bool, keys: tuple[str, ...]) -> None:
     """Resolve an unfinished stock merge: keep one side for KEY... (default: every conflict)."""
-    from stockroom.commands.merge import merge as run
+    from stockroom.commands.merge import merge_sides as run
 
-    _run(run, side, list(keys))
+    _run(run, ours, theirs, list(keys))
 
 
 @cli.command("merge-driver", hidden=True)
