@@ -112,7 +112,9 @@ def status() -> None:
     metavar="[KEY,...]",
     help="A table with these tags as columns (all tags when none are named).",
 )
-@click.option("--branches", is_flag=True, help="With --tags: the tip of every local branch.")
+@click.option(
+    "--branches", is_flag=True, help="With --tags: the tip of every local and remote-tracking branch."
+)
 @click.option("--sort", metavar="KEY", help="With --tags: sort by this tag (-KEY: descending).")
 @click.option("--json", "fmt", flag_value="json", help="With --tags: JSON.")
 @click.option("--csv", "fmt", flag_value="csv", help="With --tags: CSV.")
