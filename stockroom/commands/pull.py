@@ -41,7 +41,8 @@ def pull(
         )
         return 0
     click.echo(
-        f"pulled {summary.commits} stock commit(s), {summary.samples} sample(s), "
+        f"pulled {summary.commits} stock commit(s): {summary.data_samples} data sample(s), "
+        f"{summary.samples} distinct content(s), "
         f"{summary.nbytes / 1e6:.1f} MB from {sync.describe(remote)}; {head} is readable"
     )
     return 0
