@@ -30,6 +30,10 @@ def pull(
         return 0
     if lazy and (columns or models or tags):
         raise StockroomError("--lazy fetches no data at all; leave out --column/--model/--tags")
+    if columns or models or tags:
+        from stockroom import partial
+
+        partial.check_names(root, head, remote_name, columns, models)  # a typo fetches nothing
     remote, summary = sync.fetch(root, remote_name, [head], _columns(columns, models, tags), lazy=lazy)
     if not summary.commits and not summary.samples:
         click.echo(f"stock commit {head} is here already")

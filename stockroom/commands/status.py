@@ -55,6 +55,7 @@ def status() -> int:
             click.echo(f"stock head: {head or _empty_head(stock.path)}")
         if head:
             _data_here(stock.path, head)
+            _left_out(stock.path, head)
         try:
             # No marker, nothing staged (it is left before any staged write):
             # then Hangar need not even be imported.
@@ -88,11 +89,36 @@ def status() -> int:
 
 def _require_commit(stock: StockRoom, digest: str) -> None:
     """Refuse a ``head.stock`` naming a commit ``.hangar`` lacks (without
-    opening the store when it is not open already)."""
+    opening the store when it is not open already), naming the command that
+    brings it: a clone that got the git commit but not its stock."""
     if stock._lazy.store is not None:
-        stock._store._require_commit(digest)
-    elif not quickread.has_commit(stock.path, digest):
-        stock._store._require_commit(digest)  # says what is wrong, in the store's words
+        here = stock._store.has_commit(digest)
+    else:
+        here = quickread.has_commit(stock.path, digest)
+    if here:
+        return
+    from stockroom.remote.config import default_name
+
+    name = default_name(stock.path)
+    fetch = (
+        f"run `stock pull` to fetch it from stock remote {name!r}"
+        if name
+        else "add the stock remote that has it (`stock remote add NAME URL`), then run `stock pull`"
+    )
+    raise StockroomError(
+        f"{HEAD_FILE} names stock commit {digest}, which {HANGAR_DIR} does not have (made in "
+        f"another clone, not fetched here): {fetch}; or check out a git commit whose stock is here"
+    )
+
+
+def _left_out(root: Path, head: str) -> None:
+    """What a partial ``stock pull`` left out of the head commit, and the command that fetches it."""
+    from stockroom import partial
+
+    if partial.pulled_partly(root):  # only then: a full clone need not open Hangar for this
+        line = partial.status_line(root, head)
+        if line is not None:
+            click.echo(line)
 
 
 def _data_here(root: Path, head: str) -> None:
