@@ -5,6 +5,7 @@ count samples, and tags carried over from the parent commit made visible."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -151,3 +152,67 @@ def test_status_names_stock_pull_when_the_stock_commit_is_not_here(
     assert "run `stock pull` to fetch it from stock remote 'origin'" in err
     ok(stock_cli("pull", cwd=bob))  # the advice works as written
     assert ok(stock_cli("status", cwd=bob)).splitlines()[0] == f"stock head: {second}"
+
+
+# ------------------------------------------------------------- defect 20
+def run_commit(repo: Path, message: str, **tags: object) -> str:
+    with stockroom.StockRoom(repo) as stock:
+        stock.tag.update(tags)  # type: ignore[arg-type]
+        digest = stock.commit(message)
+    run_git("add", "-A", cwd=repo)
+    run_git("commit", "-q", "-m", message, cwd=repo)
+    return digest
+
+
+def test_status_and_diff_show_which_tags_were_carried_over(stock_repo: Path) -> None:
+    torch_run = run_commit(stock_repo, "torch run", lr=0.1, val_acc=0.93, train_loss=0.21)
+    keras_run = run_commit(stock_repo, "keras run", val_loss=0.4, epoch=12)
+    status = ok(stock_cli("status", cwd=stock_repo)).splitlines()
+    assert status[1] == (
+        f"tags: 2 set in this stock commit (epoch, val_loss); 3 carried over unchanged from its "
+        f"parent {torch_run} (lr, train_loss, val_acc)"
+    )
+    # The same answer without the tag caches (from the commit records, through Hangar).
+    cache = stock_repo / ".hangar" / "stockroom-tags"
+    assert (cache / f"{keras_run}.json").is_file()
+    for path in cache.iterdir():
+        path.unlink()
+    assert ok(stock_cli("status", cwd=stock_repo)).splitlines()[1] == status[1]
+    # The first commit set all its tags: nothing carried over, no line.
+    run_git("checkout", "-q", "HEAD~1", cwd=stock_repo)
+    assert not any(x.startswith("tags:") for x in ok(stock_cli("status", cwd=stock_repo)).splitlines())
+    run_git("checkout", "-q", "-", cwd=stock_repo)
+
+    # Staged writes: what was written since the commit, and what the next one would carry over.
+    with stockroom.StockRoom(stock_repo) as stock:
+        stock.tag["val_acc"] = 0.88
+        del stock.tag["lr"]
+    staged = [x for x in ok(stock_cli("status", cwd=stock_repo)).splitlines() if x.startswith("staged tags:")]
+    assert staged == [
+        f"staged tags: 1 written since stock commit {keras_run} (val_acc); 1 deleted (lr); the next "
+        f"commit carries over 3 unchanged (epoch, train_loss, val_loss): `del stock.tag[KEY]` drops "
+        f"one this run did not set"
+    ]
+
+    # stock diff says which tags the newer side inherited, not only what changed.
+    text = ok(stock_cli("diff", "HEAD~1", "HEAD", cwd=stock_repo))
+    assert "  3 unchanged, carried over: lr, train_loss, val_acc (`--all` shows their values)" in text
+    doc = json.loads(ok(stock_cli("diff", "--json", "HEAD~1", "HEAD", cwd=stock_repo)))
+    assert doc["tags_unchanged"] == ["lr", "train_loss", "val_acc"]
+    assert {t["key"] for t in doc["tags"]} == {"epoch", "val_loss"}
+    md = ok(stock_cli("diff", "--md", "HEAD~1", "HEAD", cwd=stock_repo))
+    assert "3 unchanged, carried over: lr, train_loss, val_acc" in md
+    # --all lists them as rows instead of the line.
+    every = ok(stock_cli("diff", "--all", "HEAD~1", "HEAD", cwd=stock_repo))
+    assert "carried over" not in every and re.search(r"val_acc\s+0\.93\s+0\.93\s+unchanged", every)
+    # Against the work tree: the staged writes are changes, the rest carried over.
+    work = ok(stock_cli("diff", cwd=stock_repo))
+    assert "3 unchanged, carried over: epoch, train_loss, val_loss" in work
+
+
+def test_parent_separator_is_hangars() -> None:
+    from hangar.constants import SEP_CMT
+
+    from stockroom import quickread
+
+    assert quickread.PARENT_SEP == SEP_CMT.encode()
