@@ -112,7 +112,9 @@ def status() -> None:
     metavar="[KEY,...]",
     help="A table with these tags as columns (all tags when none are named).",
 )
-@click.option("--branches", is_flag=True, help="With --tags: the tip of every local branch.")
+@click.option(
+    "--branches", is_flag=True, help="With --tags: the tip of every local and remote-tracking branch."
+)
 @click.option("--sort", metavar="KEY", help="With --tags: sort by this tag (-KEY: descending).")
 @click.option("--json", "fmt", flag_value="json", help="With --tags: JSON.")
 @click.option("--csv", "fmt", flag_value="csv", help="With --tags: CSV.")
@@ -202,14 +204,14 @@ def uninstall() -> None:
 
 
 @cli.command()
-@click.option("--ours", "side", flag_value="ours", help="Keep this branch's side (git's --ours).")
-@click.option("--theirs", "side", flag_value="theirs", help="Keep the other side (git's --theirs).")
+@click.option("--ours", is_flag=True, help="Keep this branch's side (git's --ours).")
+@click.option("--theirs", is_flag=True, help="Keep the other side (git's --theirs).")
 @click.argument("keys", nargs=-1)
-def merge(side: str | None, keys: tuple[str, ...]) -> None:
+def merge(ours: bool, theirs: bool, keys: tuple[str, ...]) -> None:
     """Resolve an unfinished stock merge: keep one side for KEY... (default: every conflict)."""
-    from stockroom.commands.merge import merge as run
+    from stockroom.commands.merge import merge_sides as run
 
-    _run(run, side, list(keys))
+    _run(run, ours, theirs, list(keys))
 
 
 @cli.command("merge-driver", hidden=True)

@@ -193,6 +193,20 @@ def has_commit(root: Path, digest: str) -> bool:
         return txn.get(key) is not None
 
 
+# hangar.constants.SEP_CMT: between the two parents of a merge commit's parent record.
+PARENT_SEP = b" << "
+
+
+def parents(root: Path, digest: str) -> list[str] | None:
+    """The parent stock commits of ``digest`` ([] for a first commit; None
+    when ``.hangar`` lacks it), from Hangar's parent record."""
+    with _reading(root, REF_DB) as txn:
+        raw = txn.get(digest.encode("ascii"))
+    if raw is None:
+        return None
+    return [p.decode("ascii") for p in bytes(raw).split(PARENT_SEP) if p]
+
+
 def maybe_staged(root: Path) -> bool:
     """False when nothing can be staged: the marker is left before any staged write."""
     return (root / HANGAR_DIR / STAGED_MARKER).exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -149,3 +150,74 @@ def test_tag_values_cache(git_repo: Path, runs: dict[str, str]) -> None:
     cache.write_text("{not json")  # a damaged cache is rebuilt, never trusted
     assert ok(stock_cli("log", "--tags", "--json", cwd=git_repo)) == first
     assert json.loads(cache.read_text()) == entries
+
+
+# ---------------------------------------------------------------- issue 21, defect 21
+def test_floats_shortened_and_dates_with_time(git_repo: Path, runs: dict[str, str]) -> None:
+    run_git("switch", "-q", "-c", "more", runs["r3"], cwd=git_repo)  # main's tip names foreign stock
+    with stockroom.StockRoom() as stock:
+        commit_both(stock, git_repo, "long float", loss=1.6942708253860475, big=123456.7, tiny=1.234567e-7)
+    lines = ok(stock_cli("log", "--tags", "loss,big,tiny,acc", "-n", "2", cwd=git_repo)).splitlines()
+    cells = lines[1].split()
+    assert cells[3:7] == ["1.6943", "123457", "1.2346e-07", "0.79"]  # %.5g, integer part kept
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d", cells[1])  # the minute, one token
+    doc = json.loads(ok(stock_cli("log", "--tags", "loss", "-n", "1", "--json", cwd=git_repo)))
+    assert doc[0]["tags"]["loss"] == 1.6942708253860475  # JSON keeps every bit
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:\d\d|Z)", doc[0]["date"])
+    table = list(
+        csv.reader(io.StringIO(ok(stock_cli("log", "--tags", "loss", "--csv", "-n", "1", cwd=git_repo))))
+    )
+    assert table[1][-1] == "1.6942708253860475" and "T" in table[1][1]
+
+
+def test_branches_include_remote_tracking(git_repo: Path, runs: dict[str, str], tmp_path: Path) -> None:
+    origin = tmp_path / "origin.git"
+    run_git("init", "-q", "--bare", str(origin), cwd=git_repo)
+    run_git("remote", "add", "origin", str(origin), cwd=git_repo)
+    run_git("push", "-q", "origin", f"{runs['r3']}:refs/heads/main", "wide:refs/heads/teammate", cwd=git_repo)
+    run_git("fetch", "-q", "origin", cwd=git_repo)
+    run_git("remote", "set-head", "origin", "main", cwd=git_repo)  # origin/HEAD: an alias, not a run
+    doc = json.loads(ok(stock_cli("log", "--tags", "acc", "--branches", "--json", cwd=git_repo)))
+    got = {row["branch"]: (row["commit"], row["tags"]) for row in doc}
+    assert got == {
+        "main": (runs["foreign"], {}),
+        "wide": (runs["wide"], {"acc": 0.9}),
+        "origin/main": (runs["r3"], {"acc": 0.79}),
+        "origin/teammate": (runs["wide"], {"acc": 0.9}),
+    }
+    text = ok(stock_cli("log", "--tags", "acc", "--branches", cwd=git_repo))
+    assert "origin/teammate" in text and "origin/HEAD" not in text
+
+
+def test_plot_branches_one_series_per_branch(git_repo: Path, runs: dict[str, str], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from stockroom.commands import log_tags
+
+    tips = log_tags._commits(git_repo, 20, True, "text")
+    series = log_tags.branch_series(git_repo, tips, ["acc"], 20)
+    by_label = {s.label: s for s in series}
+    assert set(by_label) == {"main", "wide"}
+    # Each line is its branch's own history, oldest first: never a point of the other branch.
+    # (nan: the commit before stock, and the foreign commit whose stock is not here)
+    shown = {label: [None if y != y else y for y in s.ys] for label, s in by_label.items()}
+    assert shown["wide"] == [None, 0.71, 0.83, 0.9]
+    assert shown["main"] == [None, 0.71, 0.83, 0.79, None]
+    assert by_label["wide"].xs == sorted(by_label["wide"].xs)
+    two = log_tags.branch_series(git_repo, tips, ["acc", "lr"], 20)
+    assert {s.label for s in two} == {"main: acc", "main: lr", "wide: acc", "wide: lr"}
+    png = tmp_path / "branches.png"
+    ok(stock_cli("log", "--tags", "acc", "--branches", "--plot", str(png), cwd=git_repo))
+    assert png.stat().st_size > 1000
+
+
+def test_unknown_sort_and_tag_keys_refused(git_repo: Path, runs: dict[str, str]) -> None:
+    err = user_error(stock_cli("log", "--tags", "acc", "--sort", "nosuch", cwd=git_repo))
+    assert "--sort: no tag 'nosuch'" in err and "acc, lr, note, opt" in err
+    err = user_error(stock_cli("log", "--tags", "--sort=-nosuch", cwd=git_repo))
+    assert "'nosuch'" in err
+    err = user_error(stock_cli("log", "--tags", "acc,nosuch", cwd=git_repo))
+    assert "--tags: no tag 'nosuch'" in err and "acc, lr, note, opt" in err
+    err = user_error(stock_cli("log", "--tags", "nosuch", "--branches", cwd=git_repo))
+    assert "branch tips" in err and "acc, lr, opt, width" in err
+    # Known keys still work, in either direction.
+    ok(stock_cli("log", "--tags", "acc", "--sort", "-lr", cwd=git_repo))

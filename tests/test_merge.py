@@ -488,6 +488,22 @@ def test_resolving_some_keys_keeps_the_rest_open(repo: Path) -> None:
         assert (stock.tag["lr"], stock.tag["wd"]) == (0.1, 2)
 
 
+def test_ours_and_theirs_together_are_refused(repo: Path) -> None:
+    """Issue 21 defect 3: both flags at once was accepted and the last one won."""
+    branches(repo, {"tags": {"lr": 0.1}}, {"tags": {"lr": 0.2}})
+    conflicted(repo)
+    block = (repo / HEAD_FILE).read_text()
+    for flags in (("--ours", "--theirs"), ("--theirs", "--ours", "lr")):
+        proc = stock_cli("merge", *flags, cwd=repo)
+        assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert "--ours and --theirs together" in proc.stderr and "Traceback" not in proc.stderr
+        assert (repo / HEAD_FILE).read_text() == block  # nothing chosen, still unfinished
+    assert stock_cli("merge", "--theirs", cwd=repo).returncode == 0  # one flag still works
+    git("commit", "-q", "-a", "--no-edit", cwd=repo)
+    with read(repo) as stock:
+        assert stock.tag["lr"] == 0.2
+
+
 def test_merge_with_staged_stock_writes_keeps_them(repo: Path) -> None:
     branches(repo, {"tags": {"a": 1}}, {"tags": {"b": 2}})
     ours = read_head(repo)

@@ -118,6 +118,21 @@ def _visible(items: list[Any], show_all: bool) -> list[Any]:
     return items if show_all else [item for item in items if item.status != "unchanged"]
 
 
+# How many carried-over tag keys the text and Markdown name before "...".
+_CARRIED_SHOWN = 12
+
+
+def _carried(result: Any, show_all: bool) -> list[str]:
+    """Tags both sides have with the same value (the newer side carried them
+    over), said in a line of their own; ``--all`` lists them as rows instead."""
+    return [] if show_all else [t.key for t in result.tags if t.status == "unchanged"]
+
+
+def _carried_line(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_CARRIED_SHOWN]) + (", ..." if len(keys) > _CARRIED_SHOWN else "")
+    return f"{len(keys)} unchanged, carried over: {shown} (`--all` shows their values)"
+
+
 def _count(n: int) -> str:
     return str(n) if n else "-"
 
@@ -169,10 +184,14 @@ def _text(result: Any, a: Side, b: Side, show_all: bool, samples: bool) -> str:
         return f"no stock changes: {title}\n"
     out = [f"stock diff {title}"]
     tags = _visible(result.tags, show_all)
-    if tags:
+    carried = _carried(result, show_all)
+    if tags or carried:
         out.append("tags")
+    if tags:
         rows = [([t.key, _value(t.old), _value(t.new), _tag_change(t)], t.status) for t in tags]
         out += _table(["key", "old", "new", "change"], rows, 3, "  ")
+    if carried:
+        out.append(f"  {_carried_line(carried)}")
     data = _visible(result.data, show_all)
     if data:
         out.append("data")
@@ -293,6 +312,8 @@ def _items(result: Any, show_all: bool, samples: bool) -> Iterator[tuple[str, di
 def _json(result: Any, a: Side, b: Side, show_all: bool, samples: bool) -> str:
     doc: dict[str, Any] = {"from": a.as_json(), "to": b.as_json(), "changed": result.changed}
     doc.update(tags=[], data=[], models=[])
+    # Tags with the same value on both sides, whatever --all says: what the newer side inherited.
+    doc["tags_unchanged"] = [t.key for t in result.tags if t.status == "unchanged"]
     for section, item in _items(result, show_all, samples):
         doc[section].append(item)
     return json.dumps(doc, indent=2) + "\n"
@@ -386,10 +407,15 @@ def _markdown(result: Any, a: Side, b: Side, show_all: bool, samples: bool) -> s
         return f"No stock changes: {title}\n"
     out = [f"### stock diff {title}", ""]
     tags = _visible(result.tags, show_all)
+    carried = _carried(result, show_all)
+    if tags or carried:
+        out += ["**tags**", ""]
     if tags:
-        out += ["**tags**", "", _md_row(["key", "old", "new", "change"]), _md_row(["---"] * 4)]
+        out += [_md_row(["key", "old", "new", "change"]), _md_row(["---"] * 4)]
         out += [_md_row([t.key, _value(t.old), _value(t.new), _tag_change(t)]) for t in tags]
         out.append("")
+    if carried:
+        out += [_carried_line(carried).replace("`--all`", "`stock diff --all`"), ""]
     data = _visible(result.data, show_all)
     if data:
         header = ["column", "added", "removed", "changed", "unchanged", "status"]

@@ -20,7 +20,8 @@ def fetch(remote_name: str | None, revs: tuple[str, ...]) -> int:
     # A lazy clone stays lazy: records only, each sample fetched when read.
     remote, summary = sync.fetch(root, remote_name, digests, lazy=samples.lazy_clone(root))
     click.echo(
-        f"fetched {summary.commits} stock commit(s), {summary.samples} sample(s), "
+        f"fetched {summary.commits} stock commit(s): {summary.data_samples} data sample(s), "
+        f"{summary.samples} distinct content(s), "
         f"{summary.nbytes / 1e6:.1f} MB from {sync.describe(remote)}"
     )
     return 0

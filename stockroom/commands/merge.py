@@ -192,6 +192,17 @@ def unfinished(root: Path) -> list[str] | None:
     return [*lines, *("  " + line for line in _listing(result)), "  " + _HOW]
 
 
+def merge_sides(ours: bool, theirs: bool, keys: list[str]) -> int:
+    """``stock merge`` as typed: ``--ours`` and ``--theirs`` are two flags, so
+    that both at once is refused here instead of the last one winning."""
+    if ours and theirs:
+        raise ValueError(
+            "--ours and --theirs together keep nothing: give one of them (per KEY, run "
+            "`stock merge --ours KEY...` and `stock merge --theirs KEY...` one after the other)"
+        )
+    return merge("ours" if ours else "theirs" if theirs else None, keys)
+
+
 def merge(side: str | None, keys: list[str]) -> int:
     """``stock merge [--ours|--theirs] [KEY...]``: resolve an unfinished stock merge."""
     import click

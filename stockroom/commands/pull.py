@@ -30,6 +30,10 @@ def pull(
         return 0
     if lazy and (columns or models or tags):
         raise StockroomError("--lazy fetches no data at all; leave out --column/--model/--tags")
+    if columns or models or tags:
+        from stockroom import partial
+
+        partial.check_names(root, head, remote_name, columns, models)  # a typo fetches nothing
     wanted = _columns(columns, models, tags)
     remote, summary = sync.fetch(root, remote_name, [head], wanted, lazy=lazy)
     if lazy or wanted is None:
@@ -46,7 +50,8 @@ def pull(
         )
         return 0
     click.echo(
-        f"pulled {summary.commits} stock commit(s), {summary.samples} sample(s), "
+        f"pulled {summary.commits} stock commit(s): {summary.data_samples} data sample(s), "
+        f"{summary.samples} distinct content(s), "
         f"{summary.nbytes / 1e6:.1f} MB from {sync.describe(remote)}; {head} is readable"
     )
     return 0

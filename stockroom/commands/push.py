@@ -25,7 +25,7 @@ def push(remote_name: str | None, all_branches: bool) -> int:
         click.echo(f"stock remote {sync.describe(remote)} is up to date")
         return 0
     click.echo(
-        f"pushed {summary.commits} stock commit(s), {summary.samples} sample(s), "
-        f"{summary.objects} object(s), {summary.nbytes / 1e6:.1f} MB to {sync.describe(remote)}"
+        f"pushed {summary.commits} stock commit(s): {summary.data_samples} data sample(s), "
+        f"{summary.samples} distinct content(s), {summary.objects} object(s), {summary.nbytes / 1e6:.1f} MB to {sync.describe(remote)}"
     )
     return 0

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -55,6 +57,11 @@ def status() -> int:
             click.echo(f"stock head: {head or _empty_head(stock.path)}")
         if head:
             _data_here(stock.path, head)
+            _left_out(stock.path, head)
+            try:
+                _tags_of_head(stock, head)
+            except StockroomError as exc:  # a line of information: never what fails status
+                click.echo(f"tags: unknown ({exc})")
         try:
             # No marker, nothing staged (it is left before any staged write):
             # then Hangar need not even be imported.
@@ -74,6 +81,8 @@ def status() -> int:
                     )
                 for line in staged:
                     click.echo(f"  {line}")
+                if head and base == head and any(line.startswith("tags:") for line in staged):
+                    _staged_tags(stock, head)
             else:
                 click.echo("staged writes: none")
         porcelain = git("status", "--porcelain", "--", HEAD_FILE, cwd=stock.path)
@@ -88,11 +97,129 @@ def status() -> int:
 
 def _require_commit(stock: StockRoom, digest: str) -> None:
     """Refuse a ``head.stock`` naming a commit ``.hangar`` lacks (without
-    opening the store when it is not open already)."""
+    opening the store when it is not open already), naming the command that
+    brings it: a clone that got the git commit but not its stock."""
     if stock._lazy.store is not None:
-        stock._store._require_commit(digest)
-    elif not quickread.has_commit(stock.path, digest):
-        stock._store._require_commit(digest)  # says what is wrong, in the store's words
+        here = stock._store.has_commit(digest)
+    else:
+        here = quickread.has_commit(stock.path, digest)
+    if here:
+        return
+    from stockroom.remote.config import default_name
+
+    name = default_name(stock.path)
+    fetch = (
+        f"run `stock pull` to fetch it from stock remote {name!r}"
+        if name
+        else "add the stock remote that has it (`stock remote add NAME URL`), then run `stock pull`"
+    )
+    raise StockroomError(
+        f"{HEAD_FILE} names stock commit {digest}, which {HANGAR_DIR} does not have (made in "
+        f"another clone, not fetched here): {fetch}; or check out a git commit whose stock is here"
+    )
+
+
+# ------------------------------------------------------------------ tags
+# How many tag keys a status line names before "...".
+_NAMED_KEYS = 8
+
+
+@dataclass
+class TagOrigins:
+    """Which tags of a stock state were set in it, and which it carried over
+    unchanged from the state it builds on (its parent commit, or for staged
+    writes the commit ``head.stock`` names). Keys are users' (decoded)."""
+
+    written: list[str] = field(default_factory=list)  # new, or a value the base did not have
+    carried: list[str] = field(default_factory=list)  # the value of the base (of one, for a merge)
+    removed: list[str] = field(default_factory=list)  # in the base, dropped here
+
+
+def tag_origins(now: Mapping[str, str], bases: Sequence[Mapping[str, str]]) -> TagOrigins:
+    """Compare tags by content (encoded key -> encoded value or content
+    digest, the same kind on every side): a tag written again with the value
+    it had is carried over, as the stored state cannot tell it apart."""
+    from stockroom.keys import decode_text
+
+    out = TagOrigins()
+    for hkey, value in sorted(now.items()):
+        same = any(base.get(hkey) == value for base in bases)
+        (out.carried if same else out.written).append(decode_text(hkey))
+    if bases:
+        out.removed = [decode_text(k) for k in sorted(set(bases[0]) - set(now))]
+    return out
+
+
+def _keys(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_NAMED_KEYS])
+    return f"({shown}{', ...' if len(keys) > _NAMED_KEYS else ''})"
+
+
+def _commit_tags(stock: StockRoom, digests: list[str]) -> list[dict[str, str]]:
+    """Encoded tags of each commit: their cached values when every commit's are
+    cached (no Hangar), else their content digests from the commit records."""
+    cached = [quickread.read_tags(stock.path, d) for d in digests]
+    if all(c is not None for c in cached):
+        return [c for c in cached if c is not None]
+    from stockroom.storages.tag import COLUMN
+    from stockroom.store.view import ColumnRecords, commit_records
+
+    return [
+        {str(k): v for k, v in commit_records(stock._store, d).get(COLUMN, ColumnRecords()).samples.items()}
+        for d in digests
+    ]
+
+
+def _tags_of_head(stock: StockRoom, head: str) -> None:
+    """When the head commit carried tags over from its parent: which, and
+    which it set. A run that did not log a metric still shows the last run's
+    value of it, and this line says so (no line when every tag was set in it)."""
+    parents = quickread.parents(stock.path, head) or []
+    now, *bases = _commit_tags(stock, [head, *parents])
+    if not now:
+        return
+    origins = tag_origins(now, bases)
+    if not origins.carried:
+        return  # every tag was set in this commit: nothing to warn about
+    parts = []
+    if origins.written:
+        parts.append(f"{len(origins.written)} set in this stock commit {_keys(origins.written)}")
+    whose = "its parent " + parents[0] if len(parents) == 1 else "its parents"
+    parts.append(f"{len(origins.carried)} carried over unchanged from {whose} {_keys(origins.carried)}")
+    click.echo(f"tags: {'; '.join(parts)}")
+
+
+def _staged_tags(stock: StockRoom, head: str) -> None:
+    """For staged tag writes: those written since the head commit, and those
+    the next commit would carry over from it unchanged."""
+    from stockroom.storages.tag import COLUMN
+    from stockroom.store.view import ColumnRecords, commit_records, snapshot_of_work_tree
+
+    store = stock._store
+    with snapshot_of_work_tree(store) as snap:
+        now = {str(k): v for k, v in snap.records.get(COLUMN, ColumnRecords()).samples.items()}
+    base = {str(k): v for k, v in commit_records(store, head).get(COLUMN, ColumnRecords()).samples.items()}
+    origins = tag_origins(now, [base])
+    if not origins.carried:
+        return  # the next commit sets every tag it has: the staged lines above say it all
+    parts = [f"{len(origins.written)} written since stock commit {head} {_keys(origins.written)}"]
+    if origins.removed:
+        parts.append(f"{len(origins.removed)} deleted {_keys(origins.removed)}")
+    parts.append(
+        f"the next commit carries over {len(origins.carried)} unchanged {_keys(origins.carried)}: "
+        f"`del stock.tag[KEY]` drops one this run did not set"
+    )
+    click.echo(f"staged tags: {'; '.join(parts)}")
+
+
+def _left_out(root: Path, head: str) -> None:
+    """What a partial ``stock pull`` left out of the head commit, and the command that fetches it."""
+    from stockroom import partial
+
+    if partial.pulled_partly(root):  # only then: a full clone need not open Hangar for this
+        line = partial.status_line(root, head)
+        if line is not None:
+            click.echo(line)
 
 
 def _data_here(root: Path, head: str) -> None:

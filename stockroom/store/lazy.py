@@ -538,10 +538,9 @@ def read_placeholder(hangar_dir: Path, text: str) -> Any:
     """The value of the lazy sample whose record text is ``text``."""
     parsed = parse_placeholder(text)
     if parsed is None:
-        raise StockroomError(
-            "this sample's data was not fetched (a partial `stock pull`); run `stock pull` to fetch "
-            "everything, or `stock pull --column NAME` / `--model NAME` for what you read"
-        )
+        from stockroom.partial import read_error
+
+        raise read_error(hangar_dir, text)  # names the column left out and the pull that fetches it
     return reader(hangar_dir).read(*parsed)
 
 
