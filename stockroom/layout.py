@@ -47,6 +47,9 @@ VERIFIED_FILE = "stockroom-hook-verified"
 # Stock commits known to be on a remote: "DIGEST URL" lines, written after a
 # push or fetch, so that pre-push decides "nothing new" without the network.
 PUSHED_FILE = "stockroom-pushed"
+# Written by a partial `stock pull`: only then does `stock status` open the store
+# to say what was left out.
+PARTIAL_FILE = "stockroom-partial"
 
 # ------------------------------------------------------------------ head.stock
 # First line of the block the merge driver leaves in head.stock when a stock

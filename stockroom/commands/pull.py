@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import click
 
 from stockroom.errors import StockroomError
+from stockroom.headfile import HANGAR_DIR
 from stockroom.remote import sync
 
 
@@ -31,9 +35,7 @@ def pull(
     if lazy and (columns or models or tags):
         raise StockroomError("--lazy fetches no data at all; leave out --column/--model/--tags")
     if columns or models or tags:
-        from stockroom import partial
-
-        partial.check_names(root, head, remote_name, columns, models)  # a typo fetches nothing
+        _check_names(root, head, remote_name, columns, models)  # a typo fetches nothing
     wanted = _columns(columns, models, tags)
     remote, summary = sync.fetch(root, remote_name, [head], wanted, lazy=lazy)
     if lazy or wanted is None:
@@ -55,3 +57,42 @@ def pull(
         f"{summary.nbytes / 1e6:.1f} MB from {sync.describe(remote)}; {head} is readable"
     )
     return 0
+
+
+def _commit_columns(root: Path, digest: str, remote_name: str | None) -> dict[str, str]:
+    """Hangar column -> schema digest of stock commit ``digest``: from
+    ``.hangar`` when the commit is here, else from the remote's manifest."""
+    from stockroom.store import transfer
+
+    local = transfer._Local(root)
+    if local.has_commit(digest):
+        ref = local.commit(digest)[2]
+    else:
+        from stockroom.remote import sync
+
+        _, store = sync.open_remote(root, remote_name)
+        ref = transfer.read_manifest(store, digest)["_records"][2]
+    return {name: schema for name, (schema, _) in transfer._columns(ref).items()}
+
+
+def _check_names(
+    root: Path, digest: str, remote_name: str | None, columns: tuple[str, ...], models: tuple[str, ...]
+) -> None:
+    """Refuse ``--column``/``--model`` names stock commit ``digest`` lacks,
+    naming those it has; then note that a partial pull runs here."""
+    from stockroom.storages import data, model
+    from stockroom.store.partial import DATA_PREFIX, MARK_FILE, MODEL_PREFIX, TAG_COLUMN, user_name
+
+    have = _commit_columns(root, digest, remote_name)
+    wrong = [f"data column {c!r}" for c in columns if data.column_name(c) not in have]
+    wrong += [f"model {m!r}" for m in models if model.column_name(m) not in have]
+    if wrong:
+        cols = [user_name(h) for h in sorted(have) if h.startswith(DATA_PREFIX)]
+        mods = [user_name(h) for h in sorted(have) if h.startswith(MODEL_PREFIX)]
+        raise ValueError(
+            f"stock commit {digest} has no {' and no '.join(wrong)}; it has data columns: "
+            f"{', '.join(cols) or 'none'}; models: {', '.join(mods) or 'none'}"
+            f"{'; and tags (--tags)' if TAG_COLUMN in have else ''}. Nothing was fetched"
+        )
+    with contextlib.suppress(OSError):  # only tells `stock status` to look
+        (root / HANGAR_DIR / MARK_FILE).touch()

@@ -12,6 +12,7 @@ from stockroom.errors import StockroomError
 from stockroom.git import git
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, parse_head
 from stockroom.install import framework_runs
+from stockroom.layout import PARTIAL_FILE
 
 _RESTORE = f"restore it with `git checkout HEAD -- {HEAD_FILE}`"
 # `git status --porcelain` codes for head.stock, in words.
@@ -214,12 +215,13 @@ def _staged_tags(stock: StockRoom, head: str) -> None:
 
 def _left_out(root: Path, head: str) -> None:
     """What a partial ``stock pull`` left out of the head commit, and the command that fetches it."""
-    from stockroom import partial
+    if not (root / HANGAR_DIR / PARTIAL_FILE).exists():
+        return  # no partial pull ran here: a full clone need not open Hangar for this
+    from stockroom.store import partial
 
-    if partial.pulled_partly(root):  # only then: a full clone need not open Hangar for this
-        line = partial.status_line(root, head)
-        if line is not None:
-            click.echo(line)
+    line = partial.status_line(root, head)
+    if line is not None:
+        click.echo(line)
 
 
 def _data_here(root: Path, head: str) -> None:

@@ -538,7 +538,7 @@ def read_placeholder(hangar_dir: Path, text: str) -> Any:
     """The value of the lazy sample whose record text is ``text``."""
     parsed = parse_placeholder(text)
     if parsed is None:
-        from stockroom.partial import read_error
+        from stockroom.store.partial import read_error
 
         raise read_error(hangar_dir, text)  # names the column left out and the pull that fetches it
     return reader(hangar_dir).read(*parsed)

@@ -1030,7 +1030,8 @@ def fetch(
         )
     finally:
         lock.release()
-    summary.data_samples = _data_samples((manifests[d]["_records"][2] for d in data_targets), written)
+    target_refs = dict(ref_vals)  # a target made here has no manifest: its records are local
+    summary.data_samples = _data_samples((target_refs[d] for d in data_targets if d in target_refs), written)
     return summary
 
 

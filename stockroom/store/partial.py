@@ -4,7 +4,8 @@ SPEC 6a: a partial pull leaves out exactly what it was told to, and says so.
 Three places need the same answers, so they live here:
 
 * ``stock pull --column NAME`` checks NAME against the columns the stock
-  commit has before anything is fetched (a typo fetches nothing silently);
+  commit has before anything is fetched (a typo fetches nothing silently;
+  the check itself is in ``commands/pull.py``, these are its names);
 * ``stock status`` says which columns, models and tags are left out and the
   command that fetches them;
 * reading a left-out sample names its column (or model, or the tags) and
@@ -13,28 +14,25 @@ Three places need the same answers, so they live here:
 A left-out sample is one whose Hangar record says "on the remote" (backend
 50) without saying where (a lazy record says where and is read on demand:
 not left out). ``stock status`` only looks when a partial pull ran here
-(``MARK_FILE``), so a clone that never pulled part of a commit pays nothing.
+(``layout.PARTIAL_FILE``), so a clone that never pulled part of a commit pays nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR
 from stockroom.keys import decode_text
+from stockroom.layout import PARTIAL_FILE
 
-# The storages' Hangar column layouts (as stockroom.store.labels, which is not
-# imported here: importing the access layer imports Hangar, and `stock status`
-# asks `pulled_partly` without needing it).
+# The storages' Hangar column layouts (as stockroom.store.labels).
 TAG_COLUMN = "tag"
 DATA_PREFIX = "data."
 MODEL_PREFIX = "model."
 
-# Written by a partial `stock pull`: `stock status` looks for left-out data.
-MARK_FILE = "stockroom-partial"
+MARK_FILE = PARTIAL_FILE  # written by a partial `stock pull`
 # Hangar's backend code of a record without data ("on the remote").
 _REMOTE = b"50:"
 
@@ -49,7 +47,7 @@ class LeftOut:
     total: int  # in the commit
 
 
-def _user_name(hname: str) -> str:
+def user_name(hname: str) -> str:
     return decode_text(hname.split(".", 1)[1])
 
 
@@ -60,9 +58,9 @@ def fetch_command(hnames: list[str]) -> str:
         if hname == TAG_COLUMN:
             continue
         if hname.startswith(DATA_PREFIX):
-            args.append(f"--column {_shell(_user_name(hname))}")
+            args.append(f"--column {_shell(user_name(hname))}")
         elif hname.startswith(MODEL_PREFIX):
-            args.append(f"--model {_shell(_user_name(hname))}")
+            args.append(f"--model {_shell(user_name(hname))}")
         else:
             return "stock pull"  # a column no option names: only a full pull brings it
     if TAG_COLUMN in hnames:
@@ -74,44 +72,6 @@ def _shell(name: str) -> str:
     import shlex
 
     return shlex.quote(name)
-
-
-def _commit_columns(root: Path, digest: str, remote_name: str | None) -> dict[str, str]:
-    """Hangar column -> schema digest of stock commit ``digest``: from
-    ``.hangar`` when the commit is here, else from the remote's manifest."""
-    from stockroom.store import transfer
-
-    local = transfer._Local(root)
-    if local.has_commit(digest):
-        ref = local.commit(digest)[2]
-    else:
-        from stockroom.remote import sync
-
-        _, store = sync.open_remote(root, remote_name)
-        ref = transfer.read_manifest(store, digest)["_records"][2]
-    return {name: schema for name, (schema, _) in transfer._columns(ref).items()}
-
-
-def check_names(
-    root: Path, digest: str, remote_name: str | None, columns: tuple[str, ...], models: tuple[str, ...]
-) -> None:
-    """Refuse ``--column``/``--model`` names stock commit ``digest`` lacks,
-    naming those it has; then note that a partial pull runs here."""
-    from stockroom.storages import data, model
-
-    have = _commit_columns(root, digest, remote_name)
-    wrong = [f"data column {c!r}" for c in columns if data.column_name(c) not in have]
-    wrong += [f"model {m!r}" for m in models if model.column_name(m) not in have]
-    if wrong:
-        cols = [_user_name(h) for h in sorted(have) if h.startswith(DATA_PREFIX)]
-        mods = [_user_name(h) for h in sorted(have) if h.startswith(MODEL_PREFIX)]
-        raise ValueError(
-            f"stock commit {digest} has no {' and no '.join(wrong)}; it has data columns: "
-            f"{', '.join(cols) or 'none'}; models: {', '.join(mods) or 'none'}"
-            f"{'; and tags (--tags)' if TAG_COLUMN in have else ''}. Nothing was fetched"
-        )
-    with contextlib.suppress(OSError):  # only tells `stock status` to look
-        (root / HANGAR_DIR / MARK_FILE).touch()
 
 
 def pulled_partly(root: Path) -> bool:
