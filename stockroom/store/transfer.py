@@ -63,7 +63,7 @@ from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR
 from stockroom.lock import WriterLock
 from stockroom.progress import Progress
-from stockroom.remote.objects import ObjectStore, RemoteError
+from stockroom.remote.objects import ObjectStore, RemoteError, mend_advice
 from stockroom.store.repository import _quiet, open_repository
 
 FORMAT = 1
@@ -512,7 +512,8 @@ class _RemoteIndex:
             raw = self.store.get(name)
         if hashlib.sha256(raw).hexdigest() != index_sha:
             raise RemoteError(
-                f"object {name} on the remote is corrupt (digest mismatch); nothing was written"
+                f"object {name} on stock remote {self.store.label} is corrupt (digest mismatch); "
+                f"nothing was written; {mend_advice(self.store.label)}"
             )
         try:
             index = json.loads(raw)
@@ -562,7 +563,10 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
     except ValueError:
         ok = False
     if not ok:
-        raise RemoteError(f"object {name} on the remote is malformed or truncated; nothing was written")
+        raise RemoteError(
+            f"object {name} on stock remote {store.label} is malformed or truncated; nothing was "
+            f"written; {mend_advice(store.label)}"
+        )
     parent, spec, ref = (_unb64(manifest[k]) for k in ("parent", "spec", "ref"))
     try:
         computed = parsing.cmt_final_digest(
@@ -573,7 +577,10 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - any decoding failure means a damaged object
         computed = ""
     if computed != digest:
-        raise RemoteError(f"object {name} on the remote is corrupt (digest mismatch); nothing was written")
+        raise RemoteError(
+            f"object {name} on stock remote {store.label} is corrupt (digest mismatch); nothing was "
+            f"written; {mend_advice(store.label)}"
+        )
     schemas: dict[str, bytes] = {}
     for schema, val in manifest["schemas"].items():
         _check(_SCHEMA_RE, schema, "schema digest")
@@ -880,7 +887,8 @@ def fetch(
         data = store.get(name)
         if len(data) != index.packs[sha]["size"] or hashlib.sha256(data).hexdigest() != sha:
             raise RemoteError(
-                f"object {name} on the remote is corrupt or truncated (digest mismatch); nothing was written"
+                f"object {name} on stock remote {store.label} is corrupt or truncated (digest mismatch); "
+                f"nothing was written; {mend_advice(store.label)}"
             )
         # The pack's digest is not in the commit's: each sample is checked
         # against the Hangar digest the commit records name.
@@ -890,11 +898,17 @@ def fetch(
             _, schema, offset, length, shape = index.entries[digest]
             check = checkers.get(schema)
             if check is None or wanted[digest] != schema:
-                raise RemoteError(f"object {name}.idx on the remote is inconsistent; nothing was written")
+                raise RemoteError(
+                    f"object {name}.idx on stock remote {store.label} is inconsistent; nothing was written; "
+                    f"{mend_advice(store.label)}"
+                )
             raw = view[offset : offset + length]
             ints = check(raw, shape, digest)
             if ints is None:
-                raise RemoteError(f"sample {digest} in {name} on the remote is corrupt; nothing was written")
+                raise RemoteError(
+                    f"sample {digest} in {name} on stock remote {store.label} is corrupt; nothing was "
+                    f"written; {mend_advice(store.label)}"
+                )
             out[schema].append((digest, raw, ints))
         return data, out
 
