@@ -340,7 +340,7 @@ class S3Store:
             )
         if "NoSuchBucket" in text:
             return self._bucket_missing()
-        if "timed out" in text or "operation timed out" in text or "deadline" in text:
+        if "TimedOut" in text or "kind: Timeout" in text or "timed out" in text:
             return RemoteError(
                 f"stock remote {self.label} did not answer within {self.timeout:g} s (stock.timeout); "
                 f"check the network and the endpoint, then run the command again"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import array
 import base64
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -42,12 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import blosc
+import lmdb
 import numpy as np
 from hangar.backends import BACKEND_ACCESSOR_MAP, backend_decoder
 from hangar.backends.numpy_10 import COLLECTION_SIZE, numpy_10_encode
 from hangar.backends.remote_50 import REMOTE_50_Handler
 from hangar.columns.constructors import column_type_object_from_schema
-from hangar.constants import DIR_DATA
+from hangar.constants import DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STORE
 from hangar.records import (
     commiting,
     hash_data_db_key_from_raw_key,
@@ -712,6 +714,7 @@ def _write_numpy10(
             block = handles.wFp.pop(uid)
             handles.w_uid = None
             written.append(Path(repo_path, DIR_DATA, "10", f"{uid}.npy"))
+            _preallocate(written[-1], block.offset, len(chunk) * int(block[0].nbytes))
             try:
                 if all(s == shape for _, _, s in chunk):
                     joined = b"".join(raw for _, raw, _ in chunk)
@@ -739,6 +742,72 @@ def _write_numpy10(
     finally:
         handles.close()
     return kvs
+
+
+def _data_files(repo_path: Path) -> set[Path]:
+    """The files of the store's data folders (to remove those a failed pull made)."""
+    found: set[Path] = set()
+    for folder in (DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STORE):
+        with contextlib.suppress(OSError):
+            found.update(p for p in Path(repo_path, folder).rglob("*") if not p.is_dir())
+    return found
+
+
+def _records(local: _Local, digests: list[str]) -> dict[bytes, bytes]:
+    """The hash records of ``digests`` as they are now (key -> value)."""
+    if not digests:
+        return {}
+    txn = TxnRegister().begin_reader_txn(local.env.hashenv)
+    try:
+        with txn.cursor() as cursor:
+            return dict(cursor.getmulti([hash_data_db_key_from_raw_key(d) for d in digests]))
+    finally:
+        TxnRegister().abort_reader_txn(local.env.hashenv)
+
+
+def _out_of_space(
+    exc: BaseException, local: _Local, before: set[Path], wanted: list[str], prior: dict[bytes, bytes]
+) -> None:
+    """A full disk while writing a pull: remove the files it made and the
+    records of the samples it wrote (as they were before), then one line
+    saying so; any other failure is left to the caller."""
+    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)
+    if not full:
+        return
+    repo_path = Path(local.env.repo_path)
+    for path in _data_files(repo_path) - before:  # first: it frees the space the records need
+        with contextlib.suppress(OSError):
+            path.unlink()
+    with contextlib.suppress(Exception):
+        txn = TxnRegister().begin_writer_txn(local.env.hashenv)
+        try:
+            for digest in wanted:
+                key = hash_data_db_key_from_raw_key(digest)
+                if key in prior:
+                    txn.put(key, prior[key])
+                else:
+                    txn.delete(key)
+        finally:
+            TxnRegister().commit_writer_txn(local.env.hashenv)
+    raise StockroomError(
+        f"no space left on the disk of {repo_path} while writing the pulled data; nothing of it "
+        f"was kept: free some space there, then run the command again"
+    ) from None
+
+
+def _preallocate(path: Path, offset: int, length: int) -> None:
+    """Reserve the disk blocks a memmap write will fill: written through the
+    map into a sparse file on a full disk, they would end the process with a
+    bus error (SIGBUS); reserved first, a full disk is an OSError (ENOSPC)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # EOPNOTSUPP/EINVAL: a file system without it; its writes are then plain ones.
+    finally:
+        os.close(fd)
 
 
 def _sync_files(paths: list[Path]) -> None:
@@ -933,6 +1002,8 @@ def fetch(
 
     lock = WriterLock(root / HANGAR_DIR)
     lock.acquire()
+    before = _data_files(Path(local.env.repo_path))
+    prior = _records(local, [d for d in wanted if have[d] == _REMOTE_BACKEND])  # put back if the disk fills
     try:
         writer = ContentWriter(local.env)
         written: set[str] = set()
@@ -985,6 +1056,9 @@ def fetch(
                 if all(x in written or have.get(x) not in (None, _REMOTE_BACKEND) for x in digests)
             ],
         )
+    except (OSError, lmdb.Error) as exc:
+        _out_of_space(exc, local, before, list(wanted), prior)
+        raise
     finally:
         lock.release()
     return summary
