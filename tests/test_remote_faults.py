@@ -29,6 +29,7 @@ import stockroom
 from stockroom.remote import config
 from tests.conftest import run_git
 from tests.test_remote import clone, make_project, stock_cli
+from tests.test_remote_s3 import s3  # noqa: F401 - moto's S3 server fixture, asked for by name
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="needs root (mount, setpriv); this machine runs the tests as a user")
@@ -363,8 +364,8 @@ def test_leftover_of_a_killed_push_is_removed(tmp_path: Path, command: str) -> N
 
 
 # -------------------------------------------------------------- defect 11
-def test_missing_bucket_is_named(tmp_path: Path, s3: tuple[str, object]) -> None:
-    endpoint, _ = s3
+def test_missing_bucket_is_named(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    endpoint, _ = request.getfixturevalue("s3")
     proj = tmp_path / "alice"
     make_project(proj)
     out = stock_cli("remote", "add", "origin", "s3://no-such-bucket/proj", "--endpoint", endpoint, cwd=proj)
@@ -383,9 +384,6 @@ def _fresh(proj: Path, tmp_path: Path) -> Path:
     if not where.exists():
         run_git("clone", "-q", str(proj), str(where), cwd=tmp_path)
     return where
-
-
-from tests.test_remote_s3 import s3  # noqa: E402,F401 - the moto server fixture
 
 
 # --------------------------------------------------------------- defect 6
