@@ -37,10 +37,13 @@ class Remote:
     def parsed(self, root: Path, cap: float | None = None) -> RemoteURL:
         """Where the remote is, with the request deadline ``stock.timeout``
         of the repository at ``root`` (at most ``cap`` seconds when given)."""
+        url = parse_url(self.url, base=root)
+        if url.kind != "s3":
+            return url  # a directory is the file system: no request deadline (docs/reliability.md)
         timeout = request_timeout(root)
         if cap is not None:
             timeout = min(timeout, cap)
-        return dataclasses.replace(parse_url(self.url, base=root), timeout=timeout)
+        return dataclasses.replace(url, timeout=timeout)
 
 
 def request_timeout(root: Path) -> float:
