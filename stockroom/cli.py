@@ -273,14 +273,53 @@ def remote_remove(name: str) -> None:
     _run(run, name)
 
 
+@remote.command("set-url")
+@click.argument("name")
+@click.argument("url")
+def remote_set_url(name: str, url: str) -> None:
+    """Point stock remote NAME at URL."""
+    from stockroom.commands.remote import remote_set_url as run
+
+    _run(run, name, url)
+
+
+@remote.command("rename")
+@click.argument("old")
+@click.argument("new")
+def remote_rename(old: str, new: str) -> None:
+    """Call stock remote OLD NEW."""
+    from stockroom.commands.remote import remote_rename as run
+
+    _run(run, old, new)
+
+
+@remote.command("default")
+@click.argument("name")
+def remote_default(name: str) -> None:
+    """Make NAME this clone's default stock remote."""
+    from stockroom.commands.remote import remote_default as run
+
+    _run(run, name)
+
+
 @cli.command()
 @click.argument("remote_name", metavar="[REMOTE]", required=False)
 @click.option("--all", "all_branches", is_flag=True, help="Push the stock of every local git branch.")
-def push(remote_name: str | None, all_branches: bool) -> None:
+@click.option("--repair", is_flag=True, help="First upload again what the remote lost or has damaged.")
+def push(remote_name: str | None, all_branches: bool, repair: bool) -> None:
     """Upload the stock commit head.stock names, its ancestors and their data."""
     from stockroom.commands.push import push as run
 
-    _run(run, remote_name, all_branches)
+    _run(run, remote_name, all_branches, repair)
+
+
+@cli.command()
+@click.argument("remote_name", metavar="[REMOTE]", required=False)
+def fsck(remote_name: str | None) -> None:
+    """Check that what the local branches' stock needs is on REMOTE, sound."""
+    from stockroom.commands.fsck import fsck as run
+
+    _run(run, remote_name)
 
 
 @cli.command()

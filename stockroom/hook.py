@@ -663,7 +663,7 @@ def pre_push(root: str, lines: list[str]) -> int:
     from stockroom.remote import sync
 
     try:
-        _, summary = sync.push(Path(root), name, digests)
+        _, summary = sync.push(Path(root), name, digests, hook=True)  # deadline at most 10 s
     except Exception as exc:  # noqa: BLE001 - every failure refuses the push with the reason
         _say(
             f"push refused: the stock data could not be uploaded to stock remote {name!r}: {exc}\n"
@@ -696,9 +696,14 @@ def autofetch(root: str, digest: str) -> None:
         from stockroom.remote import sync
         from stockroom.store import samples
 
-        sync.fetch(Path(root), name, [digest], lazy=samples.lazy_clone(Path(root)))
+        sync.fetch(
+            Path(root), name, [digest], lazy=samples.lazy_clone(Path(root)), hook=True
+        )  # deadline at most 10 s
     except Exception as exc:  # noqa: BLE001 - a git command never fails because of the fetch
-        _say(f"warning: could not fetch stock commit {_short(digest)} from {name!r}: {exc}; run `stock pull`")
+        fix = (
+            "" if "`stock pull " in str(exc) else "; run `stock pull`"
+        )  # the error may name a remote that has it
+        _say(f"warning: could not fetch stock commit {_short(digest)} from {name!r}: {exc}{fix}")
         return
     _remember_verified(root, digest)
     _say(f"fetched stock commit {_short(digest)} from stock remote {name!r}")

@@ -50,6 +50,8 @@ PUSHED_FILE = "stockroom-pushed"
 # Written by a partial `stock pull`: only then does `stock status` open the store
 # to say what was left out.
 PARTIAL_FILE = "stockroom-partial"
+# A lazy clone's on-demand cache (store/lazy.py) and, in it, the remote it reads from.
+LAZY_DIR = "stockroom-lazy"
 
 # ------------------------------------------------------------------ head.stock
 # First line of the block the merge driver leaves in head.stock when a stock

@@ -255,6 +255,8 @@ def test_fetch_brings_branch_commits_without_changing_head(
 def test_remote_config_and_secrets(stock_repo: Path, tmp_path: Path) -> None:
     out = stock_cli("remote", "add", "s3", "s3://AKIA:verysecret@bucket/x", cwd=stock_repo)
     assert out.returncode == 1 and "verysecret" not in out.stderr + out.stdout
+    (tmp_path / "r1").mkdir()  # a directory remote must exist (SPEC 6a)
+    (tmp_path / "r2").mkdir()
     out = stock_cli("remote", "add", "shared", str(tmp_path / "r1"), cwd=stock_repo)
     assert out.returncode == 0
     out = stock_cli("remote", "add", "mine", "file://" + str(tmp_path / "r2"), "--local", cwd=stock_repo)

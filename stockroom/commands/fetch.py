@@ -8,6 +8,7 @@ from stockroom.remote import sync
 def fetch(remote_name: str | None, revs: tuple[str, ...]) -> int:
     root = sync.stock_root()
     sync.ensure_store(root)
+    remote_name, revs = sync.resolve_fetch_args(root, remote_name, revs)  # `stock fetch origin/x`
     if revs:
         digests = list(dict.fromkeys(d for d in (sync.digest_at(root, r) for r in revs) if d))
     else:

@@ -7,7 +7,7 @@ from stockroom.headfile import HANGAR_DIR
 from stockroom.remote import sync
 
 
-def push(remote_name: str | None, all_branches: bool) -> int:
+def push(remote_name: str | None, all_branches: bool, repair: bool = False) -> int:
     root = sync.stock_root()
     if not (root / HANGAR_DIR).exists():
         raise StockroomError(f"{HANGAR_DIR} is missing: nothing to push; run `stock pull` first")
@@ -20,6 +20,16 @@ def push(remote_name: str | None, all_branches: bool) -> int:
     if not digests:
         click.echo("nothing to push: head.stock names no stock commit yet")
         return 0
+    if repair:
+        remote, report = sync.repair(root, remote_name, digests)
+        if report.findings:
+            click.echo(f"repaired on {sync.describe(remote)}:")
+            for finding in report.findings:
+                click.echo(f"  {finding}")
+        else:
+            click.echo(
+                f"nothing to repair on {sync.describe(remote)}: every object these commits need is sound"
+            )
     remote, summary = sync.push(root, remote_name, digests)
     if not summary.commits:
         click.echo(f"stock remote {sync.describe(remote)} is up to date")

@@ -36,3 +36,21 @@ def remote_remove(name: str) -> int:
     remote = config.remove_remote(root, name)
     click.echo(f"stock remote {remote.name} removed (its objects are left where they are)")
     return 0
+
+
+def remote_set_url(name: str, url: str) -> int:
+    remote = config.set_url(stock_root(), name, url)
+    click.echo(f"stock remote {remote.name} -> {redact(remote.url)}")
+    return 0
+
+
+def remote_rename(old: str, new: str) -> int:
+    remote = config.rename_remote(stock_root(), old, new)
+    click.echo(f"stock remote {old} is now called {remote.name}")
+    return 0
+
+
+def remote_default(name: str) -> int:
+    remote = config.set_default(stock_root(), name)
+    click.echo(f"{remote.name} is the default stock remote of this clone (recorded in .git/config)")
+    return 0

@@ -10,6 +10,8 @@ are refused by :func:`stockroom.remote.url.parse_url`.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from urllib.parse import urlsplit
 
 from stockroom.errors import StockroomError
 from stockroom.git import git
-from stockroom.remote.url import RemoteURL, parse_url
+from stockroom.remote.url import DEFAULT_TIMEOUT, RemoteURL, parse_url
 
 REMOTES_FILE = ".stockremotes"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -32,8 +34,55 @@ class Remote:
     local: bool
     endpoint: str = ""
 
-    def parsed(self, root: Path) -> RemoteURL:
-        return parse_url(self.url, base=root)
+    def parsed(self, root: Path, cap: float | None = None) -> RemoteURL:
+        """Where the remote is, with the request deadline ``stock.timeout``
+        of the repository at ``root`` (at most ``cap`` seconds when given)."""
+        url = parse_url(self.url, base=root)
+        if url.kind != "s3":
+            return url  # a directory is the file system: no request deadline (docs/reliability.md)
+        timeout = request_timeout(root)
+        if cap is not None:
+            timeout = min(timeout, cap)
+        return dataclasses.replace(url, timeout=timeout)
+
+
+def request_timeout(root: Path) -> float:
+    """``git config stock.timeout``: seconds a remote request may go without
+    an answer before the command fails (default 30)."""
+    try:
+        text = git("config", "--get", "stock.timeout", cwd=root, keep_env=False).strip()
+    except StockroomError:
+        return DEFAULT_TIMEOUT  # not set
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise StockroomError(
+            f"git config stock.timeout is {text!r}: give the seconds a remote may take to answer, "
+            f"for example `git config stock.timeout 30`"
+        )
+    return value
+
+
+def check_directory(root: Path, url: RemoteURL) -> None:
+    """Refuse a directory remote that cannot work: missing, a file, or inside
+    the work tree (git would see its objects; ``.hangar`` is in there too)."""
+    if url.kind != "dir":
+        return
+    path = Path(url.path)
+    if not path.exists():
+        raise StockroomError(
+            f"directory {path} does not exist; create it first (`mkdir -p {path}`) or fix the URL"
+        )
+    if not path.is_dir():
+        raise StockroomError(f"{path} is a file, not a directory; give a directory for the stock remote")
+    tree = root.resolve()
+    if path == tree or tree in path.parents:
+        raise StockroomError(
+            f"{path} is inside this repository's work tree ({tree}); a stock remote must be a "
+            f"directory outside it (git would see its objects, and .hangar is the store itself)"
+        )
 
 
 def _read(root: Path, local: bool) -> list[tuple[str, str]]:
@@ -114,6 +163,7 @@ def add_remote(root: Path, name: str, url: str, local: bool = False, endpoint: s
     if not _NAME_RE.match(name):
         raise ValueError(f"invalid remote name {name!r}: use letters, digits, '-' and '_'")
     parsed = parse_url(url, base=root)  # refuses credentials before anything is written
+    check_directory(root, parsed)
     if endpoint:
         if "@" in urlsplit(endpoint).netloc:
             raise ValueError(
@@ -126,14 +176,77 @@ def add_remote(root: Path, name: str, url: str, local: bool = False, endpoint: s
         raise StockroomError(
             f"a stock remote named {name!r} exists; remove it first with `stock remote remove {name}`"
         )
-    stored = str(parsed) if parsed.kind == "s3" else url if url.startswith("file://") else parsed.path
-    where = ["--local"] if local else ["--file", str(root / REMOTES_FILE)]
+    stored = _stored(url, parsed)
+    where = _where(root, local)
     git("config", *where, f"stockremote.{name}.url", stored, cwd=root, keep_env=False)
     if endpoint:
         git("config", *where, f"stockremote.{name}.endpoint", endpoint, cwd=root, keep_env=False)
     if not existing:
         git("config", *where, "stock.defaultremote", name, cwd=root, keep_env=False)
     return Remote(name, stored, local, endpoint)
+
+
+def _stored(url: str, parsed: RemoteURL) -> str:
+    return str(parsed) if parsed.kind == "s3" else url if url.startswith("file://") else parsed.path
+
+
+def _where(root: Path, local: bool) -> list[str]:
+    return ["--local"] if local else ["--file", str(root / REMOTES_FILE)]
+
+
+def set_url(root: Path, name: str, url: str) -> Remote:
+    """Point the remote ``name`` at ``url`` (checked as `stock remote add` checks it)."""
+    remote = get_remote(root, name)
+    parsed = parse_url(url, base=root)
+    check_directory(root, parsed)
+    stored = _stored(url, parsed)
+    git("config", *_where(root, remote.local), f"stockremote.{name}.url", stored, cwd=root, keep_env=False)
+    return Remote(name, stored, remote.local, remote.endpoint)
+
+
+def rename_remote(root: Path, old: str, new: str) -> Remote:
+    """Call the remote ``old`` ``new``; the default follows it."""
+    remote = get_remote(root, old)
+    if not _NAME_RE.match(new):
+        raise ValueError(f"invalid remote name {new!r}: use letters, digits, '-' and '_'")
+    if any(r.name == new for r in list_remotes(root)):
+        raise StockroomError(f"a stock remote named {new!r} exists; pick another name")
+    where = _where(root, remote.local)
+    git(
+        "config",
+        *where,
+        "--rename-section",
+        f"stockremote.{old}",
+        f"stockremote.{new}",
+        cwd=root,
+        keep_env=False,
+    )
+    for local in (True, False):
+        if _get(root, "stock.defaultremote", local) == old:
+            git("config", *_where(root, local), "stock.defaultremote", new, cwd=root, keep_env=False)
+    _rename_for_lazy_reads(root, old, new)
+    return Remote(new, remote.url, remote.local, remote.endpoint)
+
+
+def _rename_for_lazy_reads(root: Path, old: str, new: str) -> None:
+    # Lazy reads find their remote by the name a lazy pull recorded.
+    from stockroom.headfile import HANGAR_DIR
+    from stockroom.layout import LAZY_DIR
+
+    path = root / HANGAR_DIR / LAZY_DIR / "remote"
+    try:
+        if path.read_text(encoding="utf-8").strip() == old:
+            path.write_text(new, encoding="utf-8")
+    except OSError:
+        pass  # no lazy pull here
+
+
+def set_default(root: Path, name: str) -> Remote:
+    """Make ``name`` this clone's default remote (``.git/config``, which wins
+    over the default recorded in ``.stockremotes``)."""
+    remote = get_remote(root, name)
+    git("config", "--local", "stock.defaultremote", name, cwd=root, keep_env=False)
+    return remote
 
 
 def remove_remote(root: Path, name: str) -> Remote:

@@ -11,10 +11,12 @@ credentials never appear in it.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import re
+import secrets
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +55,14 @@ class ObjectMissing(RemoteError):
     """The remote has no object by that name."""
 
 
+def mend_advice(label: str) -> str:
+    """What to do about a damaged object on the remote ``label``."""
+    return (
+        f"a clone that has this stock can mend stock remote {label} with `stock push --repair {label}` "
+        f"(`stock fsck {label}` lists what is damaged)"
+    )
+
+
 def check_name(name: str) -> str:
     """``name`` if it is an object name stockroom could have written, else RemoteError."""
     if not _NAME_RE.match(name) or ".." in name:
@@ -75,9 +85,31 @@ class ObjectStore(Protocol):
         """Write ``name`` unless it exists; True when this call created it."""
         ...
 
+    def replace(self, name: str, data: bytes) -> None:
+        """Write ``name`` whether or not it exists (repairs only)."""
+        ...
+
+    def clean_incoming(self) -> int:
+        """Remove what interrupted writes left behind; how many."""
+        ...
+
+
+# Prefix of a directory remote's temporary files: an object is written whole
+# under such a name, then linked into place.
+INCOMING_PREFIX = ".incoming-"
+# Folders of a directory remote that hold objects (and so temporary files).
+_FOLDERS = ("commits", "packs")
+
 
 class DirectoryStore:
-    """A remote in a directory: a shared drive, NFS, a USB disk."""
+    """A remote in a directory: a shared drive, NFS, a USB disk.
+
+    Files and folders are created with the permissions the umask allows
+    (0644 and 0755 under umask 022), so teammates with other user ids can
+    read them. While an object is written its temporary file is locked
+    (``flock``): one left unlocked was cut short by a killed push, and
+    :meth:`clean_incoming` removes it.
+    """
 
     def __init__(self, root: Path, label: str) -> None:
         self.root = root
@@ -92,6 +124,28 @@ class DirectoryStore:
                 f"stock remote {self.label}: directory {self.root} does not exist; create it or fix the remote"
             )
 
+    def _os_error(self, exc: OSError, doing: str) -> RemoteError:
+        """One line naming the remote and the fix, never a raw ``[Errno N]``."""
+        where = f"stock remote {self.label} ({self.root})"
+        if exc.errno == errno.EROFS:
+            return RemoteError(
+                f"{where} is on a read-only file system; remount it read-write or push to another "
+                f"remote (`stock push OTHER`, `stock remote set-url {self.label} URL`)"
+            )
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return RemoteError(
+                f"{where} is full (no space left while {doing}); nothing half-written was left there: "
+                f"free space on it, then run the command again"
+            )
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return RemoteError(
+                f"{where}: permission denied while {doing}; ask the owner of {self.root} for access "
+                f"or point the remote elsewhere (`stock remote set-url {self.label} URL`)"
+            )
+        return RemoteError(
+            f"{where}: {exc.strerror or type(exc).__name__} while {doing}; check it and run again"
+        )
+
     def get(self, name: str) -> bytes:
         try:
             return self._path(name).read_bytes()
@@ -99,7 +153,7 @@ class DirectoryStore:
             self._check_root()
             raise ObjectMissing(f"stock remote {self.label} has no object {name}") from None
         except OSError as exc:
-            raise RemoteError(f"stock remote {self.label}: cannot read {name}: {exc.strerror}") from None
+            raise self._os_error(exc, f"reading {name}") from None
 
     def get_range(self, name: str, start: int, end: int) -> bytes:
         try:
@@ -108,6 +162,8 @@ class DirectoryStore:
                 return f.read(end - start)
         except FileNotFoundError:
             raise ObjectMissing(f"stock remote {self.label} has no object {name}") from None
+        except OSError as exc:
+            raise self._os_error(exc, f"reading {name}") from None
 
     def exists(self, name: str) -> bool:
         if self._path(name).exists():
@@ -120,31 +176,90 @@ class DirectoryStore:
         if path.exists():
             return False
         self._check_root()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole under a temporary name, then linked into place: a
-        # link never replaces an existing file, so the first writer wins and
-        # a reader never sees half an object.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            return self._write(path, data, replace=False)
+        except OSError as exc:
+            raise self._os_error(exc, f"writing {name}") from None
+
+    def replace(self, name: str, data: bytes) -> None:
+        """Write ``name`` whether or not it exists (``stock push --repair``)."""
+        self._check_root()
+        try:
+            self._write(self._path(name), data, replace=True)
+        except OSError as exc:
+            raise self._os_error(exc, f"writing {name}") from None
+
+    def _write(self, path: Path, data: bytes, replace: bool) -> bool:
+        # mkdir honours the umask (0755 under 022).
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            # Written whole under a temporary name, then linked into place: a
+            # link never replaces an existing file, so the first writer wins and
+            # a reader never sees half an object. os.open with 0o666 lets the
+            # umask decide the mode (mkstemp would make every object 0600).
+            tmp = path.parent / f"{INCOMING_PREFIX}{secrets.token_hex(8)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
             try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            except OSError:
-                # File systems without hard links (some network shares):
-                # best effort, a rename never exposes a partial object.
-                if path.exists():
+                with contextlib.suppress(OSError):  # no locks here: the file is only not cleaned
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                if replace:
+                    os.replace(tmp, path)
+                    return True
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
                     return False
-                os.replace(tmp, path)
+                except FileNotFoundError:
+                    # A cleaner took it in the instant between creating and
+                    # locking it: write it again.
+                    continue
+                except OSError:
+                    # File systems without hard links (some network shares):
+                    # best effort, a rename never exposes a partial object.
+                    if path.exists():
+                        return False
+                    os.replace(tmp, path)
+                    return True
                 return True
-            return True
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        raise RemoteError(f"stock remote {self.label}: could not write {path.name}; run the command again")
+
+    def clean_incoming(self) -> int:
+        """Remove temporary files that an interrupted push left behind (no
+        writer holds their lock); how many were removed. Symlinks and
+        symlinked folders are left alone."""
+        removed = 0
+        for folder in _FOLDERS:
+            where = self.root / folder
+            if where.is_symlink() or not where.is_dir():
+                continue
+            try:
+                entries = list(os.scandir(where))
+            except OSError:
+                continue
+            for entry in entries:
+                if not entry.name.startswith(INCOMING_PREFIX) or not entry.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+                except OSError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if os.fstat(fd).st_ino == os.stat(entry.path, follow_symlinks=False).st_ino:
+                        os.unlink(entry.path)
+                        removed += 1
+                except OSError:
+                    continue  # a push is writing it now, or it is gone already
+                finally:
+                    os.close(fd)
+        return removed
 
 
 class S3Store:
@@ -153,11 +268,13 @@ class S3Store:
     def __init__(self, url: RemoteURL, label: str, endpoint: str = "") -> None:
         self.label = label
         self.prefix = url.path
+        self.bucket = url.bucket
+        self.timeout = url.timeout
         self._relay: Relay | None = None
         if _FORKED_AFTER_OBSTORE:
             from stockroom.remote.relay import Relay
 
-            self._relay = Relay(str(url), label, endpoint)
+            self._relay = Relay(str(url), label, endpoint, url.timeout)
             return
         try:
             from obstore.store import S3Store as ObS3Store
@@ -176,8 +293,19 @@ class S3Store:
             provider = _profile_credentials()
             if provider is not None:
                 kwargs["credential_provider"] = provider
-        options: Any = {"connect_timeout": "5s", "timeout": "120s"}
-        retry: Any = {"max_retries": 2, "retry_timeout": timedelta(seconds=10)}
+        # Deadlines (stock.timeout, SPEC 6a): a remote that accepts a
+        # connection and never answers fails a request after ``timeout``
+        # seconds without a byte (read_timeout, which a stalled upload
+        # trips too); a request with no deadline left is not retried
+        # (retry_timeout under the timeout); the overall limit only stops a
+        # remote that trickles bytes for ever.
+        self.timeout = url.timeout
+        options: Any = {
+            "connect_timeout": timedelta(seconds=min(url.timeout, 5.0)),
+            "read_timeout": timedelta(seconds=url.timeout),
+            "timeout": timedelta(seconds=max(120.0, 4 * url.timeout)),
+        }
+        retry: Any = {"max_retries": 2, "retry_timeout": timedelta(seconds=url.timeout / 2)}
         self._store = ObS3Store(
             url.bucket, config=config, client_options=options, retry_config=retry, **kwargs
         )
@@ -190,6 +318,8 @@ class S3Store:
         from obstore import exceptions as obe
 
         if isinstance(exc, (obe.NotFoundError, FileNotFoundError)):
+            if "NoSuchBucket" in str(exc) or self._no_bucket():
+                return self._bucket_missing()
             return ObjectMissing(f"stock remote {self.label} has no object {name}")
         if isinstance(exc, (obe.PermissionDeniedError, obe.UnauthenticatedError)):
             return RemoteError(
@@ -209,13 +339,32 @@ class S3Store:
                 f"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket's permissions"
             )
         if "NoSuchBucket" in text:
+            return self._bucket_missing()
+        if "TimedOut" in text or "kind: Timeout" in text or "timed out" in text:
             return RemoteError(
-                f"stock remote {self.label}: the bucket does not exist; create it or fix the URL"
+                f"stock remote {self.label} did not answer within {self.timeout:g} s (stock.timeout); "
+                f"check the network and the endpoint, then run the command again"
             )
         return RemoteError(
             f"stock remote {self.label} is unreachable or failed ({type(exc).__name__}); "
             f"check the network and the endpoint, then run the command again"
         )
+
+    def _bucket_missing(self) -> RemoteError:
+        return RemoteError(
+            f"stock remote {self.label}: no such bucket {self.bucket!r}; create it or fix the URL "
+            f"(`stock remote set-url {self.label} s3://BUCKET/PREFIX`)"
+        )
+
+    def _no_bucket(self) -> bool:
+        """After a 404 (a HEAD has no body to tell): whether the bucket itself is missing."""
+        import obstore
+
+        try:
+            obstore.list(self._store, prefix=self.prefix or None, chunk_size=1).collect()
+        except Exception as exc:  # noqa: BLE001 - only the bucket's absence matters here
+            return "NoSuchBucket" in str(exc) or "does not exist" in str(exc)
+        return False
 
     def get(self, name: str) -> bytes:
         if self._relay is not None:
@@ -255,7 +404,9 @@ class S3Store:
         try:
             obstore.head(self._store, self._key(name))
             return True
-        except (obe.NotFoundError, FileNotFoundError):
+        except (obe.NotFoundError, FileNotFoundError) as exc:
+            if "NoSuchBucket" in str(exc):
+                raise self._bucket_missing() from None
             return False
         except RemoteError:
             raise
@@ -277,6 +428,21 @@ class S3Store:
             raise
         except Exception as exc:  # noqa: BLE001 - obstore raises several kinds; all become one line
             raise self._fail(exc, name) from None
+
+    def replace(self, name: str, data: bytes) -> None:
+        if self._relay is not None:
+            self._relay.call("replace", name, data)
+            return
+        import obstore
+
+        try:
+            obstore.put(self._store, self._key(name), data, mode="overwrite")
+        except Exception as exc:  # noqa: BLE001 - obstore raises several kinds; all become one line
+            raise self._fail(exc, name) from None
+
+    def clean_incoming(self) -> int:
+        # A put is atomic on an object store: nothing half-written is visible.
+        return 0
 
 
 def _profile_credentials() -> Any:

@@ -5,7 +5,7 @@ survive ``fork()``: in a forked child, such as a PyTorch DataLoader worker
 of a process that already read from an S3 remote, the first request hangs
 for ever. Such a child sends its requests to a fresh interpreter started
 with this module instead (``python -m stockroom.remote.relay URL LABEL
-ENDPOINT``), which makes them with its own runtime.
+ENDPOINT TIMEOUT``), which makes them with its own runtime.
 
 The exchange on the relay's stdin and stdout: each message is an 8-byte
 big-endian length, then a pickle. A request is ``(method, args)``; a reply is
@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from stockroom.remote.objects import ObjectMissing, RemoteError
 
-_METHODS = frozenset({"get", "get_range", "exists", "put_new"})
+_METHODS = frozenset({"get", "get_range", "exists", "put_new", "replace"})
 
 
 def _send(out: IO[bytes], message: object) -> None:
@@ -49,8 +49,9 @@ def _receive(inp: IO[bytes]) -> Any:
 class Relay:
     """A child interpreter that makes one S3 remote's requests (see the module doc)."""
 
-    def __init__(self, url: str, label: str, endpoint: str) -> None:
-        self.argv = [sys.executable, "-m", "stockroom.remote.relay", url, label, endpoint]
+    def __init__(self, url: str, label: str, endpoint: str, timeout: float) -> None:
+        # The request deadline travels too: the relay's requests have the same.
+        self.argv = [sys.executable, "-m", "stockroom.remote.relay", url, label, endpoint, repr(timeout)]
         # The relay imports this very copy of stockroom, however this process found it.
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self.env = dict(os.environ)
@@ -101,10 +102,12 @@ class Relay:
 
 
 def main(argv: list[str]) -> int:
+    import dataclasses
+
     from stockroom.remote.objects import S3Store
     from stockroom.remote.url import parse_url
 
-    url, label, endpoint = argv
+    url, label, endpoint, timeout = argv
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     store: S3Store | None = None
     while (request := _receive(inp)) is not None:
@@ -113,7 +116,7 @@ def main(argv: list[str]) -> int:
             if method not in _METHODS:
                 raise RemoteError(f"stock remote {label}: unknown request {method!r}; run the command again")
             if store is None:
-                store = S3Store(parse_url(url), label, endpoint)
+                store = S3Store(dataclasses.replace(parse_url(url), timeout=float(timeout)), label, endpoint)
             reply: tuple[str, Any] = ("ok", getattr(store, method)(*args))
         except ObjectMissing as exc:
             reply = ("missing", str(exc))

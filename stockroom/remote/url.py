@@ -17,6 +17,9 @@ _SECRET_PARAMS = {
     "token",
     "session_token",
 }
+# ``stock.timeout`` when it is not set (SPEC 6a), and the most a hook waits.
+DEFAULT_TIMEOUT = 30.0
+HOOK_TIMEOUT = 10.0
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -27,6 +30,10 @@ class RemoteURL:
     kind: str
     path: str  # the directory (dir) or the key prefix inside the bucket (s3)
     bucket: str = ""
+    # Seconds a request may go without an answer (``stock.timeout``; see
+    # stockroom.remote.config.request_timeout): part of how to reach the
+    # remote, so every store opened from it, in any process, has a deadline.
+    timeout: float = DEFAULT_TIMEOUT
 
     def __str__(self) -> str:
         if self.kind == "s3":

@@ -391,13 +391,13 @@ class _Reader:
         if len(raw) != length:
             raise RemoteError(
                 f"object {name} on stock remote {label} is truncated; nothing was kept. "
-                f"Push the stock again from a clone that has it (`stock push`)"
+                f"Mend it from a clone that has it (`stock push --repair {label}`)"
             )
         value = _decode(obj, raw, shape)
         if obj.data_hash_digest(value) != digest:
             raise RemoteError(
                 f"sample {digest} in {name} on stock remote {label} is corrupt; nothing was kept. "
-                f"Push the stock again from a clone that has it (`stock push`)"
+                f"Mend it from a clone that has it (`stock push --repair {label}`)"
             )
 
     def keep_pack(self, pack: str, samples: list[tuple[str, str]], held: dict[str, int] | None = None) -> int:

@@ -42,11 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from stockroom.errors import StockroomError
+from stockroom import layout
 from stockroom.headfile import HANGAR_DIR
 
 REMOTE_BACKEND = "50"
 _REMOTE_PREFIX = b"50:"
-LAZY_DIR = "stockroom-lazy"
+LAZY_DIR = layout.LAZY_DIR
 # Written by `stock pull --lazy`, removed by a full `stock pull`.
 LAZY_CLONE_FILE = "lazy-clone"
 COMPLETE_FILE = "stockroom-complete"

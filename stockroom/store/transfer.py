@@ -28,6 +28,7 @@ from __future__ import annotations
 import array
 import base64
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -41,11 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import blosc
+import lmdb
 import numpy as np
 from hangar.backends import BACKEND_ACCESSOR_MAP, backend_decoder
 from hangar.backends.numpy_10 import COLLECTION_SIZE, numpy_10_encode
 from hangar.columns.constructors import column_type_object_from_schema
-from hangar.constants import DIR_DATA
+from hangar.constants import DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STORE
 from hangar.records import (
     commiting,
     hash_data_db_key_from_raw_key,
@@ -61,7 +63,7 @@ from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR
 from stockroom.lock import WriterLock
 from stockroom.progress import Progress
-from stockroom.remote.objects import ObjectStore, RemoteError
+from stockroom.remote.objects import ObjectStore, RemoteError, mend_advice
 from stockroom.store import samples
 from stockroom.store.repository import _quiet, open_repository
 from stockroom.store.samples import (  # noqa: F401 - names kept here for their callers
@@ -575,7 +577,8 @@ class _RemoteIndex:
             raw = self.store.get(name)
         if hashlib.sha256(raw).hexdigest() != index_sha:
             raise RemoteError(
-                f"object {name} on the remote is corrupt (digest mismatch); nothing was written"
+                f"object {name} on stock remote {self.store.label} is corrupt (digest mismatch); "
+                f"nothing was written; {mend_advice(self.store.label)}"
             )
         try:
             index = json.loads(raw)
@@ -625,7 +628,10 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
     except ValueError:
         ok = False
     if not ok:
-        raise RemoteError(f"object {name} on the remote is malformed or truncated; nothing was written")
+        raise RemoteError(
+            f"object {name} on stock remote {store.label} is malformed or truncated; nothing was "
+            f"written; {mend_advice(store.label)}"
+        )
     parent, spec, ref = (_unb64(manifest[k]) for k in ("parent", "spec", "ref"))
     try:
         computed = parsing.cmt_final_digest(
@@ -636,7 +642,10 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - any decoding failure means a damaged object
         computed = ""
     if computed != digest:
-        raise RemoteError(f"object {name} on the remote is corrupt (digest mismatch); nothing was written")
+        raise RemoteError(
+            f"object {name} on stock remote {store.label} is corrupt (digest mismatch); nothing was "
+            f"written; {mend_advice(store.label)}"
+        )
     schemas: dict[str, bytes] = {}
     for schema, val in manifest["schemas"].items():
         _check(_SCHEMA_RE, schema, "schema digest")
@@ -740,6 +749,7 @@ def _write_numpy10(
             block = handles.wFp.pop(uid)
             handles.w_uid = None
             written.append(Path(repo_path, DIR_DATA, "10", f"{uid}.npy"))
+            _preallocate(written[-1], block.offset, len(chunk) * int(block[0].nbytes))
             try:
                 if all(s == shape for _, _, s in chunk):
                     joined = b"".join(raw for _, raw, _ in chunk)
@@ -767,6 +777,72 @@ def _write_numpy10(
     finally:
         handles.close()
     return kvs
+
+
+def _data_files(repo_path: Path) -> set[Path]:
+    """The files of the store's data folders (to remove those a failed pull made)."""
+    found: set[Path] = set()
+    for folder in (DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STORE):
+        with contextlib.suppress(OSError):
+            found.update(p for p in Path(repo_path, folder).rglob("*") if not p.is_dir())
+    return found
+
+
+def _records(local: _Local, digests: list[str]) -> dict[bytes, bytes]:
+    """The hash records of ``digests`` as they are now (key -> value)."""
+    if not digests:
+        return {}
+    txn = TxnRegister().begin_reader_txn(local.env.hashenv)
+    try:
+        with txn.cursor() as cursor:
+            return dict(cursor.getmulti([hash_data_db_key_from_raw_key(d) for d in digests]))
+    finally:
+        TxnRegister().abort_reader_txn(local.env.hashenv)
+
+
+def _out_of_space(
+    exc: BaseException, local: _Local, before: set[Path], wanted: list[str], prior: dict[bytes, bytes]
+) -> None:
+    """A full disk while writing a pull: remove the files it made and the
+    records of the samples it wrote (as they were before), then one line
+    saying so; any other failure is left to the caller."""
+    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)
+    if not full:
+        return
+    repo_path = Path(local.env.repo_path)
+    for path in _data_files(repo_path) - before:  # first: it frees the space the records need
+        with contextlib.suppress(OSError):
+            path.unlink()
+    with contextlib.suppress(Exception):
+        txn = TxnRegister().begin_writer_txn(local.env.hashenv)
+        try:
+            for digest in wanted:
+                key = hash_data_db_key_from_raw_key(digest)
+                if key in prior:
+                    txn.put(key, prior[key])
+                else:
+                    txn.delete(key)
+        finally:
+            TxnRegister().commit_writer_txn(local.env.hashenv)
+    raise StockroomError(
+        f"no space left on the disk of {repo_path} while writing the pulled data; nothing of it "
+        f"was kept: free some space there, then run the command again"
+    ) from None
+
+
+def _preallocate(path: Path, offset: int, length: int) -> None:
+    """Reserve the disk blocks a memmap write will fill: written through the
+    map into a sparse file on a full disk, they would end the process with a
+    bus error (SIGBUS); reserved first, a full disk is an OSError (ENOSPC)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # EOPNOTSUPP/EINVAL: a file system without it; its writes are then plain ones.
+    finally:
+        os.close(fd)
 
 
 def _sync_files(paths: list[Path]) -> None:
@@ -937,7 +1013,8 @@ def fetch(
         data = store.get(name)
         if len(data) != index.packs[sha]["size"] or hashlib.sha256(data).hexdigest() != sha:
             raise RemoteError(
-                f"object {name} on the remote is corrupt or truncated (digest mismatch); nothing was written"
+                f"object {name} on stock remote {store.label} is corrupt or truncated (digest mismatch); "
+                f"nothing was written; {mend_advice(store.label)}"
             )
         # The pack's digest is not in the commit's: each sample is checked
         # against the Hangar digest the commit records name.
@@ -947,11 +1024,17 @@ def fetch(
             _, schema, offset, length, shape = index.entries[digest]
             check = checkers.get(schema)
             if check is None or wanted[digest] != schema:
-                raise RemoteError(f"object {name}.idx on the remote is inconsistent; nothing was written")
+                raise RemoteError(
+                    f"object {name}.idx on stock remote {store.label} is inconsistent; nothing was written; "
+                    f"{mend_advice(store.label)}"
+                )
             raw = view[offset : offset + length]
             ints = check(raw, shape, digest)
             if ints is None:
-                raise RemoteError(f"sample {digest} in {name} on the remote is corrupt; nothing was written")
+                raise RemoteError(
+                    f"sample {digest} in {name} on stock remote {store.label} is corrupt; nothing was "
+                    f"written; {mend_advice(store.label)}"
+                )
             out[schema].append((digest, raw, ints))
         return data, out
 
@@ -976,6 +1059,8 @@ def fetch(
 
     lock = WriterLock(root / HANGAR_DIR)
     lock.acquire()
+    before = _data_files(Path(local.env.repo_path))
+    prior = _records(local, [d for d in wanted if have[d] == _REMOTE_BACKEND])  # put back if the disk fills
     try:
         writer = ContentWriter(local.env)
         written: set[str] = set()
@@ -1028,6 +1113,9 @@ def fetch(
                 if all(x in written or have.get(x) is samples.State.LOCAL for x in digests)
             ],
         )
+    except (OSError, lmdb.Error) as exc:
+        _out_of_space(exc, local, before, list(wanted), prior)
+        raise
     finally:
         lock.release()
     target_refs = dict(ref_vals)  # a target made here has no manifest: its records are local
