@@ -41,8 +41,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from stockroom.errors import StockroomError
 from stockroom import layout
+from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR
 
 REMOTE_BACKEND = "50"
