@@ -149,7 +149,7 @@ def test_status_names_stock_pull_when_the_stock_commit_is_not_here(
     run_git("pull", "-q", "--no-rebase", cwd=bob)
     err = user_error(stock_cli("status", cwd=bob))
     assert f"names stock commit {second}, which .hangar does not have" in err
-    assert "run `stock pull` to fetch it from stock remote 'origin'" in err
+    assert "with `stock pull` (from stock remote 'origin')" in err
     ok(stock_cli("pull", cwd=bob))  # the advice works as written
     assert ok(stock_cli("status", cwd=bob)).splitlines()[0] == f"stock head: {second}"
 

@@ -110,9 +110,10 @@ def _require_commit(stock: StockRoom, digest: str) -> None:
 
     name = default_name(stock.path)
     fetch = (
-        f"run `stock pull` to fetch it from stock remote {name!r}"
+        f"fetch the stock data that belongs to this git commit with `stock pull` (from stock remote {name!r})"
         if name
-        else "add the stock remote that has it (`stock remote add NAME URL`), then run `stock pull`"
+        else "add the stock remote that has it (`stock remote add NAME URL`), then fetch the stock data "
+        "that belongs to this git commit with `stock pull`"
     )
     raise StockroomError(
         f"{HEAD_FILE} names stock commit {digest}, which {HANGAR_DIR} does not have (made in "
