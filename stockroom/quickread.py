@@ -30,17 +30,21 @@ from typing import Any
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, atomic_write, read_head
 
-# hangar.constants: the files Hangar's init creates, and how it opens them.
-REF_DB = "ref.lmdb"
-HASH_DB = "hash.lmdb"
-BRANCH_DB = "branch.lmdb"
-STAGE_REF_DB = "stage_ref.lmdb"
-STAGE_HASH_DB = "stage_hash.lmdb"
-CONFIG_USER = "config_user.ini"
-DATA_DIR = "data"
-STORE_DATA_DIR = "store_data"
-HANGAR_FILES = (BRANCH_DB, REF_DB, HASH_DB, STAGE_REF_DB, STAGE_HASH_DB, CONFIG_USER)
-HANGAR_DIRS = (DATA_DIR, STORE_DATA_DIR)
+# The files Hangar's init creates are named once, in layout; kept here for their callers.
+from stockroom.layout import (  # noqa: F401
+    BRANCH_DB,
+    CONFIG_USER,
+    DATA_DIR,
+    HANGAR_DIRS,
+    HANGAR_FILES,
+    HASH_DB,
+    REF_DB,
+    STAGE_HASH_DB,
+    STAGE_REF_DB,
+    STAGED_MARKER,
+    STORE_DATA_DIR,
+)
+
 LMDB_OPTIONS: dict[str, Any] = {"map_size": 50_000_000_000, "meminit": False, "subdir": False, "lock": False}
 # hangar.records.parsing: the branch database's key of the version that wrote the store.
 VERSION_KEY = b"software_version"
@@ -51,7 +55,6 @@ HANGAR_RELEASE = (0, 5)
 _ENV_ATTRS = {REF_DB: "refenv", BRANCH_DB: "branchenv"}
 
 TEXTS_DIR = "stockroom-tags"
-STAGED_MARKER = "stockroom-staged"
 # A file modified less than this long ago may be modified again without its
 # stat changing (its timestamp would be the same): such a stat is not trusted
 # for caching, and the file is read again on the next call. File systems
