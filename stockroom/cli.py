@@ -25,7 +25,16 @@ DEBUG_ENV = "STOCKROOM_DEBUG"
 def _run(func: Callable[..., int], *args: Any, **kwargs: Any) -> None:
     try:
         with warnings.catch_warnings(record=True) as caught:
+            # Every warning shows, except those a module silenced by message
+            # on purpose (Hangar's advice to run commands stockroom lacks).
+            silenced = [
+                (f[1].pattern, f[2], f[3].pattern if f[3] else "", f[4])
+                for f in warnings.filters
+                if f[0] == "ignore" and f[1] is not None and isinstance(f[2], type)
+            ]
             warnings.simplefilter("always")
+            for pattern, category, module, lineno in reversed(silenced):
+                warnings.filterwarnings("ignore", pattern, category, module, lineno)
             try:
                 code = func(*args, **kwargs)
             finally:

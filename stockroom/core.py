@@ -305,3 +305,16 @@ class StockRoom:
 
     def __repr__(self) -> str:
         return f"StockRoom({str(self.path)!r})"
+
+
+def ensure_store(root: Path) -> bool:
+    """Set up ``.hangar`` as `stock init` would when a fresh clone lacks it
+    (`stock pull`, `stock fetch`); True when it did."""
+    if (root / HANGAR_DIR).exists():
+        return False
+    with warnings.catch_warnings():
+        # init warns that head.stock's commit is not in the new store and says to
+        # run `stock pull`: wrong here, where the store is set up to pull into it.
+        warnings.filterwarnings("ignore", message=r".*which this new, empty store does not have")
+        init_repo(path=root)
+    return True

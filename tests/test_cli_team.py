@@ -216,3 +216,28 @@ def test_parent_separator_is_hangars() -> None:
     from stockroom import quickread
 
     assert quickread.PARENT_SEP == SEP_CMT.encode()
+
+
+# ------------------------------------------------------------- defect 13
+def test_advice_for_an_older_stock_commit_works_as_written(
+    shared: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """A commit behind a branch tip: plain `stock fetch` (branch tips) would
+    not bring it, so the messages name the digest, and that command works."""
+    alice, bare, first = shared
+    with stockroom.StockRoom(alice) as stock:
+        stock.tag["lr"] = 0.5
+        stock.commit("second")
+    run_git("commit", "-q", "-am", "second", cwd=alice)
+    publish(alice)
+    bob = clone(bare, tmp_path / "bob")
+    run_git("config", "stock.autofetch", "false", cwd=bob)
+    ok(stock_cli("fetch", cwd=bob))  # the tip only
+    diff_err = user_error(stock_cli("diff", "HEAD~1", "HEAD", cwd=bob))
+    assert f"bring it with `stock fetch {first}" in diff_err
+    log_out = ok(stock_cli("log", "--tags", cwd=bob))  # a row that says so, not an error
+    assert "(not fetched)" in log_out and f"`stock fetch {first}` brings it" in log_out
+    ok(stock_cli("fetch", first, cwd=bob))  # the advice, as written
+    log_out = ok(stock_cli("log", "--tags", cwd=bob))
+    assert "not here" not in log_out and "(not fetched)" not in log_out
+    assert "lr" in ok(stock_cli("diff", "HEAD~1", "HEAD", cwd=bob))

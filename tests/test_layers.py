@@ -43,18 +43,6 @@ DYNAMIC_ALLOWED = {
 # The import cycles today (each closed by an import inside a function); the
 # redesign breaks them. Shrinking: a cycle that is gone must be deleted here.
 KNOWN_CYCLES = [
-    # hook.py calls remote.sync inside functions; sync takes PUSHED_FILE from hook
-    # (sync.py:110; stockroom.layout has it now). Until c16719c install -> hook
-    # (HOOK_NAMES) tied core into this one as well.
-    # stock.run() (core -> runs.run) pushes checkpoints through remote.sync (runs.remote),
-    # which is in this cycle by sync -> core (init_repo, sync.py:65)
-    {
-        "stockroom.core",
-        "stockroom.hook",
-        "stockroom.remote.sync",
-        "stockroom.runs.remote",
-        "stockroom.runs.run",
-    },
     # the light reader and the store (quickread imports store inside functions),
     # taglog on quickread, transfer <-> lazy
     {

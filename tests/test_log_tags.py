@@ -81,7 +81,7 @@ def test_table_text(git_repo: Path, runs: dict[str, str]) -> None:
     assert body[0].split()[2:5] == ["(not", "here)", "-"]
     assert body[1].split()[3:5] == ["0.79", "0.001"]
     assert body[4].split()[2] == "(no" and "code only" in body[4]
-    assert lines[-1].startswith("1 commit names stock commits that are not here: `stock fetch`")
+    assert lines[-1].startswith("1 commit names stock data that is not here: `stock fetch")
     # Columns line up: "acc" values start where the header's "acc" does.
     at = lines[0].index("acc")
     assert body[1][at : at + 4] == "0.79" and body[2][at : at + 4] == "0.83"

@@ -10,12 +10,15 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
 from stockroom import revisions
 from stockroom.core import find_root
+from stockroom.errors import StockroomError
+from stockroom.store.partial import NotFetched
 
 FORMATS = ("text", "json", "csv", "md")
 _COLOURS = {"added": "green", "removed": "red", "changed": "yellow", "type changed": "magenta"}
@@ -39,6 +42,24 @@ class Side:
 
     def as_json(self) -> dict[str, Any]:
         return {"rev": self.rev, "commit": self.commit or None, "stock": self.digest, "staged": self.staged}
+
+
+def _not_fetched(root: Path, exc: NotFetched, digests: list[str]) -> StockroomError:
+    """A read of data that is not here, with advice that works: a revision
+    behind a fetched branch tip has its records here, not its data, and
+    plain `stock fetch` brings branch tips only."""
+    from stockroom.store import samples
+
+    if exc.named:  # a partial pull's left-out column: its own advice is exact
+        return exc
+    complete = samples.complete_commits(root)
+    todo = [d for d in dict.fromkeys(digests) if d and d not in complete]
+    if not todo:
+        return exc
+    return StockroomError(
+        f"part of the stock data being compared is not here (its commit came as the history of a "
+        f"fetched one, or a partial pull left it out); bring it with `stock fetch {' '.join(todo)}`"
+    )
 
 
 def _short(digest: str) -> str:
@@ -65,7 +86,10 @@ def diff(rev1: str | None, rev2: str | None, fmt: str, show_all: bool, samples: 
             else:
                 new = stack.enter_context(snapshot_of_work_tree(store))
                 side2 = Side(None, "", new.digest, new.staged)
-            result = cmp.compare(old, new)
+            try:
+                result = cmp.compare(old, new)
+            except NotFetched as exc:
+                raise _not_fetched(root, exc, [ref1.digest, ref2.digest if ref2 else ""]) from None
     finally:
         store.close()
     side1 = Side(rev1, ref1.commit, ref1.digest)

@@ -2,15 +2,20 @@ from __future__ import annotations
 
 import click
 
+from stockroom.core import ensure_store
+from stockroom.headfile import DIGEST_RE
 from stockroom.remote import sync
 
 
 def fetch(remote_name: str | None, revs: tuple[str, ...]) -> int:
     root = sync.stock_root()
-    sync.ensure_store(root)
+    ensure_store(root)
     remote_name, revs = sync.resolve_fetch_args(root, remote_name, revs)  # `stock fetch origin/x`
     if revs:
-        digests = list(dict.fromkeys(d for d in (sync.digest_at(root, r) for r in revs) if d))
+        # A stock commit digest (``a=...``, as error messages print it) is
+        # taken as itself, so the advice "stock fetch a=..." works as written.
+        found = (r if DIGEST_RE.fullmatch(r) else sync.digest_at(root, r) for r in revs)
+        digests = list(dict.fromkeys(d for d in found if d))
     else:
         digests = sync.branch_digests(root)
     if not digests:

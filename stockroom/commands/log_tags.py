@@ -19,6 +19,7 @@ from stockroom.git import git
 
 # What the stock column shows for a commit without readable stock.
 NOT_HERE = "(not here)"
+NOT_FETCHED = "(not fetched)"  # the commit is here, its tags' data is not
 STATES = {revisions.NO_HEAD: "(no stock)", revisions.EMPTY: "(empty)", revisions.UNREADABLE: "(unreadable)"}
 # --plot: the image is PLOT_SIZE pixels (width, height) at PLOT_DPI.
 PLOT_SIZE = (800, 450)
@@ -95,6 +96,7 @@ def _read_tags(root: Path, rows: list[Row]) -> None:
     """Fill in each row's stock digest and tags: one read per distinct tag value."""
     from stockroom.storages import tag as tag_storage
     from stockroom.store import Store
+    from stockroom.store.partial import NotFetched
     from stockroom.store.view import DigestReader, commit_records
 
     refs = revisions.stock_refs(root, [row.commit for row in rows])
@@ -113,11 +115,17 @@ def _read_tags(root: Path, rows: list[Row]) -> None:
                 else:
                     column = commit_records(store, ref.digest).get(tag_storage.COLUMN)
                     tags: dict[str, Any] = {}
-                    if column is not None:
-                        for hkey, digest in sorted(column.samples.items(), key=lambda kv: str(kv[0])):
-                            raw = reader.read(column.schema, digest)
-                            tags[_decode_key(str(hkey))] = tag_storage.decode_value(raw)
-                    cache[ref.digest] = ("", tags)
+                    state = ""
+                    try:
+                        if column is not None:
+                            for hkey, digest in sorted(column.samples.items(), key=lambda kv: str(kv[0])):
+                                raw = reader.read(column.schema, digest)
+                                tags[_decode_key(str(hkey))] = tag_storage.decode_value(raw)
+                    except NotFetched:
+                        # Its records came as the history of a fetched commit,
+                        # its tags' data did not: a row that says so, not an error.
+                        state = NOT_FETCHED
+                    cache[ref.digest] = (state, tags)
             row.state, row.tags = cache[ref.digest]
     finally:
         reader.close()
@@ -210,7 +218,7 @@ def log_tags(
         keys = sorted({k for row in rows for k in row.tags})
     if sort is not None:
         rows = _sorted(rows, sort)
-    missing = sum(1 for row in rows if row.state == NOT_HERE)
+    missing = sum(1 for row in rows if row.state in (NOT_HERE, NOT_FETCHED))
     if fmt == "json":
         doc = [
             {
@@ -239,9 +247,16 @@ def log_tags(
     else:
         _print_table(rows, keys, branches)
         if missing:
+            absent = list(dict.fromkeys(row.digest for row in rows if row.state in (NOT_HERE, NOT_FETCHED)))
+            # Plain `stock fetch` brings branch tips only: name what to fetch.
+            how = (
+                f"`stock fetch {' '.join(absent)}`"
+                if len(absent) <= 3
+                else "`stock fetch REV...` (their git commits)"
+            )
             click.echo(
-                f"{missing} commit{'s name' if missing > 1 else ' names'} stock commits that are not here: "
-                f"`stock fetch` brings them from a stock remote"
+                f"{missing} commit{'s name' if missing > 1 else ' names'} stock data that is not here: "
+                f"{how} brings it from a stock remote"
             )
     if plot is not None:
         if branches:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from stockroom.core import ensure_store
 from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR
 from stockroom.remote import sync
@@ -25,7 +26,7 @@ def pull(
     remote_name: str | None, columns: tuple[str, ...], models: tuple[str, ...], tags: bool, lazy: bool = False
 ) -> int:
     root = sync.stock_root()
-    created = sync.ensure_store(root)
+    created = ensure_store(root)
     if created:
         click.echo("set up the stock store (.hangar) and the git hooks in this clone")
     head = sync.head_digest(root)

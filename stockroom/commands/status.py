@@ -36,7 +36,7 @@ _GIT_STATES = {
 
 def status() -> int:
     with StockRoom() as stock:
-        from stockroom.commands.merge import unfinished
+        from stockroom.merging import unfinished
 
         merging = unfinished(stock.path)
         if merging is not None:

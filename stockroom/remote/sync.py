@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stockroom.errors import StockroomError
 from stockroom.git import git
-from stockroom.headfile import HANGAR_DIR, HEAD_FILE, parse_head, read_head
+from stockroom.headfile import DIGEST_RE, HANGAR_DIR, HEAD_FILE, parse_head, read_head
 from stockroom.remote.config import Remote, get_remote, list_remotes
 from stockroom.remote.objects import ObjectMissing, ObjectStore, RemoteError, open_store
 from stockroom.remote.url import HOOK_TIMEOUT, redact
@@ -46,6 +45,8 @@ def resolve_fetch_args(
     is expected (``stock fetch origin/x``): that argument is a revision."""
     if remote_name is None or any(r.name == remote_name for r in list_remotes(root)):
         return remote_name, revs
+    if DIGEST_RE.fullmatch(remote_name):  # `stock fetch a=...`, as messages advise
+        return None, (remote_name, *revs)
     try:
         git("rev-parse", "--verify", "--quiet", f"{remote_name}^{{commit}}", cwd=root, keep_env=False)
     except StockroomError:
@@ -90,21 +91,6 @@ def branch_digests(root: Path) -> list[str]:
 def describe(remote: Remote) -> str:
     """The remote for messages: name and URL, never a secret."""
     return f"{remote.name} ({redact(remote.url)})"
-
-
-def ensure_store(root: Path) -> bool:
-    """Set up ``.hangar`` as `stock init` would when a fresh clone lacks it;
-    True when it did."""
-    if (root / HANGAR_DIR).exists():
-        return False
-    from stockroom.core import init_repo
-
-    with warnings.catch_warnings():
-        # init warns that head.stock's commit is not in the new store and says to
-        # run `stock pull`: wrong here, where the store is set up to pull into it.
-        warnings.filterwarnings("ignore", message=r".*which this new, empty store does not have")
-        init_repo(path=root)
-    return True
 
 
 def push(
@@ -181,7 +167,7 @@ def head_digest(root: Path) -> str:
 def remember_on_remote(root: Path, remote: Remote, digests: list[str]) -> None:
     """Note that the remote has ``digests`` (and so their ancestors), for the
     pre-push hook's no-network "nothing new" check (see stockroom.hook)."""
-    from stockroom.hook import PUSHED_FILE
+    from stockroom.layout import PUSHED_FILE
 
     path = root / HANGAR_DIR / PUSHED_FILE
     try:

@@ -272,8 +272,8 @@ def _fetch_missing(root: Path, missing: list[str]) -> None:
         except StockroomError as exc:
             reason = f" (fetching it from the stock remote failed: {exc})"
     raise MissingCommit(
-        f"stock commit {', '.join(missing)} is not in {HANGAR_DIR}{reason}; run `stock fetch` to bring it "
-        f"from the stock remote (or copy that stock data here), then `stock merge` to finish this merge",
+        f"stock commit {', '.join(missing)} is not in {HANGAR_DIR}{reason}; run `stock fetch {' '.join(missing)}` to bring "
+        f"{'them' if len(missing) > 1 else 'it'} from the stock remote (or copy that stock data here), then `stock merge` to finish this merge",
         missing,
     )
 

@@ -130,7 +130,19 @@ def status_line(root: Path, digest: str) -> str | None:
     )
 
 
-def read_error(hangar_dir: Path, schema: str) -> StockroomError:
+class NotFetched(StockroomError, LookupError):
+    """A sample whose data is not here: a partial pull left it out, or its
+    commit came only as the history of a fetched one.
+
+    ``named`` tells whether the message names the column left out (a
+    caller that knows the revision may give better advice when not)."""
+
+    def __init__(self, message: str, named: bool = False) -> None:
+        super().__init__(message)
+        self.named = named
+
+
+def read_error(hangar_dir: Path, schema: str) -> NotFetched:
     """The error for reading a sample of schema ``schema`` a partial pull left
     out: names its column (when ``head.stock``'s commit tells which) and the
     command that fetches it. Never fails itself: at worst the general advice."""
@@ -144,11 +156,12 @@ def read_error(hangar_dir: Path, schema: str) -> StockroomError:
         root = Path(hangar_dir).parent
         items = [i for i in left_out(root, read_head(root)) if i.schema == schema]
     except Exception:  # noqa: BLE001 - an error message must not fail in another way
-        return StockroomError(general)
+        return NotFetched(general)
     if not items:
-        return StockroomError(general)
+        return NotFetched(general)
     labels = " or ".join(column_label(i.hname) for i in items)
-    return StockroomError(
+    return NotFetched(
         f"{labels} was left out by a partial `stock pull` (its data is not here); fetch it with "
-        f"`{fetch_command([i.hname for i in items])}`, or everything with `stock pull`"
+        f"`{fetch_command([i.hname for i in items])}`, or everything with `stock pull`",
+        named=True,
     )

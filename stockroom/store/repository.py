@@ -28,6 +28,12 @@ import hangar  # noqa: E402  (after the compatibility patches, on purpose)
 from hangar.constants import LMDB_BRANCH_NAME, LMDB_REF_NAME  # noqa: E402
 from hangar.records import vcompat  # noqa: E402
 
+from stockroom.store import samples  # noqa: E402
+
+# Every process that opens a store reads REMOTE/LAZY samples and writes over
+# them as stockroom.store.samples says, not only one that made a transfer.
+samples.install()
+
 Checkout = Any  # hangar's ReaderCheckout / WriterCheckout (untyped library)
 
 # One Repository per (process, path): LMDB forbids opening the same

@@ -56,7 +56,7 @@ def missing_commit(digest: str, where: str) -> StockroomError:
     """The error for a stock commit ``.hangar`` does not have."""
     return StockroomError(
         f"{where} records stock commit {digest}, which {HANGAR_DIR} does not have; bring it "
-        f"with `stock fetch` (from a stock remote) or ask whoever made it to push it"
+        f"with `stock fetch {digest}` (from the stock remote) or ask whoever made it to push it"
     )
 
 
