@@ -4,10 +4,9 @@ Each function takes the repository root and names revisions, branches and
 keys (never file paths). Bad names raise :class:`~stockroom.StockroomError`
 (or ``KeyError``); the server turns those into a 4xx page.
 
-Reuses what ``stock log --tags`` and ``stock diff`` compute
-(:mod:`stockroom.commands.log_tags`, :mod:`stockroom.compare`,
-:mod:`stockroom.commands.diff`); the few private helpers called from there
-are noted for a later refactoring into public ones.
+Reuses the readers behind ``stock log --tags`` and ``stock diff``
+(:mod:`stockroom.reports`, :mod:`stockroom.compare`) and the runs' local
+records and metric store (:mod:`stockroom.runs`), never a command module.
 """
 
 from __future__ import annotations
@@ -103,7 +102,7 @@ def experiments(
     ``rows[i]['parent']`` is the first parent (for curves along a branch);
     ``rows[i]['branches']`` every chosen branch that contains the commit.
     """
-    from stockroom.commands.log_tags import Row, _read_tags  # TODO(refactor): a public table reader
+    from stockroom.reports import Row, read_tags
 
     chosen = choose_branches(root, names)
     rows: list[Row] = []
@@ -129,7 +128,7 @@ def experiments(
                 "author": author,
                 "source": source,
             }
-        _read_tags(root, rows)
+        read_tags(root, rows)
     contains = _containment(root, chosen, max_count)
     short = {b.ref: b.name for b in chosen}
     keys: dict[str, str] = {}  # tag -> 'number' or 'text'
@@ -308,7 +307,7 @@ def _numbers(values: np.ndarray) -> list[float | None]:
 def compare(root: Path, rev1: str, rev2: str) -> dict[str, Any]:
     """What ``stock diff REV1 REV2 --all --json`` reports, as a dict."""
     from stockroom import compare as cmp
-    from stockroom.commands.diff import Side, _items  # TODO(refactor): a public diff-to-dict
+    from stockroom.reports import Side, diff_items
     from stockroom.store import Store
     from stockroom.store.view import snapshot_at
 
@@ -330,7 +329,7 @@ def compare(root: Path, rev1: str, rev2: str) -> dict[str, Any]:
         "data": [],
         "models": [],
     }
-    for section, item in _items(result, True, False):
+    for section, item in diff_items(result, True, False):
         doc[section].append(item)
     return doc
 
