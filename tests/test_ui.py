@@ -236,13 +236,15 @@ def test_curves_downsamples_past_points_only() -> None:
             return np.arange(n, dtype=float), np.sin(np.arange(n, dtype=float))
 
     small = data.curves(Source(), ["b"], "m", points=100)
-    assert small["exact"] and len(small["x"]) == 10
+    assert small["exact"] and data.from_f64(small["x"]) == list(range(10))
+    assert data.from_f64(small["series"][0]["y"]) == np.sin(np.arange(10.0)).tolist()  # bit for bit
     big = data.curves(Source(), ["a", "b"], "m", points=100)
     assert not big["exact"] and [s["points"] for s in big["series"]] == [5000, 10]
     # `a` goes into 50 buckets (a min and a max each); `b`, one point per bucket at most, stays exact.
-    a_drawn = [v for v in big["series"][0]["y"] if v is not None]
+    a_drawn = [v for v in data.from_f64(big["series"][0]["y"]) if v is not None]
     assert len(a_drawn) <= 100 and max(a_drawn) == pytest.approx(1.0, abs=1e-3)
-    b_pairs = [(x, y) for x, y in zip(big["x"], big["series"][1]["y"], strict=True) if y is not None]
+    xs, bs = data.from_f64(big["x"]), data.from_f64(big["series"][1]["y"])
+    b_pairs = [(x, y) for x, y in zip(xs, bs, strict=True) if y is not None]
     assert b_pairs == [(i, pytest.approx(float(np.sin(i)))) for i in range(10)]
     with pytest.raises(KeyError):
         data.curves(Source(), ["a"], "nope")
@@ -461,8 +463,8 @@ def test_curves_of_a_run_are_exact_when_they_fit(page: Page, served: Served) -> 
     page.goto(served.base + "/curves?runs=cnn&metric=acc")
     ready(page)
     doc = page.evaluate("fetch('/api/curves?metric=loss&runs=cnn&points=5000').then(r => r.json())")
-    assert doc["exact"] and doc["x"] == list(range(STEPS))
-    assert doc["series"][0]["y"] == [cnn_loss(i) for i in range(STEPS)]
+    assert doc["exact"] and data.from_f64(doc["x"]) == list(range(STEPS))
+    assert data.from_f64(doc["series"][0]["y"]) == [cnn_loss(i) for i in range(STEPS)]
     acc = [v for v in page.evaluate("Array.from(window.stockUI.chart.data[1])") if v is not None]
     assert acc[0] == 0 and acc[-1] == (STEPS - 1) / STEPS
     assert "tags per commit" in (page.text_content("#runlist") or "")  # the branches without run metrics

@@ -475,8 +475,11 @@ def minmax_downsample(x: np.ndarray, y: np.ndarray, buckets: int, lo: float, hi:
         return out
     span = hi - lo if hi > lo else 1.0
     idx = np.minimum(((x - lo) / span * buckets).astype(np.int64), buckets - 1)
-    order = np.argsort(idx, kind="stable")
-    idx, ys = idx[order], y[order]
+    if idx.size > 1 and not (idx[1:] >= idx[:-1]).all():  # a run's steps come sorted: no sort then
+        order = np.argsort(idx, kind="stable")
+        idx, ys = idx[order], y[order]
+    else:
+        ys = y
     starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
     counts = np.diff(np.r_[starts, idx.size])
     mins = np.minimum.reduceat(ys, starts)
@@ -541,11 +544,28 @@ def curves(
     return {
         "metric": metric,
         "exact": exact,
-        "x": _numbers(grid),
+        "encoding": "f64le-base64",
+        "x": f64(grid),
         "series": [
-            {"run": r, "points": n, "y": _numbers(ys)} for r, n, ys in zip(runs, counts, ys_out, strict=True)
+            {"run": r, "points": n, "y": f64(ys)} for r, n, ys in zip(runs, counts, ys_out, strict=True)
         ],
     }
+
+
+def f64(values: np.ndarray) -> str:
+    """``values`` as little-endian float64 bytes in base64 (NaN: a gap in a series).
+
+    The curves travel so, not as JSON numbers: 100 runs x 1,360 points as JSON
+    text cost Python's encoder about 0.7 s on the bench machine (a float's repr
+    is slow), as bytes a few milliseconds, and the text is a third smaller.
+    Every value arrives bit for bit; the page decodes it with a Float64Array.
+    """
+    return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
+
+
+def from_f64(text: str) -> list[float | None]:
+    """What :func:`f64` encoded, as a list (NaN as None): for tests and tools."""
+    return _numbers(np.frombuffer(base64.b64decode(text), dtype="<f8"))
 
 
 def _numbers(values: np.ndarray) -> list[float | None]:

@@ -272,6 +272,19 @@
     }
     return out;
   }
+  // Curves travel as base64 of little-endian float64s (data.f64); NaN is a gap (null for uPlot).
+  function f64(text) {
+    const bin = atob(text);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const a = new Float64Array(bytes.buffer);
+    const out = new Array(a.length);
+    for (let i = 0; i < a.length; i++) out[i] = Number.isNaN(a[i]) ? null : a[i];
+    return out;
+  }
+  function decodeCurves(d, keep) {
+    return { metric: d.metric, exact: d.exact, x: f64(d.x), series: d.series.filter((s) => !keep || keep.has(s.run)).map((s) => ({ run: s.run, points: s.points, y: f64(s.y) })) };
+  }
   async function curvesPage() {
     const index = MODE === "static" ? (await api("curves")).index : await api("curves");
     if (!index.metrics.length) { main.innerHTML = h1() + "<p>No metrics or numeric tags yet: log them in a run (<code>run.log(step, loss=0.3)</code>) or tag a number (<code>stock.tag['loss'] = 0.3</code>) and commit.</p>"; UI.curves = { series: [] }; return; }
@@ -291,11 +304,10 @@
     async function load() {
       const names = index.runs.filter((r) => st.runs.has(r));
       if (MODE === "static") {
-        const all = (await api("curves")).series[st.metric];
-        doc = { metric: st.metric, exact: all.exact, x: all.x, series: all.series.filter((s) => st.runs.has(s.run)) };
+        doc = decodeCurves((await api("curves")).series[st.metric], st.runs);
       } else {
         const width = Math.max(400, Math.min(2000, main.clientWidth - 40));
-        doc = await api("curves", { metric: st.metric, runs: names.join(","), points: width }); // a min and a max per 2 px
+        doc = decodeCurves(await api("curves", { metric: st.metric, runs: names.join(","), points: width })); // a min and a max per 2 px
       }
     }
     function draw() {
