@@ -247,7 +247,7 @@ def main() -> None:
                     "< 1 s",
                     f"median of 3 ({', '.join(f'{t[0] / 1000:.2f}' for t in times)} s); {n} curves of "
                     f"{logged:,} logged points from the metric store, {pts} points each after min/max "
-                    f"downsampling; script start {start_js:.0f} ms, data {timing['load']:.0f} ms, chart "
+                    f"downsampling; script start {start_js:.0f} ms, first data asked {timing['begin']:.0f} ms, data {timing['load']:.0f} ms, chart "
                     f"and table {timing['draw']:.0f} ms; wall {wall:.2f} s",
                 )
             )

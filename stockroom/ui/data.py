@@ -204,7 +204,7 @@ def experiments(
     ``curve`` the Curves page's name for it (its run when that run has
     per-step metrics, else its branch).
     """
-    from stockroom.reports import Row, digest_tags, read_tags
+    from stockroom.reports import STATES, Row, digest_tags
 
     chosen = choose_branches(root, names)
     runs = local_runs(root) if runs is None else list(runs)
@@ -231,7 +231,23 @@ def experiments(
                 "author": author,
                 "source": source,
             }
-        read_tags(root, rows)
+
+    # The run's branch and its remote-tracking namesakes (origin/BRANCH): where a
+    # teammate resumes it from the stock remote (SPEC 9).
+    def run_branches(run: RunInfo) -> list[str]:
+        return [
+            b.name
+            for b in chosen
+            if b.name == run.branch or (b.remote and b.name.split("/", 1)[-1] == run.branch)
+        ]
+
+    # The tags of the commits' stock and of the checkpoints, in one pass over the store.
+    refs = revisions.stock_refs(root, [row.commit for row in rows])
+    wanted = [ref.digest for ref in refs] + [c.commit for r in runs if run_branches(r) for c in r.checkpoints]
+    found = digest_tags(root, wanted)
+    for row, ref in zip(rows, refs, strict=True):
+        row.digest = ref.digest
+        row.state, row.tags = found[ref.digest] if ref.digest else (STATES[ref.state], {})
     contains = _containment(root, chosen, max_count)
     short = {b.ref: b.name for b in chosen}
     # Which checkpoint each stock commit is (a git commit recording it gets its RUN@STEP).
@@ -297,15 +313,6 @@ def experiments(
         )
 
     # Checkpoints no listed git commit records: rows of their own, on their run's branch.
-    def run_branches(run: RunInfo) -> list[str]:
-        # The run's branch and its remote-tracking namesakes (origin/BRANCH): where a
-        # teammate resumes it from the stock remote (SPEC 9).
-        return [
-            b.name
-            for b in chosen
-            if b.name == run.branch or (b.remote and b.name.split("/", 1)[-1] == run.branch)
-        ]
-
     pending = [
         (run, c, where)
         for run in runs
@@ -313,7 +320,6 @@ def experiments(
         for c in run.checkpoints
         if f"{run.name}@{c.step}" not in recorded
     ]
-    found = digest_tags(root, (c.commit for _, c, _ in pending))
     for run, c, where in pending:
         state, tags = found[c.commit]
         kinds(tags)
@@ -450,6 +456,13 @@ class RunCurves:
     def metrics(self) -> list[str]:
         logged = {m for r in self._runs.values() for m in r.metrics}
         return sorted(logged) + [k for k in self._numeric if k not in logged]
+
+    def has(self, run: str, metric: str) -> bool:
+        """Whether ``run`` has a series of ``metric`` (a run's metric, or a branch's numeric tag)."""
+        found = self._runs.get(run)
+        if found is not None and metric in found.metrics:
+            return True
+        return run in self._branches and metric in self._numeric
 
     def series(self, run: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
         found = self._runs.get(run)

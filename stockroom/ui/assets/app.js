@@ -354,7 +354,7 @@
       await load();
       const t1 = performance.now();
       draw();
-      UI.timing = { load: t1 - t0, draw: performance.now() - t1, chart: UI.drawMs };
+      UI.timing = { begin: t0, load: t1 - t0, draw: performance.now() - t1, chart: UI.drawMs };
     }
     $("metric").addEventListener("change", (e) => { st.metric = e.target.value; refresh().catch(fail); });
     $("runlist").addEventListener("change", (e) => { e.target.checked ? st.runs.add(e.target.value) : st.runs.delete(e.target.value); refresh().catch(fail); });
