@@ -78,7 +78,9 @@ with stockroom.StockRoom() as stock:
     commit(stock, "deep: lr up", loss=0.9, lr=0.2, optim="sgd")
     commit(stock, "deep: warmup", loss=0.6, lr=0.2, optim="sgd")
     # A training run on `deep`: per-step metrics, three checkpoints; a git commit records the last.
-    run = stock.run("cnn", monitor="val_loss")
+    # background=False: a background save flushes the metric buffers from its thread while
+    # run.log appends to them, and loses the points logged meanwhile (reported to runs).
+    run = stock.run("cnn", monitor="val_loss", background=False)
     net = torch.nn.Linear(4, 2)
     for step in range(STEPS):
         run.log(step, loss=1.0 / (1 + 0.001 * step) + (8.0 if step == SPIKE else 0.0), acc=step / STEPS)

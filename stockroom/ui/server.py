@@ -174,6 +174,9 @@ class Handler(BaseHTTPRequestHandler):
         if name == "experiments":
             return s.table()
         if name == "curves":
+            if "first" in q:
+                runs = [r for r in q.get("runs", "").split(",") if r]
+                return s.first_curves(runs, q.get("metric", ""), int(q.get("points", data.CURVE_POINTS)))
             if "metric" not in q:
                 return s.curve_index()
             runs = [r for r in q.get("runs", "").split(",") if r]

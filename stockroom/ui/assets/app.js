@@ -286,7 +286,10 @@
     return { metric: d.metric, exact: d.exact, x: f64(d.x), series: d.series.filter((s) => !keep || keep.has(s.run)).map((s) => ({ run: s.run, points: s.points, y: f64(s.y) })) };
   }
   async function curvesPage() {
-    const index = MODE === "static" ? (await api("curves")).index : await api("curves");
+    const chartWidth = () => Math.max(400, Math.min(2000, main.clientWidth - 40));
+    // Served: the index and the first chart's data in one request (the server picks runs and metric as below).
+    let first = MODE === "static" ? null : await api("curves", { first: "1", runs: param("runs") || "", metric: param("metric") || "", points: chartWidth() });
+    const index = MODE === "static" ? (await api("curves")).index : first.index;
     if (!index.metrics.length) { main.innerHTML = h1() + "<p>No metrics or numeric tags yet: log them in a run (<code>run.log(step, loss=0.3)</code>) or tag a number (<code>stock.tag['loss'] = 0.3</code>) and commit.</p>"; UI.curves = { series: [] }; return; }
     let runs = (param("runs") || "").split(",").filter((r) => index.runs.includes(r));
     if (!runs.length) runs = index.runs.slice(0, 10);
@@ -303,11 +306,13 @@
     let doc = null, chart = null;
     async function load() {
       const names = index.runs.filter((r) => st.runs.has(r));
-      if (MODE === "static") {
+      if (first && first.curves && first.curves.metric === st.metric) {
+        doc = decodeCurves(first.curves);
+        first = null;
+      } else if (MODE === "static") {
         doc = decodeCurves((await api("curves")).series[st.metric], st.runs);
       } else {
-        const width = Math.max(400, Math.min(2000, main.clientWidth - 40));
-        doc = decodeCurves(await api("curves", { metric: st.metric, runs: names.join(","), points: width })); // a min and a max per 2 px
+        doc = decodeCurves(await api("curves", { metric: st.metric, runs: names.join(","), points: chartWidth() })); // a min and a max per 2 px
       }
     }
     function draw() {
@@ -323,7 +328,7 @@
         legend: { show: doc.series.length <= 20 }, // past that the table below names the runs; 100 live legend rows cost more than the drawing
         scales: { x: { time: false }, y: { distr: st.log ? 3 : 1 } },
         axes: [{ label: "step" }, { label: st.metric, size: 70 }],
-        series: [{ label: "step" }, ...doc.series.map((s, i) => ({ label: s.run, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: x.length <= 60 } }))],
+        series: [{ label: "step" }, ...doc.series.map((s, i) => ({ label: s.run, stroke: COLORS[i % COLORS.length], width: doc.series.length > 20 ? 1 : 1.5, spanGaps: true, points: { show: x.length <= 60 } }))],
       };
       if (chart) chart.destroy();
       $("chart").innerHTML = "";
