@@ -624,5 +624,7 @@ def test_live_curves_while_a_run_trains(
         after = [v for v in page.evaluate("Array.from(window.stockUI.chart.data[1])") if v is not None]
         assert after == [1.0 / (i + 1) for i in range(20)]
     finally:
+        if not go.exists():
+            proc.kill()  # never told to go on, it would wait for ever
         go.unlink(missing_ok=True)
         proc.wait(30)
