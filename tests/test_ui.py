@@ -1,8 +1,9 @@
 """``stock ui`` (SPEC section 11) in a real headless Chromium, driven by Playwright.
 
-One repository for the module (3 branches, tags, a model, an image
-column), served by ``stock ui`` in a subprocess and exported with
-``--export``. Screenshots of each page go to ``build/ui-screens/`` (a CI
+One repository for the module (3 branches and a remote-tracking one,
+tags, a model, an image column, a training run with per-step metrics and
+checkpoints made through ``stock.run``), served by ``stock ui`` in a
+subprocess and exported with ``--export``. Screenshots of each page go to ``build/ui-screens/`` (a CI
 artifact); with ``STOCK_UI_DOCS=1`` the README's two also go to ``docs/``.
 """
 
@@ -76,10 +77,33 @@ with stockroom.StockRoom() as stock:
 with stockroom.StockRoom() as stock:
     commit(stock, "deep: lr up", loss=0.9, lr=0.2, optim="sgd")
     commit(stock, "deep: warmup", loss=0.6, lr=0.2, optim="sgd")
+    # A training run on `deep`: per-step metrics, three checkpoints; a git commit records the last.
+    # background=False: a background save flushes the metric buffers from its thread while
+    # run.log appends to them, and loses the points logged meanwhile (reported to runs).
+    run = stock.run("cnn", monitor="val_loss", background=False)
+    net = torch.nn.Linear(4, 2)
+    for step in range(STEPS):
+        run.log(step, loss=1.0 / (1 + 0.001 * step) + (8.0 if step == SPIKE else 0.0), acc=step / STEPS)
+        if step in SAVES:
+            run.save(step, metrics={"val_loss": 0.5 - step / 20000}, model=net)
+    run.close()
+    g("add", "-A"); g("commit", "-qm", "deep: cnn run")
 g("checkout", "-q", "main")
+# A remote-tracking branch: `deep` pushed to a bare clone named origin.
+g("init", "-q", "--bare", "../origin.git"); g("remote", "add", "origin", "../origin.git")
+g("push", "-q", "origin", "deep")
 """
+STEPS, SPIKE, SAVES = 5000, 3333, (999, 2999, 4999)
+BUILD = f"STEPS, SPIKE, SAVES = {STEPS}, {SPIKE}, {SAVES}\n" + BUILD
+
+
+def cnn_loss(step: int) -> float:
+    """What the run logged at ``step`` (computed as the build script does)."""
+    return 1.0 / (1 + 0.001 * step) + (8.0 if step == SPIKE else 0.0)
+
+
 # Tip of each branch: its last loss.
-TIPS = {"main": 0.8, "wide": 0.4, "deep": 0.6}
+TIPS = {"main": 0.8, "wide": 0.4, "deep": 0.6, "origin/deep": 0.6}
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -214,9 +238,16 @@ def test_curves_downsamples_past_points_only() -> None:
             return np.arange(n, dtype=float), np.sin(np.arange(n, dtype=float))
 
     small = data.curves(Source(), ["b"], "m", points=100)
-    assert small["exact"] and len(small["x"]) == 10
+    assert small["exact"] and data.from_f64(small["x"]) == list(range(10))
+    assert data.from_f64(small["series"][0]["y"]) == np.sin(np.arange(10.0)).tolist()  # bit for bit
     big = data.curves(Source(), ["a", "b"], "m", points=100)
-    assert not big["exact"] and len(big["x"]) == 100 and [s["points"] for s in big["series"]] == [5000, 10]
+    assert not big["exact"] and [s["points"] for s in big["series"]] == [5000, 10]
+    # `a` goes into 50 buckets (a min and a max each); `b`, one point per bucket at most, stays exact.
+    a_drawn = [v for v in data.from_f64(big["series"][0]["y"]) if v is not None]
+    assert len(a_drawn) <= 100 and max(a_drawn) == pytest.approx(1.0, abs=1e-3)
+    xs, bs = data.from_f64(big["x"]), data.from_f64(big["series"][1]["y"])
+    b_pairs = [(x, y) for x, y in zip(xs, bs, strict=True) if y is not None]
+    assert b_pairs == [(i, pytest.approx(float(np.sin(i)))) for i in range(10)]
     with pytest.raises(KeyError):
         data.curves(Source(), ["a"], "nope")
 
@@ -288,6 +319,8 @@ def test_bad_revision_or_key_is_a_4xx_page(served: Served) -> None:
     assert status == 404 and "no metric named 'nope'" in json.loads(body)["error"]
     status, body = _get(served, "/api/curves?metric=loss&runs=nobranch")
     assert status == 404 and "no run named" in body
+    status, body = _get(served, "/compare?a=cnn@77&b=main")
+    assert status == 404 and "no checkpoint at step 77" in body
 
 
 @browser_needed
@@ -313,7 +346,7 @@ def test_host_flag_warns(repo: tuple[Path, dict[str, str]]) -> None:
 def test_experiments_table_shows_each_branch_tags(page: Page) -> None:
     branches = row_values(page, "branch")
     losses = row_values(page, "loss")
-    assert set(TIPS) <= set(branches)
+    assert {"main", "wide", "deep"} <= set(branches)
     tips = page.evaluate("window.stockUI.table.branches.map(b => [b.name, b.commit])")
     for name, sha in tips:
         cell = page.locator(f"#runs tbody tr[data-commit='{sha}']")
@@ -332,7 +365,8 @@ def test_sort_filter_and_columns(page: Page) -> None:
     losses = [float(v) for v in row_values(page, "loss") if v]
     assert losses == sorted(losses, reverse=True)
     page.fill("#filter", "loss<0.7")
-    assert sorted(float(v) for v in row_values(page, "loss")) == [0.4, 0.6]
+    # wide's tip; deep's tip, the commit recording cnn@4999 and the checkpoints cnn@999, cnn@2999 carry 0.6
+    assert sorted(float(v) for v in row_values(page, "loss")) == [0.4, 0.6, 0.6, 0.6, 0.6]
     page.fill("#filter", "optim=adam")
     assert set(row_values(page, "branch")) == {"wide"} and len(row_values(page, "branch")) == 2
     page.fill("#filter", "")
@@ -342,7 +376,46 @@ def test_sort_filter_and_columns(page: Page) -> None:
 
 
 @browser_needed
+def test_experiments_shows_checkpoints_and_run_metrics(page: Page) -> None:
+    rows = {r["id"]: r for r in page.evaluate("window.stockUI.table.rows")}
+    # The checkpoints no git commit records are rows of their own, on their run's branch
+    # and its remote-tracking namesake; the last one is the row of the commit recording it.
+    checkpoints = {i for i, r in rows.items() if r["kind"] == "checkpoint"}
+    assert checkpoints == {"cnn@999", "cnn@2999"}
+    for i in checkpoints:
+        assert rows[i]["branches"] == ["deep", "origin/deep"] and rows[i]["curve"] == "cnn"
+    tips = dict(page.evaluate("window.stockUI.table.branches.map(b => [b.name, b.commit])"))
+    assert tips["origin/deep"] == tips["deep"]
+    tip = rows[tips["deep"]]
+    assert (
+        tip["checkpoint"] == "cnn@4999"
+        and tip["curve"] == "cnn"
+        and set(tip["branches"]) == {"deep", "origin/deep"}
+    )
+    assert {"cnn@999", "cnn@2999", "cnn@4999"} <= set(row_values(page, "run"))
+    # Last/best metrics up to each checkpoint's step, from the run's metric store.
+    assert rows["cnn@999"]["metrics"]["loss:last"] == cnn_loss(999)
+    assert rows["cnn@2999"]["metrics"]["acc:last"] == 2999 / STEPS
+    assert tip["metrics"]["loss:min"] == cnn_loss(4999) and tip["metrics"]["loss:max"] == cnn_loss(SPIKE)
+    assert tip["metrics"]["val_loss:best"] == 0.5 - 4999 / 20000  # the monitor, given to save
+    assert "0.50025" in page.locator("#runs tbody tr[data-commit='cnn@999']").inner_text()
+    assert "loss:last" in page.evaluate("window.stockUI.columns")
+    assert "loss:min" not in page.evaluate("window.stockUI.columns")  # shown from the Columns chooser
+    # Per branch: without `deep` the checkpoints stay through origin/deep; without both they go.
+    page.click("details.chooser summary >> text=Branches")
+    page.uncheck("#branches input[value='deep']")
+    assert "cnn@999" in page.evaluate("window.stockUI.rows")
+    page.uncheck("#branches input[value='origin/deep']")
+    assert not {"cnn@999", "cnn@2999", tips["deep"]} & set(page.evaluate("window.stockUI.rows"))
+    page.fill("#filter", "cnn@2999")
+    assert page.evaluate("window.stockUI.rows") == []
+    page.check("#branches input[value='deep']")
+    assert page.evaluate("window.stockUI.rows") == ["cnn@2999"]
+
+
+@browser_needed
 def test_selecting_two_runs_draws_two_curves(page: Page) -> None:
+    """wide's tip: tags per commit (no run metrics); deep's tip records cnn@4999: the run's per-step loss."""
     tips = dict(page.evaluate("window.stockUI.table.branches.map(b => [b.name, b.commit])"))
     page.click("th button.sort[data-col='loss']")
     # Keyboard: focus the first row, move down to each tip, Space selects.
@@ -357,15 +430,26 @@ def test_selecting_two_runs_draws_two_curves(page: Page) -> None:
     page.wait_for_url(re.compile(r".*/curves\?runs="))
     ready(page)
     curves = page.evaluate("window.stockUI.curves")
-    assert {s["run"] for s in curves["series"]} == {"wide", "deep"}
+    assert curves["metric"] == "loss" and {s["run"] for s in curves["series"]} == {"wide", "cnn"}
     data_ = page.evaluate("window.stockUI.chart.data.map(a => Array.from(a))")
     assert len(data_) == 3  # the x axis and one series per run
     labels = page.evaluate("window.stockUI.chart.series.slice(1).map(s => s.label)")
     by_run = dict(zip(labels, data_[1:], strict=True))
-    assert [v for v in by_run["wide"] if v is not None] == [1.0, 0.8, 0.7, 0.4]
-    assert [v for v in by_run["deep"] if v is not None] == [1.0, 0.8, 0.9, 0.6]
+    # Tags per commit keep every point, at their own x, beside the downsampled run.
+    wide = [(x, v) for x, v in zip(data_[0], by_run["wide"], strict=True) if v is not None]
+    assert wide == [(1, 1.0), (2, 0.8), (3, 0.7), (4, 0.4)]  # step 0: `stock init`, no tags
+    # The run: 5,000 logged steps, min/max-downsampled to the chart's width; each value drawn is
+    # a logged one (at about its step), the spike and the last minimum stay.
+    assert {s["run"]: s["points"] for s in curves["series"]}["cnn"] == STEPS
+    cnn = [(x, v) for x, v in zip(data_[0], by_run["cnn"], strict=True) if v is not None]
+    assert 100 < len(cnn) < STEPS
+    logged = {cnn_loss(i): i for i in range(STEPS)}
+    assert all(v in logged and abs(logged[v] - x) <= STEPS / len(cnn) * 2 for x, v in cnn)
+    assert max(v for _, v in cnn) == cnn_loss(SPIKE) and min(v for _, v in cnn) == cnn_loss(STEPS - 1)
+    assert cnn[0][1] == 1.0
     # The numbers behind the chart, as text.
-    assert "0.4" in page.inner_text("#numbers table")
+    numbers = page.inner_text("#numbers table")
+    assert "0.4" in numbers and "5000" in numbers
     shot(page, "curves", docs="ui-curves.png")
     # Smoothing and log scale redraw the same runs.
     page.check("#log")
@@ -376,12 +460,37 @@ def test_selecting_two_runs_draws_two_curves(page: Page) -> None:
 
 
 @browser_needed
+def test_curves_of_a_run_are_exact_when_they_fit(page: Page, served: Served) -> None:
+    """Asked for as many points as it has, the run's series is what it logged, step by step."""
+    page.goto(served.base + "/curves?runs=cnn&metric=acc")
+    ready(page)
+    doc = page.evaluate("fetch('/api/curves?metric=loss&runs=cnn&points=5000').then(r => r.json())")
+    assert doc["exact"] and data.from_f64(doc["x"]) == list(range(STEPS))
+    assert data.from_f64(doc["series"][0]["y"]) == [cnn_loss(i) for i in range(STEPS)]
+    acc = [v for v in page.evaluate("Array.from(window.stockUI.chart.data[1])") if v is not None]
+    assert acc[0] == 0 and acc[-1] == (STEPS - 1) / STEPS
+    assert "tags per commit" in (page.text_content("#runlist") or "")  # the branches without run metrics
+
+
+@browser_needed
+def test_compare_two_checkpoints(page: Page, served: Served) -> None:
+    page.goto(served.base + "/compare?a=cnn@999&b=cnn@2999")
+    ready(page)
+    doc = page.evaluate("window.stockUI.compare")
+    tags = {t["key"]: t for t in doc["tags"]}
+    assert tags["run.cnn.step"]["old"] == 999 and tags["run.cnn.step"]["new"] == 2999
+    assert {m["model"]: m["status"] for m in doc["models"]} == {"net": "unchanged", "run.cnn": "changed"}
+
+
+@browser_needed
 def test_parallel_coordinates(page: Page, served: Served) -> None:
     page.goto(served.base + "/parallel")
     ready(page)
     info = page.evaluate("window.stockUI.parallel")
-    assert info["axes"] == ["loss", "lr"] and info["lines"] == 6
-    assert page.locator("#pc polyline").count() == 6
+    assert {"loss", "lr", "loss:last"} <= set(info["axes"])
+    # 6 tagged commits of the branches, the commit recording cnn@4999, 2 checkpoints
+    assert info["lines"] == 9
+    assert page.locator("#pc polyline").count() == 9
     shot(page, "parallel")
 
 
@@ -448,7 +557,7 @@ def test_export_opens_offline(browser: Any, repo: tuple[Path, dict[str, str]], t
     assert pg.locator("img[alt*='of images']").count() == 4
     pg.goto((out / "parallel.html").as_uri())
     ready(pg)
-    assert pg.evaluate("window.stockUI.parallel.lines") == 6
+    assert pg.evaluate("window.stockUI.parallel.lines") == 9
     assert all(u.startswith("file://") for u in requests), [
         u for u in requests if not u.startswith("file://")
     ]
@@ -477,3 +586,45 @@ def test_live_update_shows_a_new_commit(
     assert page.evaluate("window.stockUI.updates") >= 1
     after = [v for v in page.evaluate("Array.from(window.stockUI.chart.data[1])") if v is not None]
     assert after == [*before, 0.3]
+
+
+@browser_needed
+def test_live_curves_while_a_run_trains(
+    page: Page, served: Served, repo: tuple[Path, dict[str, str]]
+) -> None:
+    """A training process logs and flushes: the open Curves page redraws with the new steps."""
+    path, env = repo
+    go = path.parent / "go-on"
+    script = (
+        "import pathlib, time, stockroom\n"
+        "with stockroom.StockRoom() as s:\n"
+        "    run = s.run('live')\n"
+        "    for i in range(10): run.log(i, loss=1.0 / (i + 1))\n"
+        "    run.flush(); print('flushed', flush=True)\n"
+        f"    while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.05)\n"
+        "    for i in range(10, 20): run.log(i, loss=1.0 / (i + 1))\n"
+        "    run.flush(); print('flushed', flush=True)\n"
+        f"    while pathlib.Path({str(go)!r}).exists(): time.sleep(0.05)\n"
+        "    run.close()\n"
+    )
+    proc = subprocess.Popen(
+        (sys.executable, "-c", script), cwd=path, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "flushed"
+        page.goto(served.base + "/curves?runs=live&metric=loss")
+        ready(page)
+        first = [v for v in page.evaluate("Array.from(window.stockUI.chart.data[1])") if v is not None]
+        assert first == [1.0 / (i + 1) for i in range(10)]
+        go.write_text("")
+        assert proc.stdout.readline().strip() == "flushed"
+        page.wait_for_function(
+            "() => window.stockUI.chart.data[1].filter(v => v !== null).length === 20", timeout=15000
+        )
+        after = [v for v in page.evaluate("Array.from(window.stockUI.chart.data[1])") if v is not None]
+        assert after == [1.0 / (i + 1) for i in range(20)]
+    finally:
+        if not go.exists():
+            proc.kill()  # never told to go on, it would wait for ever
+        go.unlink(missing_ok=True)
+        proc.wait(30)

@@ -8,8 +8,6 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +16,14 @@ import click
 from stockroom import revisions
 from stockroom.core import find_root
 from stockroom.errors import StockroomError
+from stockroom.reports import Side
+from stockroom.reports import diff_items as _items
+from stockroom.reports import visible as _visible
 from stockroom.store.partial import NotFetched
 
 FORMATS = ("text", "json", "csv", "md")
 _COLOURS = {"added": "green", "removed": "red", "changed": "yellow", "type changed": "magenta"}
 _COLOURS.update({"reshaped": "magenta", "schema changed": "magenta"})
-
-
-@dataclass
-class Side:
-    """One side of the comparison, for headers and JSON."""
-
-    rev: str | None  # None: the work tree
-    commit: str
-    digest: str
-    staged: bool = False
-
-    def label(self) -> str:
-        stock = _short(self.digest) if self.digest else "no stock"
-        if self.rev is None:
-            return f"work tree ({stock}{', staged writes' if self.staged else ''})"
-        return f"{self.rev} ({self.commit[:10]}, {stock})"
-
-    def as_json(self) -> dict[str, Any]:
-        return {"rev": self.rev, "commit": self.commit or None, "stock": self.digest, "staged": self.staged}
 
 
 def _not_fetched(root: Path, exc: NotFetched, digests: list[str]) -> StockroomError:
@@ -60,10 +42,6 @@ def _not_fetched(root: Path, exc: NotFetched, digests: list[str]) -> StockroomEr
         f"part of the stock data being compared is not here (its commit came as the history of a "
         f"fetched one, or a partial pull left it out); bring it with `stock fetch {' '.join(todo)}`"
     )
-
-
-def _short(digest: str) -> str:
-    return digest[:12]
 
 
 def diff(rev1: str | None, rev2: str | None, fmt: str, show_all: bool, samples: bool) -> int:
@@ -136,10 +114,6 @@ def _layer_side(dtype: str | None, shape: tuple[int, ...] | None) -> str:
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
-
-
-def _visible(items: list[Any], show_all: bool) -> list[Any]:
-    return items if show_all else [item for item in items if item.status != "unchanged"]
 
 
 # How many carried-over tag keys the text and Markdown name before "...".
@@ -265,72 +239,6 @@ def _text(result: Any, a: Side, b: Side, show_all: bool, samples: bool) -> str:
                 ]
                 out += _table(["layer", "status", "old", "new", "rel L2", "max |diff|"], rows, 1, "    ")
     return "\n".join(out) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe value: non-finite floats as the strings 'nan', 'inf', '-inf'."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
-def _items(result: Any, show_all: bool, samples: bool) -> Iterator[tuple[str, dict[str, Any]]]:
-    for t in _visible(result.tags, show_all):
-        yield (
-            "tags",
-            {
-                "key": t.key,
-                "status": t.status,
-                "old": _plain(t.old),
-                "new": _plain(t.new),
-                "old_type": None if t.old is None else type(t.old).__name__,
-                "new_type": None if t.new is None else type(t.new).__name__,
-                "abs_change": _plain(t.abs_change),
-                "rel_change": _plain(t.rel_change),
-            },
-        )
-    for c in _visible(result.data, show_all):
-        entry: dict[str, Any] = {
-            "column": c.name,
-            "status": c.status,
-            "old_schema": None
-            if c.old_schema is None
-            else {"dtype": c.old_schema[0], "shape": list(c.old_schema[1])},
-            "new_schema": None
-            if c.new_schema is None
-            else {"dtype": c.new_schema[0], "shape": list(c.new_schema[1])},
-            "samples_added": len(c.added),
-            "samples_removed": len(c.removed),
-            "samples_changed": len(c.changed),
-            "samples_unchanged": c.unchanged,
-        }
-        if samples:
-            entry.update(added=c.added, removed=c.removed, changed=c.changed)
-        yield "data", entry
-    for m in _visible(result.models, show_all):
-        yield (
-            "models",
-            {
-                "model": m.name,
-                "status": m.status,
-                "note": m.note,
-                "layers": [
-                    {
-                        "name": x.name,
-                        "status": x.status,
-                        "old_dtype": x.old_dtype,
-                        "old_shape": _plain(x.old_shape),
-                        "new_dtype": x.new_dtype,
-                        "new_shape": _plain(x.new_shape),
-                        "rel_l2": _plain(x.rel_l2),
-                        "max_abs_diff": _plain(x.max_abs),
-                    }
-                    for x in _visible(m.layers, show_all)
-                ],
-            },
-        )
 
 
 def _json(result: Any, a: Side, b: Side, show_all: bool, samples: bool) -> str:

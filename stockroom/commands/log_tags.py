@@ -6,35 +6,21 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from stockroom import revisions
 from stockroom.core import find_root
 from stockroom.errors import StockroomError
 from stockroom.git import git
+from stockroom.reports import NOT_FETCHED, NOT_HERE, Row
+from stockroom.reports import read_tags as _read_tags
 
-# What the stock column shows for a commit without readable stock.
-NOT_HERE = "(not here)"
-NOT_FETCHED = "(not fetched)"  # the commit is here, its tags' data is not
-STATES = {revisions.NO_HEAD: "(no stock)", revisions.EMPTY: "(empty)", revisions.UNREADABLE: "(unreadable)"}
 # --plot: the image is PLOT_SIZE pixels (width, height) at PLOT_DPI.
 PLOT_SIZE = (800, 450)
 PLOT_DPI = 100
-
-
-@dataclass
-class Row:
-    commit: str
-    date: str
-    subject: str
-    branch: str = ""
-    digest: str = ""
-    state: str = ""  # '' when the tags were read; else what the stock column says
-    tags: dict[str, Any] = field(default_factory=dict)
 
 
 # Dates: the table shows the minute in one token (columns split on blanks stay
@@ -90,52 +76,6 @@ def _history(root: Path, branch: str, max_count: int) -> list[Row]:
         if sha:
             rows.append(Row(sha, stamp, "", branch=branch))
     return rows[::-1]
-
-
-def _read_tags(root: Path, rows: list[Row]) -> None:
-    """Fill in each row's stock digest and tags: one read per distinct tag value."""
-    from stockroom.storages import tag as tag_storage
-    from stockroom.store import Store
-    from stockroom.store.partial import NotFetched
-    from stockroom.store.view import DigestReader, commit_records
-
-    refs = revisions.stock_refs(root, [row.commit for row in rows])
-    store = Store(root)
-    reader = DigestReader(store, text_cache=True)
-    cache: dict[str, tuple[str, dict[str, Any]]] = {}
-    try:
-        for row, ref in zip(rows, refs, strict=True):
-            row.digest = ref.digest
-            if not ref.digest:
-                row.state = STATES[ref.state]
-                continue
-            if ref.digest not in cache:
-                if not store.has_commit(ref.digest):
-                    cache[ref.digest] = (NOT_HERE, {})
-                else:
-                    column = commit_records(store, ref.digest).get(tag_storage.COLUMN)
-                    tags: dict[str, Any] = {}
-                    state = ""
-                    try:
-                        if column is not None:
-                            for hkey, digest in sorted(column.samples.items(), key=lambda kv: str(kv[0])):
-                                raw = reader.read(column.schema, digest)
-                                tags[_decode_key(str(hkey))] = tag_storage.decode_value(raw)
-                    except NotFetched:
-                        # Its records came as the history of a fetched commit,
-                        # its tags' data did not: a row that says so, not an error.
-                        state = NOT_FETCHED
-                    cache[ref.digest] = (state, tags)
-            row.state, row.tags = cache[ref.digest]
-    finally:
-        reader.close()
-        store.close()
-
-
-def _decode_key(hkey: str) -> str:
-    from stockroom.keys import decode_text
-
-    return decode_text(hkey)
 
 
 def _sort_value(value: Any) -> tuple[int, Any]:

@@ -44,7 +44,15 @@ def export(
         _write(target / file, site.page_html(page, static=True, repo_name=root.name).encode())
 
     index = s.curve_index()
-    curves = {m: s.curves(index["runs"], m, data.CURVE_POINTS) for m in index["metrics"]}
+    # One source for every metric (each s.curves would fingerprint the repository
+    # again), and each metric with the runs that have it (a tag of one run is no
+    # curve of the 99 others).
+    src = s.source()
+    has = getattr(src, "has", None)
+    curves = {
+        m: data.curves(src, [r for r in index["runs"] if has is None or has(r, m)], m, data.CURVE_POINTS)
+        for m in index["metrics"]
+    }
     revs = _revisions(root, table)
     pairs = []
     head = revs[0] if revs else None

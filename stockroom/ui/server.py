@@ -161,19 +161,22 @@ class Handler(BaseHTTPRequestHandler):
             raise KeyError(f"no page {path!r}; the pages are /, " + ", ".join(f"/{p}" for p in site.PAGES))
 
     def _check_page(self, page: str, query: dict[str, str]) -> None:
-        """A page naming a bad revision is a 4xx page, not a page that fails later."""
+        """A page naming a bad revision (or ``RUN@STEP``) is a 4xx page, not a page that fails later."""
         from stockroom import revisions
 
         root = self.server.site.root
         for name in ("a", "b", "rev"):
             if query.get(name):
-                revisions.resolve_commit(root, query[name])
+                revisions.stock_ref(root, query[name])
 
     def _api(self, name: str, q: dict[str, str]) -> Any:
         s = self.server.site
         if name == "experiments":
             return s.table()
         if name == "curves":
+            if "first" in q:
+                runs = [r for r in q.get("runs", "").split(",") if r]
+                return s.first_curves(runs, q.get("metric", ""), int(q.get("points", data.CURVE_POINTS)))
             if "metric" not in q:
                 return s.curve_index()
             runs = [r for r in q.get("runs", "").split(",") if r]

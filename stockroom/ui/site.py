@@ -111,32 +111,58 @@ class Site:
     def __init__(self, root: Path, branch_names: list[str] | None = None, source: Any = None) -> None:
         self.root = root
         self.branch_names = branch_names
-        # A CurveSource other than tags per commit (the bench's synthetic one,
-        # the metric store later); None: tags per commit.
+        # A CurveSource other than the repository's own (a test's or a
+        # bench's); None: the runs' metric store, tags per commit elsewhere.
         self._source = source
         self._lock = threading.Lock()
         self._state = ""
         self._table: dict[str, Any] | None = None
+        self._runs: list[data.RunInfo] = []
 
     def table(self) -> dict[str, Any]:
         """The Experiments table, computed again when the repository changed."""
         state = data.fingerprint(self.root)
         with self._lock:
             if self._table is None or state != self._state:
-                self._table = data.experiments(self.root, self.branch_names)
+                self._runs = data.local_runs(self.root)
+                self._table = data.experiments(self.root, self.branch_names, runs=self._runs)
                 self._state = state
             return self._table
 
     def source(self) -> Any:
-        return self._source if self._source is not None else data.TagCurves(self.table())
+        if self._source is not None:
+            return self._source
+        table = self.table()
+        return data.RunCurves(table, self._runs)
 
     def curves(self, runs: list[str], metric: str, points: int) -> dict[str, Any]:
         return data.curves(self.source(), runs, metric, points)
 
-    def curve_index(self) -> dict[str, Any]:
+    def curve_index(self, src: Any = None) -> dict[str, Any]:
         """Runs and metrics the Curves page offers."""
+        src = self.source() if src is None else src
+        kinds = getattr(src, "kinds", None)
+        return {
+            "runs": src.runs(),
+            "metrics": src.metrics(),
+            "kinds": kinds() if callable(kinds) else {r: "run" for r in src.runs()},
+        }
+
+    def first_curves(self, runs: list[str], metric: str, points: int) -> dict[str, Any]:
+        """What the Curves page draws first, with the index, in one request (one
+        round trip less before the chart): the given runs (else the first 10)
+        and metric (else ``loss`` where there is one, else the first), chosen as
+        the page chooses them."""
         src = self.source()
-        return {"runs": src.runs(), "metrics": src.metrics()}
+        index = self.curve_index(src)
+        wanted = set(runs)
+        names = [r for r in index["runs"] if r in wanted] or index["runs"][:10]
+        metrics = index["metrics"]
+        if not metrics:
+            return {"index": index, "curves": None}
+        if metric not in metrics:
+            metric = "loss" if "loss" in metrics else metrics[0]
+        return {"index": index, "curves": data.curves(src, names, metric, points)}
 
 
 def to_js(name: str, doc: Any) -> str:

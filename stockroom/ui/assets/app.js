@@ -86,18 +86,25 @@
   }
 
   // -------------------------------------------------------- experiments
-  const BASE_COLS = ["commit", "branch", "date", "subject", "stock"];
+  // A row is a git commit or a run's checkpoint (SPEC 9) that no git commit records;
+  // `run` names the checkpoint (RUN@STEP) a row is, `id` identifies the row.
+  const BASE_COLS = ["commit", "branch", "run", "date", "subject", "stock"];
+  let METRIC_COLS = new Set();
+  function label(row) { return row.commit ? row.commit.slice(0, 10) : row.id; }
+  // A tag, or a run's last/best metric (METRIC:last, METRIC:best).
+  function value(row, col) { return METRIC_COLS.has(col) ? row.metrics[col] : row.tags[col]; }
   function cellValue(row, col) {
-    if (col === "commit") return row.commit.slice(0, 10);
+    if (col === "commit") return row.commit ? row.commit.slice(0, 10) : "";
     if (col === "branch") return row.branch;
+    if (col === "run") return row.checkpoint || "";
     if (col === "date") return row.date;
     if (col === "subject") return row.subject;
-    if (col === "stock") return row.state === "ok" ? (row.stock || "").slice(0, 12) : "(" + row.state + ")";
-    return row.tags[col];
+    if (col === "stock") return row.state === "ok" ? (row.stock || "").slice(0, 12) + (row.pruned ? " (pruned)" : "") : "(" + row.state + ")";
+    return value(row, col);
   }
   function sortValue(row, col) {
     if (col === "date") return row.time;
-    if (col === "commit") return row.commit;
+    if (col === "commit") return row.commit || "";
     const v = cellValue(row, col);
     return v === undefined ? null : v;
   }
@@ -111,7 +118,7 @@
   function matches(row, terms) {
     for (const t of terms) {
       if (t.text !== undefined) {
-        const hay = [row.commit, row.branch, row.branches.join(" "), row.subject, row.date, ...Object.entries(row.tags).map(([k, v]) => k + "=" + v)].join(" ").toLowerCase();
+        const hay = [row.commit || "", row.checkpoint || "", row.branch, row.branches.join(" "), row.subject, row.date, ...Object.entries(row.tags).map(([k, v]) => k + "=" + v)].join(" ").toLowerCase();
         if (!hay.includes(t.text)) return false;
         continue;
       }
@@ -129,12 +136,14 @@
   async function experimentsPage() {
     const table = await api("experiments");
     UI.table = table;
+    METRIC_COLS = new Set(table.metric_columns || []);
     const st = {
       sort: { col: "date", dir: -1 },
       filter: param("filter") || "",
-      cols: new Set([...BASE_COLS, ...table.tags]),
+      // METRIC:min and METRIC:max start hidden (Columns shows them); :last and :best show.
+      cols: new Set([...BASE_COLS, ...table.tags, ...[...METRIC_COLS].filter((c) => !/:(min|max)$/.test(c))]),
       branches: new Set(table.branches.map((b) => b.name)),
-      sel: new Set(selected().filter((c) => table.rows.some((r) => r.commit === c))),
+      sel: new Set(selected().filter((c) => table.rows.some((r) => r.id === c))),
     };
     main.innerHTML = h1() +
       "<div class='controls'>" +
@@ -145,12 +154,12 @@
       "<button id='go-curves'>Curves of selected</button><button id='go-compare'>Compare 2 selected</button>" +
       "<button id='go-parallel'>Parallel coordinates</button>" +
       "<span id='count' class='muted' aria-live='polite'></span></div>" +
-      "<div class='tablewrap'><table id='runs' aria-label='Experiments: commits with their tags. Arrow keys move, Space selects.'>" +
+      "<div class='tablewrap'><table id='runs' aria-label='Experiments: commits and checkpoints with their tags and metrics. Arrow keys move, Space selects.'>" +
       "<thead></thead><tbody></tbody></table></div>";
     const $ = (id) => document.getElementById(id);
     $("filter").value = st.filter;
-    const allCols = [...BASE_COLS, ...table.tags];
-    $("cols").innerHTML = allCols.map((c) => "<label><input type='checkbox' value='" + esc(c) + "' checked> " + esc(c) + "</label>").join("");
+    const allCols = [...BASE_COLS, ...table.tags, ...METRIC_COLS];
+    $("cols").innerHTML = allCols.map((c) => "<label><input type='checkbox' value='" + esc(c) + "'" + (st.cols.has(c) ? " checked" : "") + "> " + esc(c) + "</label>").join("");
     $("branches").innerHTML = table.branches.map((b) => "<label><input type='checkbox' value='" + esc(b.name) + "' checked> " + esc(b.name) + (b.remote ? " <span class='muted'>(remote)</span>" : "") + "</label>").join("");
     const numeric = new Set(table.numeric);
 
@@ -171,7 +180,7 @@
     function render() {
       const cols = allCols.filter((c) => st.cols.has(c));
       const rows = visibleRows();
-      UI.rows = rows.map((r) => r.commit);
+      UI.rows = rows.map((r) => r.id);
       UI.columns = cols;
       const head = "<tr><th scope='col'><span class='muted'>pick</span></th>" + cols.map((c) => {
         const s = st.sort.col === c ? (st.sort.dir > 0 ? "ascending" : "descending") : "none";
@@ -180,19 +189,20 @@
       const out = [];
       for (let i = 0; i < rows.length; i++) {
         const r = rows[i];
-        const sel = st.sel.has(r.commit);
-        out.push("<tr data-commit='" + r.commit + "' tabindex='" + (i === 0 ? 0 : -1) + "' aria-selected='" + sel + "'" + (sel ? " class='selected'" : "") + ">" +
-          "<td><input type='checkbox' tabindex='-1' aria-label='select " + r.commit.slice(0, 10) + "'" + (sel ? " checked" : "") + "></td>");
+        const sel = st.sel.has(r.id);
+        const cls = ((sel ? "selected " : "") + (r.kind === "checkpoint" ? "checkpoint" : "")).trim();
+        out.push("<tr data-commit='" + esc(r.id) + "' tabindex='" + (i === 0 ? 0 : -1) + "' aria-selected='" + sel + "'" + (cls ? " class='" + cls + "'" : "") + ">" +
+          "<td><input type='checkbox' tabindex='-1' aria-label='select " + esc(label(r)) + "'" + (sel ? " checked" : "") + "></td>");
         for (const c of cols) {
           const v = cellValue(r, c);
           const cls = numeric.has(c) ? "num" : c === "subject" ? "subject" : "";
-          out.push("<td" + (cls ? " class='" + cls + "'" : "") + (c === "commit" ? " title='" + r.commit + "'" : "") + ">" + esc(fmt(v)) + "</td>");
+          out.push("<td" + (cls ? " class='" + cls + "'" : "") + (c === "commit" && r.commit ? " title='" + r.commit + "'" : "") + ">" + esc(fmt(v)) + "</td>");
         }
         out.push("</tr>");
       }
       $("runs").tHead.innerHTML = head;
       $("runs").tBodies[0].innerHTML = out.join("");
-      $("count").textContent = rows.length + " of " + table.rows.length + " commits, " + st.sel.size + " selected";
+      $("count").textContent = rows.length + " of " + table.rows.length + " rows, " + st.sel.size + " selected";
       $("go-compare").disabled = st.sel.size !== 2;
       $("go-curves").disabled = st.sel.size === 0 || table.numeric.length === 0;
     }
@@ -204,7 +214,7 @@
       tr.classList.toggle("selected", on);
       tr.setAttribute("aria-selected", String(on));
       tr.querySelector("input").checked = on;
-      $("count").textContent = UI.rows.length + " of " + table.rows.length + " commits, " + st.sel.size + " selected";
+      $("count").textContent = UI.rows.length + " of " + table.rows.length + " rows, " + st.sel.size + " selected";
       $("go-compare").disabled = st.sel.size !== 2;
       $("go-curves").disabled = st.sel.size === 0 || table.numeric.length === 0;
     }
@@ -232,20 +242,21 @@
       else if (e.key === " " || e.key === "Enter") { e.preventDefault(); toggle(tr); return; }
       if (next) { e.preventDefault(); tr.tabIndex = -1; next.tabIndex = 0; next.focus(); }
     });
-    const chosen = () => table.rows.filter((r) => st.sel.has(r.commit));
+    const chosen = () => table.rows.filter((r) => st.sel.has(r.id));
     $("go-curves").addEventListener("click", () => {
-      const runs = [...new Set(chosen().map((r) => r.branch))];
+      // A checkpoint (or a commit recording one) draws its run's per-step metrics; others their branch's tags.
+      const runs = [...new Set(chosen().map((r) => r.curve || r.branch))];
       location.href = link("curves", { runs: runs.join(",") });
     });
     $("go-compare").addEventListener("click", () => {
       const [x, y] = chosen().sort((p, q) => p.time - q.time);
-      location.href = link("compare", MODE === "static" ? { a: x.commit, b: y.commit } : { a: x.commit, b: y.commit });
+      location.href = link("compare", { a: x.id, b: y.id });
     });
     $("go-parallel").addEventListener("click", () => { location.href = link("parallel"); });
     render();
     UI.render = render;
     requestAnimationFrame(() => { UI.painted = performance.now(); });
-    poll(async () => { Object.assign(table, await api("experiments")); render(); });
+    poll(async () => { Object.assign(table, await api("experiments")); METRIC_COLS = new Set(table.metric_columns || []); render(); });
   }
 
   // ------------------------------------------------------------- curves
@@ -261,15 +272,32 @@
     }
     return out;
   }
+  // Curves travel as base64 of little-endian float64s (data.f64); NaN is a gap (null for uPlot).
+  function f64(text) {
+    const bin = atob(text);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const a = new Float64Array(bytes.buffer);
+    const out = new Array(a.length);
+    for (let i = 0; i < a.length; i++) out[i] = Number.isNaN(a[i]) ? null : a[i];
+    return out;
+  }
+  function decodeCurves(d, keep) {
+    return { metric: d.metric, exact: d.exact, x: f64(d.x), series: d.series.filter((s) => !keep || keep.has(s.run)).map((s) => ({ run: s.run, points: s.points, y: f64(s.y) })) };
+  }
   async function curvesPage() {
-    const index = MODE === "static" ? (await api("curves")).index : await api("curves");
-    if (!index.metrics.length) { main.innerHTML = h1() + "<p>No numeric tags or metrics yet: tag a number (<code>stock.tag['loss'] = 0.3</code>) and commit.</p>"; UI.curves = { series: [] }; return; }
+    const chartWidth = () => Math.max(400, Math.min(2000, main.clientWidth - 40));
+    // Served: the index and the first chart's data in one request (the server picks runs and metric as below).
+    let first = MODE === "static" ? null : await api("curves", { first: "1", runs: param("runs") || "", metric: param("metric") || "", points: chartWidth() });
+    const index = MODE === "static" ? (await api("curves")).index : first.index;
+    if (!index.metrics.length) { main.innerHTML = h1() + "<p>No metrics or numeric tags yet: log them in a run (<code>run.log(step, loss=0.3)</code>) or tag a number (<code>stock.tag['loss'] = 0.3</code>) and commit.</p>"; UI.curves = { series: [] }; return; }
     let runs = (param("runs") || "").split(",").filter((r) => index.runs.includes(r));
     if (!runs.length) runs = index.runs.slice(0, 10);
-    const st = { metric: index.metrics.includes(param("metric")) ? param("metric") : index.metrics[0], runs: new Set(runs), alpha: Number(param("smooth") || 0), log: param("log") === "1" };
+    // Default metric: `loss` where there is one (what most runs log), else the first.
+    const st = { metric: index.metrics.includes(param("metric")) ? param("metric") : index.metrics.includes("loss") ? "loss" : index.metrics[0], runs: new Set(runs), alpha: Number(param("smooth") || 0), log: param("log") === "1" };
     main.innerHTML = h1() + "<div class='controls'>" +
       "<label>Metric <select id='metric'>" + index.metrics.map((m) => "<option" + (m === st.metric ? " selected" : "") + ">" + esc(m) + "</option>").join("") + "</select></label>" +
-      "<details class='chooser'><summary>Runs</summary><div id='runlist'>" + index.runs.map((r) => "<label><input type='checkbox' value='" + esc(r) + "'" + (st.runs.has(r) ? " checked" : "") + "> " + esc(r) + "</label>").join("") + "</div></details>" +
+      "<details class='chooser'><summary>Runs</summary><div id='runlist'>" + index.runs.map((r) => "<label><input type='checkbox' value='" + esc(r) + "'" + (st.runs.has(r) ? " checked" : "") + "> " + esc(r) + ((index.kinds || {})[r] === "tags" ? " <span class='muted'>(tags per commit)</span>" : "") + "</label>").join("") + "</div></details>" +
       "<label>Smoothing <input type='range' id='alpha' min='0' max='0.99' step='0.01' value='" + st.alpha + "'><output id='alpha-out'>" + st.alpha + "</output></label>" +
       "<label><input type='checkbox' id='log'" + (st.log ? " checked" : "") + "> log scale</label>" +
       "<span class='legend-note' id='note'></span></div>" +
@@ -278,12 +306,13 @@
     let doc = null, chart = null;
     async function load() {
       const names = index.runs.filter((r) => st.runs.has(r));
-      if (MODE === "static") {
-        const all = (await api("curves")).series[st.metric];
-        doc = { metric: st.metric, exact: all.exact, x: all.x, series: all.series.filter((s) => st.runs.has(s.run)) };
+      if (first && first.curves && first.curves.metric === st.metric) {
+        doc = decodeCurves(first.curves);
+        first = null;
+      } else if (MODE === "static") {
+        doc = decodeCurves((await api("curves")).series[st.metric], st.runs);
       } else {
-        const width = Math.max(400, Math.min(2000, main.clientWidth - 40));
-        doc = await api("curves", { metric: st.metric, runs: names.join(","), points: width }); // a min and a max per 2 px
+        doc = decodeCurves(await api("curves", { metric: st.metric, runs: names.join(","), points: chartWidth() })); // a min and a max per 2 px
       }
     }
     function draw() {
@@ -299,7 +328,7 @@
         legend: { show: doc.series.length <= 20 }, // past that the table below names the runs; 100 live legend rows cost more than the drawing
         scales: { x: { time: false }, y: { distr: st.log ? 3 : 1 } },
         axes: [{ label: "step" }, { label: st.metric, size: 70 }],
-        series: [{ label: "step" }, ...doc.series.map((s, i) => ({ label: s.run, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: x.length <= 60 } }))],
+        series: [{ label: "step" }, ...doc.series.map((s, i) => ({ label: s.run, stroke: COLORS[i % COLORS.length], width: doc.series.length > 20 ? 1 : 1.5, spanGaps: true, points: { show: x.length <= 60 } }))],
       };
       if (chart) chart.destroy();
       $("chart").innerHTML = "";
@@ -330,7 +359,7 @@
       await load();
       const t1 = performance.now();
       draw();
-      UI.timing = { load: t1 - t0, draw: performance.now() - t1, chart: UI.drawMs };
+      UI.timing = { begin: t0, load: t1 - t0, draw: performance.now() - t1, chart: UI.drawMs };
     }
     $("metric").addEventListener("change", (e) => { st.metric = e.target.value; refresh().catch(fail); });
     $("runlist").addEventListener("change", (e) => { e.target.checked ? st.runs.add(e.target.value) : st.runs.delete(e.target.value); refresh().catch(fail); });
@@ -345,21 +374,22 @@
   // ----------------------------------------------------------- parallel
   async function parallelPage() {
     const table = await api("experiments");
+    METRIC_COLS = new Set(table.metric_columns || []);
     if (!table.numeric.length) { main.innerHTML = h1() + "<p>No numeric tags yet.</p>"; return; }
     const sel = new Set(selected());
     const st = { axes: table.numeric.slice(0, 8), color: table.numeric[table.numeric.length - 1] };
     main.innerHTML = h1() + "<div class='controls'><details class='chooser'><summary>Axes</summary><div id='axes'>" +
       table.numeric.map((k) => "<label><input type='checkbox' value='" + esc(k) + "'" + (st.axes.includes(k) ? " checked" : "") + "> " + esc(k) + "</label>").join("") + "</div></details>" +
       "<label>Colour by <select id='color'>" + table.numeric.map((k) => "<option" + (k === st.color ? " selected" : "") + ">" + esc(k) + "</option>").join("") + "</select></label>" +
-      "<span class='muted'>one line per commit; selected commits drawn thick</span></div><div id='pc' class='chart'></div><div id='numbers'></div>";
+      "<span class='muted'>one line per commit or checkpoint; selected commits drawn thick</span></div><div id='pc' class='chart'></div><div id='numbers'></div>";
     const $ = (id) => document.getElementById(id);
     function draw() {
       const axes = table.numeric.filter((k) => st.axes.includes(k));
-      const rows = table.rows.filter((r) => axes.some((k) => typeof r.tags[k] === "number"));
+      const rows = table.rows.filter((r) => axes.some((k) => typeof value(r, k) === "number"));
       const W = Math.max(500, main.clientWidth - 40), H = 380, pad = 40;
       const range = {};
       for (const k of [...axes, st.color]) {
-        const v = rows.map((r) => r.tags[k]).filter((x) => typeof x === "number");
+        const v = rows.map((r) => value(r, k)).filter((x) => typeof x === "number");
         range[k] = [Math.min(...v), Math.max(...v)];
       }
       const xOf = (i) => pad + (axes.length > 1 ? (i * (W - 2 * pad)) / (axes.length - 1) : (W - 2 * pad) / 2);
@@ -367,9 +397,9 @@
       const colour = (v) => { const [lo, hi] = range[st.color]; const t = typeof v === "number" && hi > lo ? (v - lo) / (hi - lo) : 0.5; return "hsl(" + Math.round(220 - 200 * t) + ",75%,38%)"; };
       const parts = ["<svg width='" + W + "' height='" + H + "' role='img' aria-label='Parallel coordinates of " + esc(axes.join(", ")) + " for " + rows.length + " commits; the numbers are in the table below.'>"];
       for (const r of rows) {
-        const pts = axes.map((k, i) => (typeof r.tags[k] === "number" ? xOf(i).toFixed(1) + "," + yOf(k, r.tags[k]).toFixed(1) : null)).filter(Boolean);
-        const on = sel.has(r.commit);
-        parts.push("<polyline fill='none' stroke='" + colour(r.tags[st.color]) + "' stroke-width='" + (on ? 3 : 1) + "' stroke-opacity='" + (on ? 1 : 0.55) + "' points='" + pts.join(" ") + "'><title>" + esc(r.branch + " " + r.commit.slice(0, 10)) + "</title></polyline>");
+        const pts = axes.map((k, i) => (typeof value(r, k) === "number" ? xOf(i).toFixed(1) + "," + yOf(k, value(r, k)).toFixed(1) : null)).filter(Boolean);
+        const on = sel.has(r.id);
+        parts.push("<polyline fill='none' stroke='" + colour(value(r, st.color)) + "' stroke-width='" + (on ? 3 : 1) + "' stroke-opacity='" + (on ? 1 : 0.55) + "' points='" + pts.join(" ") + "'><title>" + esc(r.branch + " " + label(r)) + "</title></polyline>");
       }
       axes.forEach((k, i) => {
         const x = xOf(i);
@@ -380,7 +410,7 @@
       parts.push("</svg>");
       $("pc").innerHTML = parts.join("");
       UI.parallel = { axes, lines: rows.length };
-      $("numbers").innerHTML = "<details><summary>Numbers</summary>" + numbersTable("values per commit", ["commit", "branch", ...axes], rows.map((r) => [r.commit.slice(0, 10), r.branch, ...axes.map((k) => r.tags[k])])) + "</details>";
+      $("numbers").innerHTML = "<details><summary>Numbers</summary>" + numbersTable("values per row", ["row", "branch", ...axes], rows.map((r) => [label(r), r.branch, ...axes.map((k) => value(r, k))])) + "</details>";
     }
     $("axes").addEventListener("change", (e) => { st.axes = e.target.checked ? [...st.axes, e.target.value] : st.axes.filter((k) => k !== e.target.value); draw(); });
     $("color").addEventListener("change", (e) => { st.color = e.target.value; draw(); });
