@@ -51,6 +51,7 @@ class Records:
         self.items: list[Checkpoint] = []
         self.finished = False
         self.info: dict[str, Any] = {}
+        self.dropped: set[str] = set()  # pruned checkpoints whose data was dropped
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -63,10 +64,16 @@ class Records:
         self.items = [Checkpoint(**c) for c in doc.get("checkpoints", [])]
         self.finished = bool(doc.get("finished", False))
         self.info = dict(doc.get("info", {}))
+        self.dropped = set(doc.get("dropped", []))
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"info": self.info, "finished": self.finished, "checkpoints": [asdict(c) for c in self.items]}
+        doc = {
+            "info": self.info,
+            "finished": self.finished,
+            "checkpoints": [asdict(c) for c in self.items],
+            "dropped": sorted(self.dropped),
+        }
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f)
