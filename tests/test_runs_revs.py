@@ -76,3 +76,9 @@ def test_diff_between_checkpoints(checkpoints: Path) -> None:
     assert "state['states']['opt']['state'][0]['exp_avg']" in names
     text = stock_cli("diff", "cnn@1", "cnn@3", cwd=checkpoints)
     assert text.returncode == 0 and text.stdout.startswith("stock diff cnn@1 ")
+
+
+def test_diff_with_a_pruned_checkpoint_says_it_was_pruned(checkpoints: Path) -> None:
+    out = stock_cli("diff", "cnn@0", "cnn@3", cwd=checkpoints)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "pruned" in out.stderr and "Traceback" not in out.stderr

@@ -300,9 +300,9 @@ class Run:
         }
         stock = self.stock
         stock.model[model_name(self.name)] = payload
-        stock.tag[f"{TAG_PREFIX}{self.name}.step"] = step
-        for k, v in payload["saved"].items():
-            stock.tag[f"{TAG_PREFIX}{self.name}.{k}"] = v
+        tags: dict[str, Any] = {f"{TAG_PREFIX}{self.name}.step": step}
+        tags.update({f"{TAG_PREFIX}{self.name}.{k}": v for k, v in payload["saved"].items()})
+        stock.tag.update(tags)  # one write for all of them
         _crash_point("before-commit")
         digest = stock.commit(f"run {self.name}: checkpoint at step {step}")
         _crash_point("after-commit")
