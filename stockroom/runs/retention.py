@@ -56,7 +56,7 @@ def git_recorded(run: Any) -> set[str]:
 
 
 def apply(run: Any) -> list[Checkpoint]:
-    """Prune what :func:`choose` picks: mark their records pruned."""
+    """Prune what :func:`choose` picks: mark their records pruned (then :func:`drop_data`)."""
     if run.keep_last is None and run.keep_best is None:
         return []
     victims = choose(run, git_recorded(run))
@@ -67,7 +67,6 @@ def apply(run: Any) -> list[Checkpoint]:
     for c in victims:
         c.pruned = True
     run.records.save()
-    drop_data(run)
     return victims
 
 

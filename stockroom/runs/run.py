@@ -308,7 +308,10 @@ class Run:
         _crash_point("after-commit")
         self.records.items.append(Checkpoint(step, digest, payload["saved"], time.time()))
         self.records.save()
-        retention.apply(self)
+        if self.keep_last is not None or self.keep_best is not None:
+            retention.apply(self)
+            _crash_point("before-drop")
+            retention.drop_data(self)
         if self._push_enabled():
             remote.publish(self, digest, step)
 

@@ -19,6 +19,7 @@ not safe, and would not shrink the file anyway.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,10 +29,13 @@ from hangar.constants import DIR_DATA, DIR_DATA_STORE
 from hangar.records import commiting, hash_data_db_key_from_raw_key
 from hangar.txnctx import TxnRegister
 
+from stockroom.headfile import atomic_write
 from stockroom.store import Store, samples
 from stockroom.store.view import _parse_records, _staged_records, commit_records
 
 _DATA_PREFIX = hash_data_db_key_from_raw_key("")
+# Under .hangar: the LMDB data files a drop under way will delete (see _mark_and_delete).
+PENDING_FILE = "stockroom-prune-pending"
 _LMDB = b"31:"
 
 
@@ -75,11 +79,23 @@ def drop(store: Store, column: str, pruned: set[str], all_pruned: Iterable[str] 
     return _mark_and_delete(Path(env.repo_path), env, sorted(candidates - live))
 
 
+def _pending(repo_path: Path) -> Path:
+    return repo_path / PENDING_FILE
+
+
+def _read_pending(repo_path: Path) -> set[str]:
+    try:
+        return set(_pending(repo_path).read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        return set()
+
+
 def _mark_and_delete(repo_path: Path, env: object, victims: list[str]) -> Dropped:
     hashenv = env.hashenv  # type: ignore[attr-defined]
     done = Dropped()
-    uids: set[str] = set()
-    txn = TxnRegister().begin_writer_txn(hashenv)
+    marks: list[tuple[bytes, str]] = []
+    uids = _read_pending(repo_path)  # files a drop cut short left to delete
+    txn = TxnRegister().begin_reader_txn(hashenv)
     try:
         for digest in victims:
             key = hash_data_db_key_from_raw_key(digest)
@@ -89,12 +105,23 @@ def _mark_and_delete(repo_path: Path, env: object, victims: list[str]) -> Droppe
                 continue
             if record.startswith(_LMDB):
                 uids.add(record.split(b":")[1].decode())
-            txn.put(key, samples.PRUNED_RECORD)
-            done.samples += 1
+            marks.append((key, digest))
     finally:
-        TxnRegister().commit_writer_txn(hashenv)
-    if not uids:
+        TxnRegister().abort_reader_txn(hashenv)
+    if not marks and not uids:
         return done
+    # The files to look at are noted before their records change: once a
+    # sample is PRUNED its record no longer names its file, and a crash
+    # between the two steps would leave the file behind for good.
+    atomic_write(_pending(repo_path), "".join(f"{u}\n" for u in sorted(uids)).encode("ascii"))
+    if marks:
+        txn = TxnRegister().begin_writer_txn(hashenv)
+        try:
+            for key, _ in marks:
+                txn.put(key, samples.PRUNED_RECORD)
+        finally:
+            TxnRegister().commit_writer_txn(hashenv)
+        done.samples = len(marks)
     # Files some record still names stay (see the module's doc).
     txn = TxnRegister().begin_reader_txn(hashenv)
     try:
@@ -113,10 +140,18 @@ def _mark_and_delete(repo_path: Path, env: object, victims: list[str]) -> Droppe
         marker = store_dir / f"{uid}.lmdbdir"
         folder = data_dir / uid
         if not marker.is_file() or not folder.is_dir():
-            continue  # not a committed file of this store's (a write in flight): leave it
+            continue  # not a committed file of this store's (a write in flight), or gone already
+        _crash_point("prune-delete")
         # The marker first: once it is gone no reader opens the file again.
         done.nbytes += _size(folder)
         marker.unlink()
         shutil.rmtree(folder, ignore_errors=True)
         done.files += 1
+    _pending(repo_path).unlink(missing_ok=True)
     return done
+
+
+def _crash_point(name: str) -> None:
+    # Test-only fault injection (tests/test_runs_crash.py): die here, like a SIGKILL.
+    if os.environ.get("STOCK_RUN_CRASH") == name:
+        os.kill(os.getpid(), 9)
