@@ -107,7 +107,9 @@ def test_sigkill_while_dropping_pruned_data_is_finished_by_the_next_save(
         run.wait()
         assert [c.pruned for c in run.checkpoints] == [True, True, False]
         now = _files(stock_repo)
-        assert len(left) >= 2 and len(now) == 1  # only step 2's file: step 0's (left by the crash) and 1's went
+        assert (
+            len(left) >= 2 and len(now) == 1
+        )  # only step 2's file: step 0's (left by the crash) and 1's went
         assert not (stock_repo / ".hangar" / "stockroom-prune-pending").exists()
         assert torch.equal(stock.model["run.prune"]["states"]["model"]["weight"], fresh.weight)
         run.close()
