@@ -315,3 +315,24 @@ def test_pruned_data_is_dropped_here_and_never_pushed(stock: stockroom.StockRoom
     with stockroom.StockRoom(clone) as theirs:
         assert torch.equal(theirs.model["run.drop"]["states"]["model"]["0.weight"], t.net[0].weight)
         assert set(_run_samples(theirs, first.commit, "drop").values()) <= {"pruned", "local"}
+
+
+def test_a_model_saved_beside_a_pruned_checkpoint_stays_whole(stock: stockroom.StockRoom) -> None:
+    torch.manual_seed(13)
+    net = torch.nn.Linear(400, 400)  # its weight (640 kB) is a unit of its own in both models
+    stock.model["net"] = net.state_dict()  # staged: committed with the first checkpoint
+    run = stock.run("beside", keep_last=1, push=False)
+    run.save(0, model=net)
+    run.wait()
+    del stock.model["net"]  # gone from the next commits: only checkpoint 0's commit has it
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    run.save(1, model=net)
+    run.wait()
+    assert [c.pruned for c in run.checkpoints] == [True, False]
+    assert "pruned" in _run_samples(stock, run.checkpoints[0].commit, "beside").values()
+    torch.manual_seed(13)
+    before = torch.nn.Linear(400, 400)
+    # the unit it shares with the pruned checkpoint is not dropped
+    assert torch.equal(stock.at("beside@0").model["net"]["weight"], before.weight)
+    run.close()

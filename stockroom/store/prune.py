@@ -56,8 +56,9 @@ def drop(store: Store, column: str, pruned: set[str], all_pruned: Iterable[str] 
     """Drop the samples of Hangar column ``column`` that only pruned commits name.
 
     ``pruned``: the commits whose samples are candidates (this round's);
-    ``all_pruned``: every pruned commit (of every run), whose records do not
-    keep a sample alive. Every other commit here, and the staging area, do.
+    ``all_pruned``: every pruned commit (of every run), whose ``column`` does
+    not keep a sample alive. Every other column of every commit here, and
+    the staging area, do (a model saved beside a checkpoint stays whole).
     """
     env = store.repo._env
     dead = set(pruned) | set(all_pruned)
@@ -70,10 +71,9 @@ def drop(store: Store, column: str, pruned: set[str], all_pruned: Iterable[str] 
         return Dropped()
     live: set[str] = set()
     for commit in commiting.list_all_commits(env.refenv):
-        if commit in dead:
-            continue
-        for col in _parse_records(commiting.get_commit_ref(env.refenv, commit)).values():
-            live.update(col.samples.values())
+        for name, col in _parse_records(commiting.get_commit_ref(env.refenv, commit)).items():
+            if commit not in dead or name != column:  # a pruned commit's other columns stay whole
+                live.update(col.samples.values())
     for col in _staged_records(store).values():
         live.update(col.samples.values())
     return _mark_and_delete(Path(env.repo_path), env, sorted(candidates - live))
@@ -115,6 +115,7 @@ def _mark_and_delete(repo_path: Path, env: object, victims: list[str]) -> Droppe
     # between the two steps would leave the file behind for good.
     atomic_write(_pending(repo_path), "".join(f"{u}\n" for u in sorted(uids)).encode("ascii"))
     if marks:
+        samples.forget_complete(repo_path.parent)  # no commit is "all LOCAL" on trust any more
         txn = TxnRegister().begin_writer_txn(hashenv)
         try:
             for key, _ in marks:
