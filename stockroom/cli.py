@@ -128,13 +128,22 @@ def status() -> None:
 @click.option("--json", "fmt", flag_value="json", help="With --tags: JSON.")
 @click.option("--csv", "fmt", flag_value="csv", help="With --tags: CSV.")
 @click.option("--plot", metavar="FILE", help="With --tags: draw the numeric tags into FILE (.png or .html).")
+@click.argument("revs", nargs=-1, metavar="[REV|RUN@STEP]...")
 def log(
-    max_count: int, tags: str | None, branches: bool, sort: str | None, fmt: str | None, plot: str | None
+    max_count: int,
+    tags: str | None,
+    branches: bool,
+    sort: str | None,
+    fmt: str | None,
+    plot: str | None,
+    revs: tuple[str, ...],
 ) -> None:
-    """List git commits beside the stock commit each one records."""
+    """List git commits beside the stock commit each one records.
+
+    With --tags, REV... start the table there; RUN@STEP lists that run's checkpoints up to STEP."""
     if tags is None:
-        if branches or sort or fmt or plot:
-            raise click.UsageError("--branches, --sort, --json, --csv and --plot go with --tags")
+        if branches or sort or fmt or plot or revs:
+            raise click.UsageError("--branches, --sort, --json, --csv, --plot and REV go with --tags")
         from stockroom.commands.log import log as run
 
         _run(run, max_count)
@@ -142,7 +151,7 @@ def log(
     from stockroom.commands.log_tags import log_tags
 
     keys = [k.strip() for k in tags.split(",") if k.strip()] or None
-    _run(log_tags, max_count, keys, branches, sort, fmt or "text", plot)
+    _run(log_tags, max_count, keys, branches, sort, fmt or "text", plot, revs)
 
 
 @cli.command()

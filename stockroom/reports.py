@@ -39,18 +39,25 @@ class Row:
     digest: str = ""
     state: str = ""  # '' when the tags were read; else what the stock column says
     tags: dict[str, Any] = field(default_factory=dict)
+    checkpoint: bool = False  # a run's checkpoint (RUN@STEP in ``commit``), no git commit
 
 
 def read_tags(root: Path, rows: list[Row]) -> None:
-    """Fill in each row's stock digest and tags: one read per distinct tag value."""
-    refs = revisions.stock_refs(root, [row.commit for row in rows])
-    found = digest_tags(root, {ref.digest for ref in refs if ref.digest})
-    for row, ref in zip(rows, refs, strict=True):
-        row.digest = ref.digest
-        if not ref.digest:
-            row.state = STATES[ref.state]
-            continue
-        row.state, row.tags = found[ref.digest]
+    """Fill in each row's stock digest and tags: one read per distinct tag value.
+
+    A checkpoint's row has its stock commit already; a git commit's comes
+    from its ``head.stock``."""
+    refs = iter(revisions.stock_refs(root, [row.commit for row in rows if not row.checkpoint]))
+    for row in rows:
+        if not row.checkpoint:
+            ref = next(refs)
+            row.digest = ref.digest
+            if not ref.digest:
+                row.state = STATES[ref.state]
+    found = digest_tags(root, {row.digest for row in rows if row.digest})
+    for row in rows:
+        if row.digest:
+            row.state, row.tags = found[row.digest]
 
 
 def digest_tags(root: Path, digests: Iterable[str]) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -91,6 +91,14 @@ def test_retention_keeps_last_and_best_across_a_resume(stock: stockroom.StockRoo
         stock.at("ret@2").model["run.ret"]
     assert stock.at("ret@1").model["run.ret"]["step"] == 1
     assert stock.at("ret@best").tag["run.ret.val_loss"] == 1.0
+    # the data only pruned checkpoints named is dropped, across the resume too; what a kept
+    # checkpoint shares with a pruned one (the unchanged weights) stays
+    for c in run.checkpoints:
+        states = set(_run_samples(stock, c.commit, "ret").values())
+        assert ("pruned" in states) == c.pruned and states <= {"pruned", "local"}, (c.step, states)
+        if not c.pruned:
+            got = stock.at(f"ret@{c.step}").model["run.ret"]
+            assert got["step"] == c.step and torch.equal(got["states"]["model"]["0.weight"], t.net[0].weight)
     run.close()
 
 
@@ -105,6 +113,8 @@ def test_git_recorded_checkpoint_is_never_pruned(stock: stockroom.StockRoom) -> 
         run.save(step, model=t.net)
     run.wait()
     assert [c.step for c in run.checkpoints if not c.pruned] == [0, 2]
+    assert set(_run_samples(stock, run.checkpoints[0].commit, "rec").values()) == {"local"}
+    assert stock.at("HEAD").model["run.rec"]["step"] == 0  # the git commit's checkpoint, whole
     run.close()
 
 
@@ -238,3 +248,91 @@ def test_opening_a_run_leaves_the_global_rngs_alone(stock_repo: Path) -> None:
         "assert random.getstate() == before, 'run() changed the RNG'\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=stock_repo, check=True)
+
+
+def _run_samples(stock: stockroom.StockRoom, commit: str, run: str) -> dict[str, str]:
+    """Digest -> state (samples.State value) of each sample of the run's model column at ``commit``."""
+    from stockroom.storages.model import column_name
+    from stockroom.store import open_repository, samples
+    from stockroom.store.view import commit_records
+
+    col = commit_records(stock._store, commit)[column_name("run." + run)]
+    digests = set(col.samples.values())
+    states = samples.states(open_repository(stock.path)._env, digests)
+    return {d: st.value for d, st in states.items()}
+
+
+def _data_files(root: Path) -> int:
+    return sum(1 for p in (root / ".hangar" / "data" / "31").iterdir() if p.is_dir())
+
+
+def test_pruned_data_is_dropped_here_and_never_pushed(stock: stockroom.StockRoom, tmp_path: Path) -> None:
+    t = Trainer(seed=12)
+    run = stock.run("drop", keep_last=1, push=False)
+    for step in range(4):
+        t.epoch(step, run)
+        run.save(step, metrics={"val_loss": 1.0 / (step + 1)}, model=t.net, opt=t.opt)
+    run.wait()
+    first, last = run.checkpoints[0], run.checkpoints[-1]
+    assert [c.pruned for c in run.checkpoints] == [True, True, True, False]
+    # every sample only the pruned checkpoints named is gone; the kept one is whole
+    assert set(_run_samples(stock, first.commit, "drop").values()) <= {"pruned", "local"}
+    assert "pruned" in _run_samples(stock, first.commit, "drop").values()
+    assert set(_run_samples(stock, last.commit, "drop").values()) == {"local"}
+    files = _data_files(stock.path)
+    with pytest.raises(StockroomError, match="pruned"):
+        stock.at("drop@0").model["run.drop"]
+    assert stock.at("drop@0").tag["run.drop.val_loss"] == 1.0  # records and tags remain
+    steps, _ = run.history("loss")
+    assert steps.size == 4 * Trainer.BATCHES  # metrics remain
+    run.close()
+    # a read of the pruned data by any path says so (not "damaged", not a traceback)
+    from stockroom.headfile import write_head
+
+    write_head(stock.path, first.commit)
+    with (
+        stockroom.StockRoom(stock.path) as other,
+        pytest.raises(StockroomError, match="pruned by a training run"),
+    ):
+        other.model["run.drop"]
+    write_head(stock.path, last.commit)
+
+    # a push after pruning sends none of it, and a clone records it as pruned
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    subprocess.run(["stock", "remote", "add", "origin", str(remote)], check=True, cwd=stock.path)
+    subprocess.run(["stock", "push"], check=True, cwd=stock.path, capture_output=True)
+    sent = sum(p.stat().st_size for p in remote.rglob("*") if p.is_file())
+    kept = sum(p.stat().st_size for p in (stock.path / ".hangar" / "data" / "31").rglob("data.mdb"))
+    assert files <= 2 and sent < 2 * kept  # about one checkpoint's worth, not four
+    manifest = next(p for p in remote.rglob("*") if p.is_file() and first.commit[2:] in p.name)
+    assert "pruned" in __import__("json").loads(manifest.read_bytes())
+    subprocess.run(["git", "add", "-A"], check=True, cwd=stock.path)
+    subprocess.run(["git", "commit", "-qm", "remote"], check=True, cwd=stock.path)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(stock.path), str(clone)], check=True)
+    subprocess.run(["stock", "pull"], check=True, cwd=clone, capture_output=True)
+    with stockroom.StockRoom(clone) as theirs:
+        assert torch.equal(theirs.model["run.drop"]["states"]["model"]["0.weight"], t.net[0].weight)
+        assert set(_run_samples(theirs, first.commit, "drop").values()) <= {"pruned", "local"}
+
+
+def test_a_model_saved_beside_a_pruned_checkpoint_stays_whole(stock: stockroom.StockRoom) -> None:
+    torch.manual_seed(13)
+    net = torch.nn.Linear(400, 400)  # its weight (640 kB) is a unit of its own in both models
+    stock.model["net"] = net.state_dict()  # staged: committed with the first checkpoint
+    run = stock.run("beside", keep_last=1, push=False)
+    run.save(0, model=net)
+    run.wait()
+    del stock.model["net"]  # gone from the next commits: only checkpoint 0's commit has it
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    run.save(1, model=net)
+    run.wait()
+    assert [c.pruned for c in run.checkpoints] == [True, False]
+    assert "pruned" in _run_samples(stock, run.checkpoints[0].commit, "beside").values()
+    torch.manual_seed(13)
+    before = torch.nn.Linear(400, 400)
+    # the unit it shares with the pruned checkpoint is not dropped
+    assert torch.equal(stock.at("beside@0").model["net"]["weight"], before.weight)
+    run.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from stockroom import revisions
 from stockroom.core import find_root
 from stockroom.errors import StockroomError
 from stockroom.git import git
@@ -61,6 +62,44 @@ def _commits(root: Path, max_count: int, branches: bool, fmt: str) -> list[Row]:
         if line:
             sha, date_text, subject = (line.split("\t", 2) + ["", ""])[:3]
             rows.append(Row(sha, date_text, subject))
+    return rows
+
+
+def _rev_rows(root: Path, revs: list[str], max_count: int, fmt: str) -> list[Row]:
+    """The rows of ``stock log --tags ... REV...``: ``git log REV...`` for git revisions,
+    and for each ``RUN@STEP`` the run's checkpoints up to that one, newest first (SPEC 9)."""
+    from datetime import datetime
+
+    from stockroom.runs import records
+
+    rows: list[Row] = []
+    git_revs: list[str] = []
+    for rev in revs:
+        found = records.resolve_history(root, rev)
+        if found is None:
+            git_revs.append(revisions.resolve_commit(root, rev))
+            continue
+        ref, checkpoints = found
+        for c in checkpoints[::-1][:max_count]:
+            when = datetime.fromtimestamp(c.time).astimezone()
+            date = when.strftime("%Y-%m-%dT%H:%M") if fmt == "text" else when.isoformat(timespec="seconds")
+            subject = f"run {ref.run}: checkpoint at step {c.step}" + (" (pruned)" if c.pruned else "")
+            rows.append(Row(f"{ref.run}@{c.step}", date, subject, digest=c.commit, checkpoint=True))
+    if git_revs:
+        date = "iso-strict" if fmt != "text" else _TEXT_DATE
+        out = git(
+            "log",
+            f"--max-count={max_count}",
+            f"--date={date}",
+            "--format=%H%x09%ad%x09%s",
+            *git_revs,
+            "--",
+            cwd=root,
+        )
+        for line in out.splitlines():
+            if line:
+                sha, date_text, subject = (line.split("\t", 2) + ["", ""])[:3]
+                rows.append(Row(sha, date_text, subject))
     return rows
 
 
@@ -138,6 +177,18 @@ def _check_keys(rows: list[Row], keys: list[str] | None, sort: str | None, branc
             raise ValueError(f"--sort: no tag {key!r} in the {where}; their tags: {have}")
 
 
+def _checkpoint_hint(root: Path, keys: list[str] | None) -> None:
+    """``stock log --tags cnn@5`` reads ``cnn@5`` as a tag key: say where a checkpoint goes."""
+    from stockroom.runs import records
+
+    for key in keys or []:
+        if "@" in key and records.resolve(root, key) is not None:
+            raise ValueError(
+                f"--tags takes tag keys, and {key!r} is a run checkpoint: name it after them "
+                f"(`stock log --tags KEY,... {key}`, or `stock log {key} --tags` for all tags)"
+            )
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -145,14 +196,26 @@ def _plain(value: Any) -> Any:
 
 
 def log_tags(
-    max_count: int, keys: list[str] | None, branches: bool, sort: str | None, fmt: str, plot: str | None
+    max_count: int,
+    keys: list[str] | None,
+    branches: bool,
+    sort: str | None,
+    fmt: str,
+    plot: str | None,
+    revs: tuple[str, ...] = (),
 ) -> int:
-    """Print the table of commits (or branch tips) with their tags as columns."""
+    """Print the table of commits (or branch tips) with their tags as columns.
+
+    ``revs``: git revisions to start from, or ``RUN@STEP`` for a run's checkpoints."""
     root = find_root()
     if plot is not None and Path(plot).suffix.lower() not in (".png", ".html"):
         raise ValueError(f"--plot writes a .png or .html file, not {plot!r}")
-    rows = _commits(root, max_count, branches, fmt)
+    if revs and branches:
+        raise ValueError("--branches shows every branch tip; name revisions (or RUN@STEP) without it")
+    rows = _rev_rows(root, list(revs), max_count, fmt) if revs else _commits(root, max_count, branches, fmt)
     _read_tags(root, rows)
+    if not revs:
+        _checkpoint_hint(root, keys)
     _check_keys(rows, keys, sort, branches)
     if keys is None:
         keys = sorted({k for row in rows for k in row.tags})
@@ -162,7 +225,8 @@ def log_tags(
     if fmt == "json":
         doc = [
             {
-                "commit": row.commit,
+                "commit": None if row.checkpoint else row.commit,
+                **({"checkpoint": row.commit} if row.checkpoint else {}),
                 "date": row.date,
                 "subject": row.subject,
                 **({"branch": row.branch} if branches else {}),
@@ -214,7 +278,14 @@ def _print_table(rows: list[Row], keys: list[str], branches: bool) -> None:
         stock = row.state or row.digest[:12]
         extra = [row.branch] if branches else []
         body.append(
-            [row.commit[:10], *extra, row.date, stock, *(_cell(row.tags.get(k)) for k in keys), row.subject]
+            [
+                row.commit if row.checkpoint else row.commit[:10],
+                *extra,
+                row.date,
+                stock,
+                *(_cell(row.tags.get(k)) for k in keys),
+                row.subject,
+            ]
         )
     if not body:
         click.echo("no git commits yet")

@@ -2,6 +2,7 @@
 
 ``run = stock.run()`` gives a :class:`stockroom.runs.run.Run`; see
 docs/runs.md. Submodules are imported on use: ``records`` is light (git
-revision parsing calls it), ``run`` and ``metrics`` need numpy, nothing
-imports torch.
+revision parsing calls it), ``run``, ``metrics`` and ``sampler`` (the
+data position, :class:`stockroom.runs.sampler.StockSampler`) need numpy,
+nothing imports torch.
 """

@@ -51,6 +51,7 @@ class Records:
         self.items: list[Checkpoint] = []
         self.finished = False
         self.info: dict[str, Any] = {}
+        self.dropped: set[str] = set()  # pruned checkpoints whose data was dropped
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -63,10 +64,16 @@ class Records:
         self.items = [Checkpoint(**c) for c in doc.get("checkpoints", [])]
         self.finished = bool(doc.get("finished", False))
         self.info = dict(doc.get("info", {}))
+        self.dropped = set(doc.get("dropped", []))
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"info": self.info, "finished": self.finished, "checkpoints": [asdict(c) for c in self.items]}
+        doc = {
+            "info": self.info,
+            "finished": self.finished,
+            "checkpoints": [asdict(c) for c in self.items],
+            "dropped": sorted(self.dropped),
+        }
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f)
@@ -102,6 +109,16 @@ def resolve(root: Path, text: str) -> RunRef | None:
     ``STEP`` is a number, ``best`` or ``latest``. A pruned checkpoint still
     resolves (its records remain); reading its states says it was pruned.
     """
+    found = resolve_history(root, text)
+    if found is None:
+        return None
+    ref, _ = found
+    return ref
+
+
+def resolve_history(root: Path, text: str) -> tuple[RunRef, list[Checkpoint]] | None:
+    """``RUN@STEP`` -> the checkpoint it names and the run's checkpoints up to it, oldest first
+    (``stock log --tags RUN@STEP``); None when ``text`` is not one."""
     if "@" not in text or "{" in text:
         return None
     name, _, step_text = text.rpartition("@")
@@ -109,28 +126,36 @@ def resolve(root: Path, text: str) -> RunRef | None:
     if not name or not (folder / "checkpoints.json").is_file():
         return None
     records = Records(folder)
+    at = _pick(records, name, step_text, text)
+    pick = records.items[at]
+    return RunRef(name, pick.step, pick.commit, pick.pruned), records.items[: at + 1]
+
+
+def _pick(records: Records, name: str, step_text: str, text: str) -> int:
+    """The index in ``records.items`` of the checkpoint ``STEP`` names."""
     items = records.items
     if not items:
         raise StockroomError(f"run {name!r} has no checkpoint yet")
     if step_text == "latest":
-        pick = items[-1]
-    elif step_text == "best":
-        monitor, mode = str(records.info.get("monitor")), records.info.get("mode", "min")
+        return len(items) - 1
+    if step_text == "best":
+        monitor, mode = records.info.get("monitor"), records.info.get("mode", "min")
+        if monitor is None:  # as run.best(): with no monitor, the latest kept checkpoint
+            return max((i for i, c in enumerate(items) if not c.pruned), default=len(items) - 1)
         kept = [c for c in items if not c.pruned and monitor in c.metrics]
         if not kept:
             raise StockroomError(f"run {name!r} has no kept checkpoint with metric {monitor!r}")
-        pick = (min if mode == "min" else max)(kept, key=lambda c: c.metrics[monitor])
-    else:
-        try:
-            step = int(step_text)
-        except ValueError:
-            raise StockroomError(f"{text!r}: after '@' comes a checkpoint step, 'best' or 'latest'") from None
-        found = [c for c in items if c.step == step]
-        if not found:
-            steps = ", ".join(str(c.step) for c in items[-10:])
-            raise StockroomError(f"run {name!r} has no checkpoint at step {step}; it has {steps}")
-        pick = found[-1]
-    return RunRef(name, pick.step, pick.commit, pick.pruned)
+        best = (min if mode == "min" else max)(kept, key=lambda c: c.metrics[monitor])
+        return next(i for i, c in enumerate(items) if c is best)
+    try:
+        step = int(step_text)
+    except ValueError:
+        raise StockroomError(f"{text!r}: after '@' comes a checkpoint step, 'best' or 'latest'") from None
+    found = [i for i, c in enumerate(items) if c.step == step]
+    if not found:
+        steps = ", ".join(str(c.step) for c in items[-10:])
+        raise StockroomError(f"run {name!r} has no checkpoint at step {step}; it has {steps}")
+    return found[-1]
 
 
 class PrunedModels:

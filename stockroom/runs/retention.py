@@ -2,16 +2,20 @@
 
 A checkpoint that is neither among the last ``keep_last`` nor the best
 ``keep_best`` (by ``monitor``, ``mode``) is pruned: its record, metrics and
-tags stay, its states are no longer readable (reading says it was pruned).
-A checkpoint whose stock commit a git commit recorded is never pruned.
+tags stay; the data only pruned checkpoints name is dropped from ``.hangar``
+(:mod:`stockroom.store.prune`) and never pushed; reading it says it was
+pruned. A checkpoint whose stock commit a git commit recorded is never pruned.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stockroom.runs.records import Checkpoint
+from stockroom.runs.records import MODEL_PREFIX, Checkpoint
+
+if TYPE_CHECKING:
+    from stockroom.store.prune import Dropped
 
 # `run` below is a stockroom.runs.run.Run, not imported: run.py imports this module.
 
@@ -52,16 +56,42 @@ def git_recorded(run: Any) -> set[str]:
 
 
 def apply(run: Any) -> list[Checkpoint]:
-    """Prune what :func:`choose` picks: mark their records pruned."""
+    """Prune what :func:`choose` picks: mark their records pruned (then :func:`drop_data`)."""
     if run.keep_last is None and run.keep_best is None:
         return []
     victims = choose(run, git_recorded(run))
     if not victims:
         return []
-    # Marked first: reading a pruned checkpoint then says it was pruned.
-    # (Dropping the states' bytes from Hangar's LMDB files is not built yet:
-    # see docs/runs.md, "Retention".)
+    # Marked first: reading a pruned checkpoint then says it was pruned,
+    # and a crash before the drop below leaves only bytes to drop later.
     for c in victims:
         c.pruned = True
     run.records.save()
     return victims
+
+
+def drop_data(run: Any) -> Dropped:
+    """Drop the data of the run's pruned checkpoints that nothing else here names.
+
+    Every pruned checkpoint of the run is looked at again (after a crash
+    between marking and dropping, the next save finishes the job; samples
+    already dropped cost nothing). Pruned checkpoints of the other runs in
+    this clone do not keep a sample alive either.
+    """
+    from stockroom.runs.records import Records, runs_dir
+    from stockroom.storages.model import column_name
+    from stockroom.store import prune
+
+    mine = {c.commit for c in run.records.items if c.pruned and c.commit not in run.records.dropped}
+    if not mine:
+        return prune.Dropped()
+    everyone: set[str] = set()
+    base = runs_dir(run.stock.path)
+    for folder in base.iterdir() if base.is_dir() else ():
+        if (folder / "checkpoints.json").is_file():
+            everyone.update(c.commit for c in Records(folder).items if c.pruned)
+    everyone.update(c.commit for c in run.records.items if c.pruned)
+    done = prune.drop(run.stock._store, column_name(MODEL_PREFIX + run.name), mine, everyone)
+    run.records.dropped.update(mine)
+    run.records.save()
+    return done

@@ -300,15 +300,18 @@ class Run:
         }
         stock = self.stock
         stock.model[model_name(self.name)] = payload
-        stock.tag[f"{TAG_PREFIX}{self.name}.step"] = step
-        for k, v in payload["saved"].items():
-            stock.tag[f"{TAG_PREFIX}{self.name}.{k}"] = v
+        tags: dict[str, Any] = {f"{TAG_PREFIX}{self.name}.step": step}
+        tags.update({f"{TAG_PREFIX}{self.name}.{k}": v for k, v in payload["saved"].items()})
+        stock.tag.update(tags)  # one write for all of them
         _crash_point("before-commit")
         digest = stock.commit(f"run {self.name}: checkpoint at step {step}")
         _crash_point("after-commit")
         self.records.items.append(Checkpoint(step, digest, payload["saved"], time.time()))
         self.records.save()
-        retention.apply(self)
+        if self.keep_last is not None or self.keep_best is not None:
+            retention.apply(self)
+            _crash_point("before-drop")
+            retention.drop_data(self)
         if self._push_enabled():
             remote.publish(self, digest, step)
 

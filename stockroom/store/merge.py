@@ -59,6 +59,9 @@ OURS, THEIRS = "ours", "theirs"
 # rest are listed by key only.
 DESCRIBED = 20
 _MODEL = "model."
+# The record of a nested state's structure (storages._nested.SKELETON, a layer
+# above this one): listed beside the tensors in the model's metadata.
+_NESTED_STRUCTURE = "(structure)"
 _DATA = "data."
 _TAG = "tag"
 
@@ -452,8 +455,11 @@ def _model_layers(col: Any) -> dict[str, str]:
         parts.append(col[f"meta.{len(parts)}"])
     meta = json.loads(b"".join(parts).decode("utf-8"))
     layers = {}
+    nested = meta.get("kind") == "nested"  # a training state (storages/_nested.py)
     for i, entry in enumerate(meta.get("tensors", [])):
         name = entry.get("name") or f"#{i}"
+        if nested and name == _NESTED_STRUCTURE:
+            continue  # its scalars and layout, not a layer (a change there shows as 0 layers)
         if "pieces" in entry:
             sign = ",".join(entry["pieces"])
         elif "pack" in entry:

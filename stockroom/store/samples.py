@@ -12,6 +12,8 @@ read on demand, from the lazy cache:
   fetched when first read (a lazy pull; :mod:`stockroom.store.lazy`).
 * ``KEPT``: ``LAZY``, read once and kept in the lazy cache (dropped again by
   ``stock.cacheLimit`` or ``stock gc``: back to ``LAZY``).
+* ``PRUNED``: dropped by a training run's retention ("50:pruned",
+  :mod:`stockroom.store.prune`): not here, never pushed, a read says so.
 
 The transitions, and who makes them:
 
@@ -24,7 +26,11 @@ The transitions, and who makes them:
   value written here is readable here whatever older commit holds it;
 * a push that must send samples not LOCAL here first fetches them (-> LOCAL)
   from another stock remote (``transfer._bring_for_push``);
-* an on-demand read: LAZY -> KEPT, and eviction KEPT -> LAZY (the lazy cache).
+* an on-demand read: LAZY -> KEPT, and eviction KEPT -> LAZY (the lazy cache);
+* a run's retention: LOCAL, REMOTE, LAZY, KEPT -> PRUNED for the samples
+  that only its pruned checkpoints name; a fetch records a sample that the
+  remote's manifest lists as pruned as PRUNED (ABSENT -> PRUNED); a write of
+  the same content here makes it LOCAL again.
 
 The clone's *mode* (:func:`lazy_clone`) says which fetch the hooks, the merge
 driver and ``stock fetch`` make: records only (lazy) or with data.
@@ -47,6 +53,9 @@ from stockroom.headfile import HANGAR_DIR
 
 REMOTE_BACKEND = "50"
 _REMOTE_PREFIX = b"50:"
+# The text of a PRUNED sample's record (after "50:"): no schema digest is this.
+PRUNED_TEXT = "pruned"
+PRUNED_RECORD = _REMOTE_PREFIX + PRUNED_TEXT.encode()
 LAZY_DIR = layout.LAZY_DIR
 # Written by `stock pull --lazy`, removed by a full `stock pull`.
 LAZY_CLONE_FILE = "lazy-clone"
@@ -63,6 +72,7 @@ class State(enum.Enum):
     REMOTE = "remote"
     LAZY = "lazy"
     KEPT = "kept"
+    PRUNED = "pruned"
 
 
 # States whose bytes a read finds here, with no network.
@@ -109,6 +119,8 @@ def state_of(record: bytes | None, kept: bool = False) -> State:
         return State.ABSENT
     if not record.startswith(_REMOTE_PREFIX):
         return State.LOCAL
+    if record == PRUNED_RECORD:
+        return State.PRUNED
     if lazy_text(record) is None:
         return State.REMOTE
     return State.KEPT if kept else State.LAZY
@@ -251,6 +263,11 @@ class _WriteHashes:
 
 def _read_remote(self: Any, hashVal: Any) -> Any:  # noqa: N803 - Hangar's signature
     # A LAZY record is read from the remote; a REMOTE one says what to pull.
+    if hashVal.schema_hash == PRUNED_TEXT:
+        raise StockroomError(
+            "this state's data was pruned by a training run's retention (keep_last/keep_best): its "
+            "records and tags remain, its tensors do not; read a kept checkpoint (`stock runs`)"
+        )
     from stockroom.store import lazy as lazy_reads
 
     return lazy_reads.read_placeholder(Path(self.repo_path), hashVal.schema_hash)

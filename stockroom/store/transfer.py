@@ -391,7 +391,12 @@ def push(root: Path, store: ObjectStore, targets: Iterable[str]) -> Summary:
     # (an ancestor's, recorded by a pull as on the remote; a lazy clone's) are
     # brought first from a stock remote that holds them.
     states = samples.states(local.env, [d for ds in missing.values() for d in ds])
-    lacking = {d for d, st in states.items() if st is not samples.State.LOCAL}
+    # A run's pruned checkpoints: their dropped samples are never sent; the
+    # manifest lists them as pruned (stockroom.store.prune).
+    pruned = {d for d, st in states.items() if st is samples.State.PRUNED}
+    if pruned:
+        missing = defaultdict(list, {s: [d for d in ds if d not in pruned] for s, ds in missing.items()})
+    lacking = {d for d, st in states.items() if st not in (samples.State.LOCAL, samples.State.PRUNED)}
     if lacking:
         _bring_for_push(root, store, [c for c in order if not lacking.isdisjoint(commit_data[c])], lacking)
 
@@ -424,8 +429,11 @@ def push(root: Path, store: ObjectStore, targets: Iterable[str]) -> Summary:
         needed = commit_data[digest]
         packs: dict[str, dict[str, Any]] = {}
         cols = _columns(ref_val)
+        gone = sorted({d for d in needed if d in pruned and d not in known.where})
         for d in needed:
             sha = known.where.get(d)
+            if sha is None and d in pruned:
+                continue
             if sha is None:
                 raise StockroomError(
                     f"sample {d} of stock commit {digest} was not uploaded; run the push again"
@@ -440,6 +448,8 @@ def push(root: Path, store: ObjectStore, targets: Iterable[str]) -> Summary:
             "schemas": {s: _b64(schema_vals[s]) for s, _ in cols.values()},
             "packs": packs,
         }
+        if gone:
+            manifest["pruned"] = gone
         data = json.dumps(manifest, sort_keys=True).encode()
         if store.put_new(commit_object(digest), data):
             summary.objects += 1
@@ -963,6 +973,11 @@ def fetch(
         if d in manifests:
             index.load_packs(manifests[d]["packs"].items())
             summary.objects += len(manifests[d]["packs"])
+    gone = {d for m in manifests.values() for d in m.get("pruned", ()) if isinstance(d, str)}
+    for digest in [d for d in wanted if d in gone and d not in index.where]:
+        schema = wanted.pop(digest)  # dropped by a run's retention where it was pushed from
+        if samples.to_record(have[digest], lazy):
+            placeholders[digest] = schema
     by_pack: dict[str, list[str]] = defaultdict(list)
     for digest in wanted:
         sha = index.where.get(digest)
@@ -1094,6 +1109,10 @@ def fetch(
             commiting.move_process_data_to_store(local.env.repo_path, remote_operation=True)
             grouped: dict[str, list[tuple[str, str]]] = defaultdict(list)
             for digest, schema in placeholders.items():
+                if digest in gone and digest not in lazy_specs:
+                    # the PRUNED record (written as Hangar's remote record "50:pruned")
+                    grouped[schema].append((digest, samples.PRUNED_TEXT))
+                    continue
                 grouped[schema].append((digest, lazy_specs.get(digest, schema)))
             if grouped:
                 forget_complete(root)
