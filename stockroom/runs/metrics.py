@@ -135,9 +135,12 @@ class MetricLog:
         steps, values = read_file(self.folder / _file_name(metric))
         return downsample(steps, values, points) if points else (steps, values)
 
-    def all(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """Every metric with its full series."""
-        self.flush()
+    def all(self, flush: bool = True) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """Every metric with its full series (``flush=False``: as written out,
+        for a thread other than the one that logs: a flush there would race
+        :meth:`log` and drop the points appended meanwhile)."""
+        if flush:
+            self.flush()
         for name in self.names():
             steps, values = read_file(self.folder / _file_name(name))
             yield name, steps, values

@@ -295,8 +295,11 @@ class Run:
         from stockroom.runs import remote, retention
 
         step = payload["step"]
+        # save() flushed on the training thread; this may be the background
+        # one, which must only read (a flush here would race run.log).
         payload["metrics"] = {
-            name: (steps[steps <= step], values[steps <= step]) for name, steps, values in self.metrics.all()
+            name: (steps[steps <= step], values[steps <= step])
+            for name, steps, values in self.metrics.all(flush=False)
         }
         stock = self.stock
         stock.model[model_name(self.name)] = payload
