@@ -63,6 +63,11 @@ class ObjectMissing(RemoteError):
     """The remote has no object by that name."""
 
 
+class BadObject(RemoteError):
+    """The remote holds an object by that name that stockroom cannot have
+    written (longer than it can be, not a regular file): it is not read."""
+
+
 def mend_advice(label: str) -> str:
     """What to do about a damaged object on the remote ``label``."""
     return (
@@ -80,7 +85,7 @@ def check_name(name: str) -> str:
 
 def too_large(label: str, name: str, limit: int) -> RemoteError:
     """The error for an object longer than the ``limit`` bytes it may have."""
-    return RemoteError(
+    return BadObject(
         f"object {name} on stock remote {label} is larger than the {limit} bytes it can be; "
         f"nothing of it was used; {mend_advice(label)}"
     )
@@ -226,7 +231,7 @@ class DirectoryStore:
         return fd, info.st_size
 
     def _not_regular(self, name: str) -> RemoteError:
-        return RemoteError(
+        return BadObject(
             f"object {name} on stock remote {self.label} is not a regular file (a symbolic link, a FIFO "
             f"or a device); stockroom does not read it; {mend_advice(self.label)}"
         )
