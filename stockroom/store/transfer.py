@@ -785,7 +785,10 @@ def _check_entries(index: _RemoteIndex, shas: Iterable[str], schema_objs: dict[s
         bad = False
         for entry in index.pack_entries.get(sha, ()):
             obj = schema_objs.get(entry[1])
-            want = None if obj is None else sample_nbytes(obj, entry[4])
+            if obj is None:
+                bad = True
+                break
+            want = sample_nbytes(obj, entry[4])
             if want is None or (entry[3] != want if obj.column_type == "ndarray" else entry[3] > want):
                 bad = True
                 break
