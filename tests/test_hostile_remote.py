@@ -32,6 +32,11 @@ from stockroom.store import lazy
 from tests.conftest import run_git
 from tests.test_remote import clone, make_project, stock_cli
 
+try:  # moto's S3 server fixture, asked for by name; without obstore only the S3 cases skip
+    from tests.test_remote_s3 import s3  # noqa: F401
+except pytest.skip.Exception:
+    pass
+
 MAX_RSS_MB = 300
 DEADLINE = 120  # seconds: far above what a refused command takes, far below a hang
 
@@ -399,3 +404,27 @@ def test_gc_keeps_what_the_remote_cannot_prove_it_holds(tmp_path: Path) -> None:
     out = stock_cli("gc", "--yes", cwd=bob)
     assert out.returncode == 0, out.stderr
     assert len(lazy.cached(bob / ".hangar")) == kept
+
+
+# ------------------------------------------------ 1: no foreign code in the relay
+def test_relay_never_imports_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Forked DataLoader workers reach S3 through a relay interpreter; started
+    from a shared folder holding an ``obstore.py``, it must not run it."""
+    pytest.importorskip("obstore")
+    pytest.importorskip("moto.server")
+    from stockroom.remote.relay import Relay
+
+    endpoint, _ = request.getfixturevalue("s3")
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    marker = tmp_path / "pwned"
+    (shared / "obstore.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(3)\n")
+    monkeypatch.chdir(shared)
+    relay = Relay("s3://stock-team/proj", "origin", endpoint, 5.0)
+    try:
+        assert relay.call("exists", "commits/a=" + "0" * 40) is False
+    finally:
+        relay.close()
+    assert not marker.exists()
