@@ -14,12 +14,15 @@ Remote settings (endpoints, URLs) are checked wherever they are used.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.server
 import json
 import os
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import blosc
@@ -428,3 +431,62 @@ def test_relay_never_imports_from_the_current_directory(
     finally:
         relay.close()
     assert not marker.exists()
+
+
+# ------------------------------------------------ 3: a hostile S3-protocol server
+class _HostileS3(http.server.BaseHTTPRequestHandler):
+    """Answers every object request claiming 100 GB (whole, or as the range asked for)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(100 << 30))
+        self.send_header("Last-Modified", "Tue, 08 Dec 2026 00:00:00 GMT")
+        self.send_header("ETag", '"x"')
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        ranged = self.headers.get("Range")
+        self.send_response(206 if ranged else 200)
+        self.send_header("Content-Length", str(100 << 30))
+        if ranged:
+            self.send_header("Content-Range", f"bytes 0-{(100 << 30) - 1}/{100 << 30}")
+        self.send_header("Last-Modified", "Tue, 08 Dec 2026 00:00:00 GMT")
+        self.send_header("ETag", '"x"')
+        self.end_headers()
+        # It keeps sending while the client reads: a client that sized its
+        # buffer from the header would try to allocate 100 GB and abort.
+        with contextlib.suppress(OSError):
+            for _ in range(1024):
+                self.wfile.write(bytes(64 << 10))
+
+
+@pytest.mark.parametrize("call", ["get", "get_range"])
+def test_hostile_s3_content_length_is_one_line_not_an_abort(tmp_path: Path, call: str) -> None:
+    pytest.importorskip("obstore")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileS3)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    code = (
+        "import dataclasses, sys\n"
+        "from stockroom.remote.objects import S3Store, RemoteError\n"
+        "from stockroom.remote.url import parse_url\n"
+        f"s = S3Store(dataclasses.replace(parse_url('s3://bucket-x/p'), timeout=5.0), 'evil', {endpoint!r})\n"
+        "try:\n"
+        f"    s.get('packs/{'0' * 64}') if {call!r} == 'get' else s.get_range('packs/{'0' * 64}', 0, 64)\n"
+        "except RemoteError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDX", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1"}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE, env=env, cwd=tmp_path
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "stock remote evil" in out.stdout and "Traceback" not in out.stderr, out.stdout + out.stderr
