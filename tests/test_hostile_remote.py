@@ -218,7 +218,9 @@ def test_pack_that_is_a_symlink_to_dev_zero_is_refused(
     assert snapshot(bob / ".hangar") == before
 
 
-def test_manifest_that_is_a_fifo_does_not_hang(team: tuple[Path, Path, Path, str, str], tmp_path: Path) -> None:
+def test_manifest_that_is_a_fifo_does_not_hang(
+    team: tuple[Path, Path, Path, str, str], tmp_path: Path
+) -> None:
     _, remote, bob, _, second = team
     path = remote / "commits" / second
     path.unlink()
@@ -243,7 +245,7 @@ def test_index_lengths_and_shapes_must_fit_the_schema(
     before = snapshot(bob / ".hangar")
     for change in ("length", "shape5", "shape-1"):
         packs = {}
-        for sha, info in manifest["packs"].items():
+        for sha in manifest["packs"]:
             index = json.loads((remote / "packs" / f"{sha}.idx").read_bytes())
             entries = index["samples"]
             if isinstance(entries[0][4], list) and entries[0][4] == [4, 4]:
@@ -268,7 +270,9 @@ def test_index_lengths_and_shapes_must_fit_the_schema(
 
 
 # ------------------------------------------------ 5: writes outside the remote
-def test_push_never_writes_through_symlinked_folders(team: tuple[Path, Path, Path, str, str], tmp_path: Path) -> None:
+def test_push_never_writes_through_symlinked_folders(
+    team: tuple[Path, Path, Path, str, str], tmp_path: Path
+) -> None:
     alice, remote, _, _, _ = team
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -340,7 +344,11 @@ def test_unusable_endpoints_are_one_line_wherever_they_come_from(
 # ------------------------------------------------ 7: remote settings
 @pytest.mark.parametrize(
     "endpoint",
-    ["http://127.0.0.1:9000/?access_token=hunter2zz", "http://127.0.0.1:9000/#password=hunter2zz", "http://u:hunter2zz@127.0.0.1:9"],
+    [
+        "http://127.0.0.1:9000/?access_token=hunter2zz",
+        "http://127.0.0.1:9000/#password=hunter2zz",
+        "http://u:hunter2zz@127.0.0.1:9",
+    ],
 )
 def test_secrets_in_endpoints_are_refused_and_never_shown(stock_repo: Path, endpoint: str) -> None:
     out = stock_cli("remote", "add", "s3r", "s3://bucket-x/p", "--endpoint", endpoint, cwd=stock_repo)
@@ -354,7 +362,9 @@ def test_secrets_in_endpoints_are_refused_and_never_shown(stock_repo: Path, endp
     assert out.returncode == 0 and "hunter2zz" not in out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("url", ["s3://bucket-x/p#password=hunter2zz", "s3://u:hunter2zz@bucket-x/p", "ftp://h/x", "file://h/x"])
+@pytest.mark.parametrize(
+    "url", ["s3://bucket-x/p#password=hunter2zz", "s3://u:hunter2zz@bucket-x/p", "ftp://h/x", "file://h/x"]
+)
 def test_hand_edited_remote_urls_are_checked_when_used(stock_repo: Path, url: str) -> None:
     with stockroom.StockRoom(stock_repo) as room:
         room.tag["lr"] = 0.5
@@ -367,7 +377,10 @@ def test_hand_edited_remote_urls_are_checked_when_used(stock_repo: Path, url: st
 
 def test_plain_http_to_another_host_warns(capsys: pytest.CaptureFixture[str]) -> None:
     objects._WARNED_HTTP.clear()
-    assert objects._usable_endpoint("lab", "http://minio.example.invalid:9000") == "http://minio.example.invalid:9000"
+    assert (
+        objects._usable_endpoint("lab", "http://minio.example.invalid:9000")
+        == "http://minio.example.invalid:9000"
+    )
     err = capsys.readouterr().err
     assert "warning" in err and "unencrypted" in err and "https://" in err
     objects._usable_endpoint("lab2", "http://127.0.0.1:9000")
@@ -480,10 +493,20 @@ def test_hostile_s3_content_length_is_one_line_not_an_abort(tmp_path: Path, call
         "except RemoteError as exc:\n"
         "    print(exc)\n"
     )
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDX", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDX",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_REGION": "us-east-1",
+    }
     try:
         out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE, env=env, cwd=tmp_path
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            env=env,
+            cwd=tmp_path,
         )
     finally:
         server.shutdown()

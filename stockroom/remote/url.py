@@ -109,9 +109,13 @@ def check_endpoint(endpoint: str) -> str:
         parts = urlsplit(endpoint)
         parts.port  # noqa: B018 - a bad port raises here
     except ValueError:
-        raise ValueError(f"the endpoint {redact(endpoint)!r} is not a URL; give http(s)://HOST[:PORT]") from None
+        raise ValueError(
+            f"the endpoint {redact(endpoint)!r} is not a URL; give http(s)://HOST[:PORT]"
+        ) from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError("the endpoint must be an http:// or https:// URL with a host (http(s)://HOST[:PORT])")
+        raise ValueError(
+            "the endpoint must be an http:// or https:// URL with a host (http(s)://HOST[:PORT])"
+        )
     if parts.username or parts.password or "@" in parts.netloc:
         raise ValueError("the endpoint URL holds credentials; remove them and use the AWS credential chain")
     if parts.query or parts.fragment or "?" in endpoint or "#" in endpoint:
