@@ -62,7 +62,9 @@ def measured(*args: str, cwd: Path, tmp: Path) -> tuple[subprocess.CompletedProc
         timeout=DEADLINE,
         env=os.environ.copy(),
     )
-    return proc, int(out.read_text()) / 1024
+    rss = int(out.read_text()) / 1024
+    print(f"peak RSS {rss:.0f} MB: {' '.join(a for a in args if not a.startswith('/'))}")
+    return proc, rss
 
 
 def stock(*args: str) -> tuple[str, ...]:
