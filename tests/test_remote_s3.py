@@ -178,7 +178,7 @@ def test_s3_server_stops_between_objects(
     s3_team: tuple[Path, Path, str, str], s3: tuple[str, object], tmp_path: Path
 ) -> None:
     """The server goes away after the manifest was read, before the data."""
-    from stockroom.remote.objects import RemoteError, S3Store
+    from stockroom.remote.objects import MAX_OBJECT, RemoteError, S3Store
     from stockroom.remote.url import parse_url
     from stockroom.store import transfer
 
@@ -189,8 +189,8 @@ def test_s3_server_stops_between_objects(
     assert stock_cli("pull", "--tags", cwd=bob).returncode == 0  # sets the store up, tags only
 
     class Stopping(S3Store):
-        def get(self, name: str) -> bytes:
-            data = super().get(name)
+        def get(self, name: str, limit: int = MAX_OBJECT) -> bytes:
+            data = super().get(name, limit)
             if name.startswith("commits/"):
                 s3[1].stop()  # type: ignore[attr-defined]
             return data

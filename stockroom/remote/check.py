@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from stockroom.errors import StockroomError
-from stockroom.remote.objects import ObjectMissing, ObjectStore, RemoteError
+from stockroom.remote.objects import MAX_OBJECT, BadObject, ObjectMissing, ObjectStore, RemoteError
 
 # Packs checked at once (each is read whole and hashed in its thread).
 _WORKERS = 4
@@ -80,7 +80,7 @@ class _Fetched:
         self.label = label
         self.raw = raw
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, limit: int = MAX_OBJECT) -> bytes:
         return self.raw
 
 
@@ -111,6 +111,8 @@ def _walk(root: Path, store: ObjectStore, targets: Iterable[str]) -> _Walk:
                 report.findings.append(Finding(name, "corrupt", needed_by))
         except ObjectMissing:
             report.findings.append(Finding(name, "missing", needed_by))
+        except BadObject:
+            report.findings.append(Finding(name, "corrupt", needed_by))
         walk.manifests[digest] = manifest
         report.commits += 1
         if manifest is not None:
@@ -142,6 +144,9 @@ def _walk(root: Path, store: ObjectStore, targets: Iterable[str]) -> _Walk:
         except ObjectMissing:
             raw_index = None
             found.append(Finding(f"packs/{sha}.idx", "missing", needed_by))
+        except BadObject:
+            raw_index = None
+            found.append(Finding(f"packs/{sha}.idx", "corrupt", needed_by))
         if raw_index is not None:
             try:
                 index.load_pack(sha, info, raw_index)  # checks only: it makes no request
@@ -150,8 +155,14 @@ def _walk(root: Path, store: ObjectStore, targets: Iterable[str]) -> _Walk:
             except RemoteError:
                 found.append(Finding(f"packs/{sha}.idx", "corrupt", needed_by))
         try:
-            data = store.get(f"packs/{sha}")
-            state.pack_ok = len(data) == info.get("size") and hashlib.sha256(data).hexdigest() == sha
+            size = info.get("size")
+            # No further than the size its checked index adds up to; longer is corrupt.
+            limit = size if state.index_ok and isinstance(size, int) else MAX_OBJECT
+            try:
+                data = store.get(f"packs/{sha}", limit)
+            except BadObject:
+                data = b""  # longer than it can be, or not a file: corrupt
+            state.pack_ok = len(data) == size and hashlib.sha256(data).hexdigest() == sha
             if not state.pack_ok:
                 found.append(Finding(f"packs/{sha}", "corrupt", needed_by))
         except ObjectMissing:

@@ -15,11 +15,10 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from stockroom.errors import StockroomError
 from stockroom.git import git
-from stockroom.remote.url import DEFAULT_TIMEOUT, RemoteURL, parse_url
+from stockroom.remote.url import DEFAULT_TIMEOUT, RemoteURL, check_endpoint, parse_url
 
 REMOTES_FILE = ".stockremotes"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -78,6 +77,7 @@ def check_directory(root: Path, url: RemoteURL) -> None:
     if not path.is_dir():
         raise StockroomError(f"{path} is a file, not a directory; give a directory for the stock remote")
     tree = root.resolve()
+    path = path.resolve()  # through links: a link into the work tree is inside it
     if path == tree or tree in path.parents:
         raise StockroomError(
             f"{path} is inside this repository's work tree ({tree}); a stock remote must be a "
@@ -165,12 +165,7 @@ def add_remote(root: Path, name: str, url: str, local: bool = False, endpoint: s
     parsed = parse_url(url, base=root)  # refuses credentials before anything is written
     check_directory(root, parsed)
     if endpoint:
-        if "@" in urlsplit(endpoint).netloc:
-            raise ValueError(
-                "the endpoint URL holds credentials; remove them and use the AWS credential chain"
-            )
-        if not endpoint.startswith(("http://", "https://")):
-            raise ValueError("the endpoint must be an http:// or https:// URL")
+        check_endpoint(endpoint)
     existing = list_remotes(root)
     if any(r.name == name for r in existing):
         raise StockroomError(

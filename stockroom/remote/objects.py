@@ -16,13 +16,15 @@ import fcntl
 import os
 import re
 import secrets
+import stat
 import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from stockroom.errors import StockroomError
-from stockroom.remote.url import RemoteURL
+from stockroom.remote.url import RemoteURL, check_endpoint
 
 if TYPE_CHECKING:
     from stockroom.remote.relay import Relay
@@ -47,12 +49,23 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+# The most bytes read of an object whose size nothing names (a manifest, an
+# index, a run record): what a remote sends is untrusted until checked, so it
+# can cost at most this much memory (SPEC 6a, "a hostile remote costs nothing").
+MAX_OBJECT = 256 << 20
+
+
 class RemoteError(StockroomError):
     """A stock remote could not be reached, read or written."""
 
 
 class ObjectMissing(RemoteError):
     """The remote has no object by that name."""
+
+
+class BadObject(RemoteError):
+    """The remote holds an object by that name that stockroom cannot have
+    written (longer than it can be, not a regular file): it is not read."""
 
 
 def mend_advice(label: str) -> str:
@@ -70,14 +83,27 @@ def check_name(name: str) -> str:
     return name
 
 
+def too_large(label: str, name: str, limit: int) -> RemoteError:
+    """The error for an object longer than the ``limit`` bytes it may have."""
+    return BadObject(
+        f"object {name} on stock remote {label} is larger than the {limit} bytes it can be; "
+        f"nothing of it was used; {mend_advice(label)}"
+    )
+
+
 class ObjectStore(Protocol):
     """What the transfer needs from a remote."""
 
     label: str
 
-    def get(self, name: str) -> bytes: ...
+    def get(self, name: str, limit: int = MAX_OBJECT) -> bytes:
+        """The whole object; RemoteError when it is longer than ``limit`` bytes
+        (at most ``limit`` + 1 bytes are ever read)."""
+        ...
 
-    def get_range(self, name: str, start: int, end: int) -> bytes: ...
+    def get_range(self, name: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (fewer where the object ends sooner)."""
+        ...
 
     def exists(self, name: str) -> bool: ...
 
@@ -99,6 +125,10 @@ class ObjectStore(Protocol):
 INCOMING_PREFIX = ".incoming-"
 # Folders of a directory remote that hold objects (and so temporary files).
 _FOLDERS = ("commits", "packs")
+# How a directory remote's folders and objects are opened: never through a
+# symbolic link, and never waiting (a FIFO opened for reading waits for a writer).
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class DirectoryStore:
@@ -109,20 +139,102 @@ class DirectoryStore:
     read them. While an object is written its temporary file is locked
     (``flock``): one left unlocked was cut short by a killed push, and
     :meth:`clean_incoming` removes it.
+
+    A shared directory is writable by others, so what it holds is untrusted:
+    folders are opened one at a time relative to the root without following
+    symbolic links (nothing is read or written through a symlinked folder),
+    the root must not be a symbolic link, only regular files are read (a
+    FIFO, a device or a symlink is refused, and opening one never blocks),
+    and no more is read than the object can have.
     """
 
     def __init__(self, root: Path, label: str) -> None:
         self.root = root
         self.label = label
 
-    def _path(self, name: str) -> Path:
-        return self.root / check_name(name)
-
     def _check_root(self) -> None:
         if not self.root.is_dir():
             raise RemoteError(
                 f"stock remote {self.label}: directory {self.root} does not exist; create it or fix the remote"
             )
+
+    def _refuse_link(self, where: str) -> RemoteError:
+        return RemoteError(
+            f"stock remote {self.label}: {where} is a symbolic link or not a folder; stockroom neither "
+            f"reads nor writes through it (someone with write access to {self.root} may have put it "
+            f"there): replace it with a real folder, or point the remote at the directory itself "
+            f"(`stock remote set-url {self.label} PATH`)"
+        )
+
+    def _open_root(self) -> int:
+        try:
+            return os.open(self.root, _DIR_FLAGS)
+        except FileNotFoundError:
+            self._check_root()
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                if os.path.islink(self.root):
+                    raise self._refuse_link(str(self.root)) from None
+                raise RemoteError(
+                    f"stock remote {self.label}: {self.root} is not a directory; fix the remote"
+                ) from None
+            raise
+
+    def _folder(self, parts: list[str], create: bool) -> int:
+        """A descriptor of the folder ``parts`` (below the root), opened one
+        segment at a time without following links; made where ``create``."""
+        fd = self._open_root()
+        try:
+            for i, seg in enumerate(parts):
+                try:
+                    try:
+                        sub = os.open(seg, _DIR_FLAGS, dir_fd=fd)
+                    except FileNotFoundError:
+                        if not create:
+                            raise
+                        with contextlib.suppress(FileExistsError):
+                            os.mkdir(seg, 0o777, dir_fd=fd)  # the umask decides (0755 under 022)
+                        sub = os.open(seg, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise self._refuse_link(os.path.join(self.root, *parts[: i + 1])) from None
+                    raise
+                os.close(fd)
+                fd = sub
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _open_object(self, name: str) -> tuple[int, int]:
+        """A read descriptor of object ``name`` and its size; only a regular file."""
+        *parts, base = check_name(name).split("/")
+        folder = self._folder(parts, create=False)
+        try:
+            # O_NONBLOCK: opening a FIFO would otherwise wait for a writer for ever.
+            fd = os.open(base, _FILE_FLAGS, dir_fd=folder)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._not_regular(name) from None
+            raise
+        finally:
+            os.close(folder)
+        try:
+            info = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise self._not_regular(name)
+        return fd, info.st_size
+
+    def _not_regular(self, name: str) -> RemoteError:
+        return BadObject(
+            f"object {name} on stock remote {self.label} is not a regular file (a symbolic link, a FIFO "
+            f"or a device); stockroom does not read it; {mend_advice(self.label)}"
+        )
 
     def _os_error(self, exc: OSError, doing: str) -> RemoteError:
         """One line naming the remote and the fix, never a raw ``[Errno N]``."""
@@ -146,59 +258,94 @@ class DirectoryStore:
             f"{where}: {exc.strerror or type(exc).__name__} while {doing}; check it and run again"
         )
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, limit: int = MAX_OBJECT) -> bytes:
         try:
-            return self._path(name).read_bytes()
+            fd, size = self._open_object(name)
         except FileNotFoundError:
-            self._check_root()
             raise ObjectMissing(f"stock remote {self.label} has no object {name}") from None
         except OSError as exc:
             raise self._os_error(exc, f"reading {name}") from None
+        try:
+            if size > limit:
+                raise too_large(self.label, name, limit)
+            # At most one byte more than the file says: a file that grows while
+            # it is read is seen to be longer, and memory stays bounded.
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read(size + 1)
+        except OSError as exc:
+            raise self._os_error(exc, f"reading {name}") from None
+        finally:
+            os.close(fd)
+        if len(data) > limit:
+            raise too_large(self.label, name, limit)
+        return data
 
     def get_range(self, name: str, start: int, end: int) -> bytes:
         try:
-            with open(self._path(name), "rb") as f:
-                f.seek(start)
-                return f.read(end - start)
+            fd, size = self._open_object(name)
         except FileNotFoundError:
             raise ObjectMissing(f"stock remote {self.label} has no object {name}") from None
         except OSError as exc:
             raise self._os_error(exc, f"reading {name}") from None
+        try:
+            # Never more than the file holds (an index may name any length).
+            want = max(0, min(end, size) - start)
+            return os.pread(fd, want, start) if want else b""
+        except OSError as exc:
+            raise self._os_error(exc, f"reading {name}") from None
+        finally:
+            os.close(fd)
 
     def exists(self, name: str) -> bool:
-        if self._path(name).exists():
+        *parts, base = check_name(name).split("/")
+        try:
+            folder = self._folder(parts, create=False)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._os_error(exc, f"looking for {name}") from None
+        try:
+            os.stat(base, dir_fd=folder, follow_symlinks=False)
             return True
-        self._check_root()
-        return False
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._os_error(exc, f"looking for {name}") from None
+        finally:
+            os.close(folder)
 
     def put_new(self, name: str, data: bytes) -> bool:
-        path = self._path(name)
-        if path.exists():
+        if self.exists(name):
             return False
-        self._check_root()
         try:
-            return self._write(path, data, replace=False)
+            return self._write(name, data, replace=False)
         except OSError as exc:
             raise self._os_error(exc, f"writing {name}") from None
 
     def replace(self, name: str, data: bytes) -> None:
         """Write ``name`` whether or not it exists (``stock push --repair``)."""
-        self._check_root()
         try:
-            self._write(self._path(name), data, replace=True)
+            self._write(name, data, replace=True)
         except OSError as exc:
             raise self._os_error(exc, f"writing {name}") from None
 
-    def _write(self, path: Path, data: bytes, replace: bool) -> bool:
-        # mkdir honours the umask (0755 under 022).
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _write(self, name: str, data: bytes, replace: bool) -> bool:
+        *parts, base = check_name(name).split("/")
+        folder = self._folder(parts, create=True)
+        try:
+            return self._write_in(folder, base, data, replace)
+        finally:
+            os.close(folder)
+
+    def _write_in(self, folder: int, base: str, data: bytes, replace: bool) -> bool:
+        at = {"src_dir_fd": folder, "dst_dir_fd": folder}
         for _ in range(3):
             # Written whole under a temporary name, then linked into place: a
             # link never replaces an existing file, so the first writer wins and
             # a reader never sees half an object. os.open with 0o666 lets the
             # umask decide the mode (mkstemp would make every object 0600).
-            tmp = path.parent / f"{INCOMING_PREFIX}{secrets.token_hex(8)}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+            tmp = f"{INCOMING_PREFIX}{secrets.token_hex(8)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=folder)
             try:
                 with contextlib.suppress(OSError):  # no locks here: the file is only not cleaned
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -207,10 +354,10 @@ class DirectoryStore:
                     f.flush()
                     os.fsync(f.fileno())
                 if replace:
-                    os.replace(tmp, path)
+                    os.replace(tmp, base, **at)
                     return True
                 try:
-                    os.link(tmp, path)
+                    os.link(tmp, base, **at, follow_symlinks=False)
                 except FileExistsError:
                     return False
                 except FileNotFoundError:
@@ -220,15 +367,16 @@ class DirectoryStore:
                 except OSError:
                     # File systems without hard links (some network shares):
                     # best effort, a rename never exposes a partial object.
-                    if path.exists():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.stat(base, dir_fd=folder, follow_symlinks=False)
                         return False
-                    os.replace(tmp, path)
+                    os.replace(tmp, base, **at)
                     return True
                 return True
             finally:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-        raise RemoteError(f"stock remote {self.label}: could not write {path.name}; run the command again")
+                    os.unlink(tmp, dir_fd=folder)
+        raise RemoteError(f"stock remote {self.label}: could not write {base}; run the command again")
 
     def clean_incoming(self) -> int:
         """Remove temporary files that an interrupted push left behind (no
@@ -274,6 +422,8 @@ class S3Store:
         if _FORKED_AFTER_OBSTORE:
             from stockroom.remote.relay import Relay
 
+            _usable_endpoint(label, endpoint, warn=False)
+
             self._relay = Relay(str(url), label, endpoint, url.timeout)
             return
         try:
@@ -281,10 +431,10 @@ class S3Store:
         except ImportError:
             raise RemoteError("s3:// remotes need the obstore package: pip install 'stockroom[s3]'") from None
         config: Any = {}
-        endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
+        endpoint = _usable_endpoint(label, endpoint)
         if endpoint:
             config["endpoint"] = endpoint
-            if endpoint.startswith("http://"):
+            if endpoint.lower().startswith("http://"):
                 config["allow_http"] = True
         if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
             config["region"] = "us-east-1"
@@ -366,25 +516,46 @@ class S3Store:
             return "NoSuchBucket" in str(exc) or "does not exist" in str(exc)
         return False
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, limit: int = MAX_OBJECT) -> bytes:
         if self._relay is not None:
-            return bytes(self._relay.call("get", name))
+            return bytes(self._relay.call("get", name, limit))
         import obstore
 
         try:
-            return bytes(obstore.get(self._store, self._key(name)).bytes())
+            result = obstore.get(self._store, self._key(name))
+            # The size the response declares is checked before its body is
+            # read: the client sizes its buffer from it, and a hostile
+            # Content-Length would abort the process (a failed allocation).
+            if int(result.meta["size"]) > limit:
+                raise too_large(self.label, name, limit)
+            data = bytes(result.bytes())
         except RemoteError:
             raise
         except Exception as exc:  # noqa: BLE001 - obstore raises several kinds; all become one line
             raise self._fail(exc, name) from None
+        if len(data) > limit:
+            raise too_large(self.label, name, limit)
+        return data
 
     def get_range(self, name: str, start: int, end: int) -> bytes:
         if self._relay is not None:
             return bytes(self._relay.call("get_range", name, start, end))
+        if end <= start:
+            return b""
         import obstore
 
         try:
-            return bytes(obstore.get_range(self._store, self._key(name), start=start, end=end))
+            result = obstore.get(self._store, self._key(name), options={"range": (start, end)})
+            got = result.range
+            if got[0] != start or not start <= got[1] <= end:
+                raise RemoteError(
+                    f"stock remote {self.label} answered a read of {name} with other bytes than asked "
+                    f"for; nothing of it was used; check the endpoint, or {mend_advice(self.label)}"
+                )
+            data = bytes(result.bytes())
+            if len(data) > end - start:
+                raise too_large(self.label, name, end - start)
+            return data
         except RemoteError:
             raise
         except Exception as exc:  # noqa: BLE001 - obstore raises several kinds; all become one line
@@ -443,6 +614,43 @@ class S3Store:
     def clean_incoming(self) -> int:
         # A put is atomic on an object store: nothing half-written is visible.
         return 0
+
+
+_WARNED_HTTP: set[str] = set()
+
+
+def _usable_endpoint(label: str, endpoint: str, warn: bool = True) -> str:
+    """The endpoint to use (the remote's, else ``AWS_ENDPOINT_URL``), checked
+    each time it is used: ``.stockremotes`` and the environment can be edited
+    by hand, and a URL obstore cannot take would crash it. Plain ``http://``
+    to another machine sends the requests (the session token included) in
+    clear: a warning says so, once per process."""
+    from stockroom.remote.url import is_loopback
+
+    source = f"the endpoint of stock remote {label}"
+    if not endpoint:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+        source = "AWS_ENDPOINT_URL"
+    if not endpoint:
+        return ""
+    try:
+        check_endpoint(endpoint)
+    except ValueError as exc:
+        fix = (
+            f"fix it in .stockremotes or .git/config (stockremote.{label}.endpoint)"
+            if source != "AWS_ENDPOINT_URL"
+            else "fix or unset AWS_ENDPOINT_URL"
+        )
+        raise RemoteError(f"{source} is unusable: {exc}; {fix}") from None
+    if warn and endpoint.lower().startswith("http://") and not is_loopback(endpoint):
+        if label not in _WARNED_HTTP:
+            _WARNED_HTTP.add(label)
+            host = urlsplit(endpoint).hostname
+            sys.stderr.write(
+                f"stock: warning: stock remote {label} uses plain http:// to {host}: requests and the "
+                f"AWS session token travel unencrypted; use an https:// endpoint\n"
+            )
+    return endpoint
 
 
 def _profile_credentials() -> Any:

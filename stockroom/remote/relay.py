@@ -25,6 +25,11 @@ from typing import IO, Any
 
 from stockroom.remote.objects import ObjectMissing, RemoteError
 
+# What the relay's interpreter runs: its import path is argv[1], given explicitly.
+_BOOT = (
+    "import sys; sys.path[:0] = sys.argv[1].split(__import__('os').pathsep); "
+    "from stockroom.remote.relay import main; sys.exit(main(sys.argv[2:]))"
+)
 _METHODS = frozenset({"get", "get_range", "exists", "put_new", "replace"})
 
 
@@ -50,12 +55,28 @@ class Relay:
     """A child interpreter that makes one S3 remote's requests (see the module doc)."""
 
     def __init__(self, url: str, label: str, endpoint: str, timeout: float) -> None:
-        # The request deadline travels too: the relay's requests have the same.
-        self.argv = [sys.executable, "-m", "stockroom.remote.relay", url, label, endpoint, repr(timeout)]
-        # The relay imports this very copy of stockroom, however this process found it.
+        # The relay imports this very copy of stockroom, however this process
+        # found it, and then what this process can import, from absolute paths
+        # only. Isolated (-I: no current directory or script folder on its
+        # path, no PYTHON* variables, no user site): ``python -m`` would put
+        # the current directory first, and an obstore.py in the folder a
+        # training run starts from (a shared /tmp) would run as this user.
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        cwd = os.getcwd()
+        path = [here] + [p for p in sys.path if p and os.path.isabs(p) and p not in (cwd, here)]
+        # The request deadline travels too: the relay's requests have the same.
+        self.argv = [
+            sys.executable,
+            "-I",
+            "-c",
+            _BOOT,
+            os.pathsep.join(dict.fromkeys(path)),
+            url,
+            label,
+            endpoint,
+            repr(timeout),
+        ]
         self.env = dict(os.environ)
-        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (here, self.env.get("PYTHONPATH", "")) if p)
         self.label = label
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()

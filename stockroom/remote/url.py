@@ -63,6 +63,11 @@ def parse_url(url: str, base: Path | None = None) -> RemoteURL:
             "the remote URL holds credentials; remove them (the URL is stored and shown) and use "
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile instead"
         )
+    if scheme in ("file", "s3") and parts.fragment:
+        raise ValueError(
+            "the remote URL has a '#' fragment, which stockroom does not use (and which may hold a "
+            "secret); remove it"
+        )
     if scheme in ("file", "s3") and parts.query:
         if any(k.lower() in _SECRET_PARAMS for k in parse_qs(parts.query)):
             raise ValueError(
@@ -86,9 +91,51 @@ def parse_url(url: str, base: Path | None = None) -> RemoteURL:
     p = Path(os.path.expanduser(path))
     if not p.is_absolute():
         p = (base or Path.cwd()) / p
-    return RemoteURL("dir", str(p.resolve()))
+    # Normalised, not resolved: a root that is a symbolic link (one that a
+    # teammate could point elsewhere) stays visible, and the directory store
+    # refuses it rather than writing wherever it points.
+    return RemoteURL("dir", os.path.normpath(p))
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` (an S3 endpoint URL) when stockroom can use it, else
+    ValueError with one line and the fix: only ``http://`` or ``https://``
+    with a host, and no credentials, query or fragment (they would be stored
+    in a tracked file and shown, and the client library does not expect them)."""
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        raise ValueError(
+            f"the endpoint {redact(endpoint)!r} is not a URL; give http(s)://HOST[:PORT]"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            "the endpoint must be an http:// or https:// URL with a host (http(s)://HOST[:PORT])"
+        )
+    if parts.username or parts.password or "@" in parts.netloc:
+        raise ValueError("the endpoint URL holds credentials; remove them and use the AWS credential chain")
+    if parts.query or parts.fragment or "?" in endpoint or "#" in endpoint:
+        raise ValueError(
+            "the endpoint URL has a query or a '#' fragment (which may hold a secret); remove it and use "
+            "the AWS credential chain"
+        )
+    if any(ord(c) < 33 or ord(c) == 127 for c in endpoint):
+        raise ValueError("the endpoint URL holds spaces or control characters; fix it")
+    return endpoint
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether ``endpoint``'s host is this machine (plain http is fine there)."""
+    host = (urlsplit(endpoint).hostname or "").lower()
+    return host in _LOOPBACK or host.startswith("127.")
 
 
 def redact(text: str) -> str:
-    """``text`` with anything that looks like ``user:secret@`` in a URL removed."""
-    return re.sub(r"(://)[^/@\s]*@", r"\1***@", text)
+    """``text`` with anything that looks like ``user:secret@``, a query or a
+    fragment in a URL removed (each may carry a secret)."""
+    text = re.sub(r"(://)[^/@\s]*@", r"\1***@", text)
+    return re.sub(r"(://[^\s?#]*)[?#]\S*", r"\1?***", text)

@@ -46,7 +46,7 @@ from hangar.columns.constructors import column_type_object_from_schema
 from hangar.records import schema_spec_from_db_val
 
 from stockroom.errors import StockroomError
-from stockroom.remote.objects import ObjectMissing, ObjectStore, RemoteError
+from stockroom.remote.objects import BadObject, ObjectMissing, ObjectStore, RemoteError
 from stockroom.store import samples
 
 LAZY_DIR = samples.LAZY_DIR
@@ -208,6 +208,7 @@ class _Reader:
         self._kept_plans: dict[str, tuple[np.dtype[Any], tuple[int, ...], str] | None] = {}
         self._objects_prefix = str(self.base / "objects") + os.sep
         self._ofd = _OFD
+        self._checked: set[str] = set()  # samples whose index entry fits its schema
 
     # -- metadata
     def entry(self, pack: str, digest: str) -> list[Any]:
@@ -216,7 +217,28 @@ class _Reader:
             raise StockroomError(
                 f"sample {digest} is not in its pack's index in {self.base}; run `stock pull --lazy` again"
             )
+        if digest not in self._checked:
+            self._check_entry(pack, found)
+            self._checked.add(digest)
         return found
+
+    def _check_entry(self, pack: str, entry: list[Any]) -> None:
+        """An index entry's length and shape fit its schema: the index came from
+        a remote, and its lengths are not covered by any digest, so nothing
+        past what the schema allows is ever asked for (SPEC 6a)."""
+        from stockroom.store.transfer import sample_nbytes
+
+        ok = type(entry) is list and len(entry) == 5 and type(entry[1]) is str and type(entry[3]) is int
+        if ok:
+            obj = self.schema(entry[1])
+            want = sample_nbytes(obj, entry[4])
+            ok = want is not None and (entry[3] == want if obj.column_type == "ndarray" else entry[3] <= want)
+            ok = ok and type(entry[2]) is int and entry[2] >= 0
+        if not ok:
+            raise StockroomError(
+                f"the lazy-read index of pack {pack} in {self.base} names a sample its schema does not "
+                f"allow (damaged, or from a tampered remote); run `stock pull --lazy` (or `stock pull`) again"
+            )
 
     def entries(self, pack: str) -> dict[str, list[Any]]:
         """Digest -> index entry ``[digest, _, offset, length, shape]`` of every sample in ``pack``."""
@@ -265,6 +287,7 @@ class _Reader:
         self._entries = dict(parent._entries)
         self._schemas = dict(parent._schemas)
         self._kept_plans = dict(parent._kept_plans)
+        self._checked = set(parent._checked)
         # Not the cache limit: the user may have set it since the parent read it.
 
     def limit(self, again: bool = False) -> int | None:
@@ -373,8 +396,10 @@ class _Reader:
     def download_pack(self, pack: str) -> bytes:
         """All of pack ``pack``, with one request (read-ahead over most of it)."""
         store, _ = self.store()
+        # No further than the pack's samples reach (the entries are checked).
+        end = max((int(e[2]) + int(e[3]) for e in self.entries(pack).values()), default=0)
         try:
-            raw = store.get(f"packs/{pack}")
+            raw = store.get(f"packs/{pack}", end)
         except RemoteError as exc:
             raise _unreachable(exc) from None
         stats.requests += 1
@@ -829,7 +854,7 @@ def gc_plan(root: Path, head: str) -> GcPlan:
         return GcPlan({}, len(kept))
     # Which pack holds each: the kept indexes. A sample found in none is kept.
     packs: dict[str, str] = {}
-    ends: dict[str, int] = {}  # pack -> where the last byte gc would drop from it ends
+    schemas: dict[str, str] = {}
     for idx in (lazy_dir(hangar_dir) / "packs").glob("*.idx"):
         sha = idx.name[: -len(".idx")]
         try:
@@ -837,30 +862,45 @@ def gc_plan(root: Path, head: str) -> GcPlan:
             for entry in entries:
                 if entry[0] in drop:
                     packs[entry[0]] = sha
-                    ends[sha] = max(ends.get(sha, 0), int(entry[2]) + int(entry[3]))
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+                    schemas[entry[0]] = entry[1]
+        except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError):
             continue
     rd = reader(hangar_dir)
     store, label = rd.store()
-    on_remote: dict[str, bool] = {}
-    for sha in set(packs.values()):
+    # Only what the remote proves it holds is dropped: each sample is read
+    # back (its index length, checked against its schema) and must have the
+    # digest the commit records name. A one-byte probe would let a hostile
+    # remote make gc drop the only good copy.
+    final: dict[str, int] = {}
+    for digest, sha in packs.items():
         try:
-            on_remote[sha] = _holds(store, f"packs/{sha}", ends[sha])
+            if _holds(rd, store, sha, schemas[digest], digest):
+                final[digest] = drop[digest]
         except RemoteError as exc:
             raise RemoteError(
                 f"stock gc checks that stock remote {label} holds what it drops, and cannot reach it "
                 f"({exc}); nothing was dropped. Run it again when the remote is reachable"
             ) from None
-    final = {d: size for d, size in drop.items() if on_remote.get(packs.get(d, ""), False)}
     return GcPlan(final, len(kept) - len(final))
 
 
-def _holds(store: ObjectStore, name: str, end: int) -> bool:
-    """The remote has object ``name`` with at least ``end`` bytes (a truncated
-    pack does not hold the samples past its end): one 1-byte range read."""
+def _holds(rd: _Reader, store: ObjectStore, pack: str, schema: str, digest: str) -> bool:
+    """The remote's pack ``pack`` holds sample ``digest`` whole and unaltered."""
     try:
-        return end <= 0 or len(store.get_range(name, end - 1, end)) == 1
-    except ObjectMissing:
+        entry = rd.entry(pack, digest)  # its length checked against its schema
+        obj = rd.schema(schema)
+        offset, length = int(entry[2]), int(entry[3])
+    except StockroomError:
+        return False  # its index entry is damaged here: keep the copy
+    try:
+        raw = store.get_range(f"packs/{pack}", offset, offset + length)
+    except (ObjectMissing, BadObject):
+        return False
+    if len(raw) != length:
+        return False
+    try:
+        return bool(obj.data_hash_digest(_decode(obj, raw, entry[4])) == digest)
+    except (ValueError, TypeError, UnicodeDecodeError):
         return False
 
 

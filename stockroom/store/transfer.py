@@ -32,6 +32,7 @@ import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 from collections import defaultdict
@@ -63,7 +64,7 @@ from stockroom.errors import StockroomError
 from stockroom.headfile import HANGAR_DIR
 from stockroom.lock import WriterLock
 from stockroom.progress import Progress
-from stockroom.remote.objects import ObjectStore, RemoteError, mend_advice
+from stockroom.remote.objects import MAX_OBJECT, ObjectStore, RemoteError, mend_advice
 from stockroom.store import samples
 from stockroom.store.repository import _quiet, open_repository
 from stockroom.store.samples import (  # noqa: F401 - names kept here for their callers
@@ -89,6 +90,21 @@ _DATA_KEY_PREFIX = hash_data_db_key_from_raw_key("").decode()
 _FETCH_WORKERS = 4
 # Backend files a push keeps open at once (each memmap holds a descriptor).
 _OPEN_FILES = 128
+# Caps on what a remote sends before its digest is checked (SPEC 6a: a
+# hostile remote costs at most bounded memory). A manifest or an index is
+# read no further than MAX_OBJECT bytes. A manifest's compressed records
+# declare their size in blosc's header: that size is checked before they are
+# expanded. Hangar's records compress a few times (4.5 for 20,000 samples,
+# half of one value): a declared size past _MAX_RATIO times the compressed
+# one, beyond a floor every ordinary commit fits, is a compression bomb.
+_RECORDS_FLOOR = 16 << 20
+_MAX_RATIO = 64
+_MAX_RECORDS = 1 << 30
+_MAX_SPEC = 16 << 20  # a commit's message, author, time
+_MAX_PARENT = 1 << 10  # one or two commit digests
+_MAX_SCHEMA = 64 << 10  # a schema: dtype, shape (at most 31 numbers), backend
+# A str or bytes sample (a tag, a piece of a model) has no size in its schema.
+_MAX_LOOSE_SAMPLE = MAX_OBJECT
 
 
 def commit_object(digest: str) -> str:
@@ -164,17 +180,52 @@ def _columns_cached(ref_val: bytes) -> tuple[tuple[str, str, tuple[str, ...]], .
     return tuple(out)
 
 
-def _ref_digest(ref_val: bytes) -> str:
+def _declared_size(val: bytes, cap: int) -> int:
+    """The size blosc's header says ``val`` expands to, checked against
+    ``cap`` and against the compressed size (``_MAX_RATIO``) before anything
+    is expanded; ValueError when it is not a blosc buffer or exceeds them."""
+    if len(val) < 16:
+        raise ValueError("not a blosc buffer")
+    nbytes, cbytes, _ = blosc.get_cbuffer_sizes(val)
+    if cbytes != len(val) or nbytes > min(cap, max(_RECORDS_FLOOR, _MAX_RATIO * len(val))):
+        raise ValueError("declared size out of bounds")
+    return int(nbytes)
+
+
+def _expand(val: bytes, cap: int) -> bytes:
+    """``blosc.decompress(val)`` of a value from a remote, its size checked first."""
+    nbytes = _declared_size(val, cap)
+    raw = blosc.decompress(val)
+    if len(raw) != nbytes:
+        raise ValueError("blosc buffer expands to another size than it declares")
+    return raw
+
+
+# Records hashed per slice of the expanded ref value: the per-record digests
+# of one slice are joined at a time, never a list for the whole commit.
+_DIGEST_SLICE = 1 << 20
+
+
+def _ref_digest(ref_val: bytes, cap: int = _MAX_RECORDS) -> str:
     """Hangar's digest of a commit's ref records (as
     ``parsing.commit_ref_raw_val_from_db_val(ref_val).digest``), without
     building the records: blake2b-160 of the joined blake2b-160 hex digests
-    of each ``key value`` record."""
-    raw = blosc.decompress(ref_val)
+    of each ``key value`` record. The declared size is checked first
+    (``_expand``)."""
+    raw = _expand(ref_val, cap)
     blake2b = hashlib.blake2b
     if not raw:
         return blake2b(b"", digest_size=20).hexdigest()
-    joined = "".join([blake2b(rec, digest_size=20).hexdigest() for rec in raw.split(b"$")])
-    return blake2b(joined.encode(), digest_size=20).hexdigest()
+    outer = blake2b(digest_size=20)
+    start, size = 0, len(raw)
+    while start <= size:
+        # A slice ends at a record boundary ('$') or at the end.
+        cut = raw.find(b"$", min(start + _DIGEST_SLICE, size))
+        end = size if cut < 0 else cut
+        recs = raw[start:end].split(b"$")
+        outer.update("".join([blake2b(rec, digest_size=20).hexdigest() for rec in recs]).encode())
+        start = end + 1
+    return outer.hexdigest()
 
 
 _DATA_RECORD_RE = re.compile(rb"(?:^|\$)(f:data\.[^ $]*) ([^$]+)")
@@ -550,6 +601,7 @@ class _RemoteIndex:
         self.packs: dict[str, dict[str, Any]] = {}  # pack sha -> {"index": sha, "size": n}
         self.entries: dict[str, list[Any]] = {}  # sample digest -> index entry
         self.raw: dict[str, bytes] = {}  # pack sha -> its verified index, as read (lazy pulls keep it)
+        self.pack_entries: dict[str, list[list[Any]]] = {}  # pack sha -> its index entries
 
     def add_commit(self, digest: str) -> dict[str, Any]:
         manifest = read_manifest(self.store, digest)
@@ -593,7 +645,7 @@ class _RemoteIndex:
         try:
             index = json.loads(raw)
             samples = index["samples"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise RemoteError(f"object {name} on the remote is malformed; nothing was written") from None
         if not isinstance(samples, list):
             raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
@@ -601,6 +653,12 @@ class _RemoteIndex:
         # a schema digest is checked once however many samples name it.
         digest_ok = _DATA_RE.match
         schemas_ok: set[str] = set()
+        # A pack is its samples back to back (_build_packs): each entry starts
+        # where the one before ends and the last ends at the pack's size, so
+        # the size the manifest gives (which the commit digest does not cover)
+        # is no more than the samples' lengths, each checked against its
+        # schema before anything is read (_check_entries).
+        end = 0
         for entry in samples:
             if type(entry) is not list or len(entry) != 5:
                 raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
@@ -609,66 +667,97 @@ class _RemoteIndex:
                 _check(_DATA_RE, digest, "sample digest")
             if type(schema) is not str or schema not in schemas_ok:
                 schemas_ok.add(_check(_SCHEMA_RE, schema, "schema digest"))
-            if not (type(offset) is int and type(length) is int and 0 <= offset <= offset + length <= size):
+            if not (type(offset) is int and type(length) is int and offset == end and length >= 0):
                 raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
+            end += length
+        if end != size:
+            raise RemoteError(f"object {name} on the remote is malformed; nothing was written")
         entries = samples
         self.raw[sha] = raw
         self.add_pack(sha, index_sha, size, entries)
 
     def add_pack(self, sha: str, index_sha: str, size: int, entries: list[list[Any]]) -> None:
         self.packs[sha] = {"index": index_sha, "size": size}
+        self.pack_entries[sha] = entries
         for entry in entries:
             self.where[entry[0]] = sha
             self.entries[entry[0]] = entry
 
 
 def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
-    """A commit's manifest from the remote, its records checked against ``digest``."""
+    """A commit's manifest from the remote, its records checked against ``digest``.
+
+    Nothing in it is expanded or parsed past a size cap before that check
+    (the records' declared sizes, ``_expand``); the schemas, which the
+    commit digest does not cover, are capped each (``_MAX_SCHEMA``) and must
+    be exactly those the checked records name.
+    """
     _check(_COMMIT_RE, digest, "commit digest")
     name = commit_object(digest)
-    raw = store.get(name)
+    raw = store.get(name, MAX_OBJECT)
+
+    def damaged(what: str = "malformed or truncated") -> RemoteError:
+        return RemoteError(
+            f"object {name} on stock remote {store.label} is {what}; nothing was written; "
+            f"{mend_advice(store.label)}"
+        )
+
     try:
         manifest = json.loads(raw)
-        ok = (
-            isinstance(manifest, dict)
-            and manifest.get("format") == FORMAT
-            and manifest.get("commit") == digest
-        )
-        ok = ok and isinstance(manifest.get("schemas"), dict) and isinstance(manifest.get("packs"), dict)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise RemoteError(
-            f"object {name} on stock remote {store.label} is malformed or truncated; nothing was "
-            f"written; {mend_advice(store.label)}"
-        )
-    parent, spec, ref = (_unb64(manifest[k]) for k in ("parent", "spec", "ref"))
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
+        raise damaged() from None
+    fields = ("parent", "spec", "ref")
+    if not (
+        isinstance(manifest, dict)
+        and manifest.get("format") == FORMAT
+        and manifest.get("commit") == digest
+        and isinstance(manifest.get("schemas"), dict)
+        and isinstance(manifest.get("packs"), dict)
+        and all(isinstance(manifest.get(k), str) for k in fields)
+    ):
+        raise damaged()
     try:
+        parent, spec, ref = (_unb64(manifest[k]) for k in fields)
+    except RemoteError:
+        raise damaged() from None
+    blake2b = hashlib.blake2b
+    try:
+        # Hangar's digests of the three values (parsing.commit_*_raw_val_from_db_val),
+        # each expanded only after its declared size is checked, none parsed.
+        if len(parent) > _MAX_PARENT:
+            raise ValueError("parent value too long")
         computed = parsing.cmt_final_digest(
-            parent_digest=parsing.commit_parent_raw_val_from_db_val(parent).digest,
-            spec_digest=parsing.commit_spec_raw_val_from_db_val(spec).digest,
+            parent_digest=blake2b(parent, digest_size=20).hexdigest(),
+            spec_digest=blake2b(_expand(spec, _MAX_SPEC), digest_size=20).hexdigest(),
             refs_digest=_ref_digest(ref),
         )
     except Exception:  # noqa: BLE001 - any decoding failure means a damaged object
         computed = ""
     if computed != digest:
-        raise RemoteError(
-            f"object {name} on stock remote {store.label} is corrupt (digest mismatch); nothing was "
-            f"written; {mend_advice(store.label)}"
-        )
+        raise damaged("corrupt (digest mismatch)")
+    try:
+        _parents(parent)  # now known to be Hangar's own: parsed only to be sure
+        named = {schema for _, schema, _ in _columns_cached(ref)}
+    except Exception:  # noqa: BLE001
+        raise damaged("corrupt") from None
+    if set(manifest["schemas"]) != named:
+        raise damaged("corrupt (its schemas are not those its commit names)")
     schemas: dict[str, bytes] = {}
     for schema, val in manifest["schemas"].items():
         _check(_SCHEMA_RE, schema, "schema digest")
-        raw_val = _unb64(val)
-        try:
-            obj = column_type_object_from_schema(schema_spec_from_db_val(raw_val))
-            ok = obj.schema_hash_digest() == schema
-        except Exception:  # noqa: BLE001
+        # Capped first: Hangar parses a schema with ast.literal_eval.
+        ok = isinstance(val, str) and len(val) <= _MAX_SCHEMA * 4 // 3 + 4
+        raw_val = _unb64(val) if ok else b""
+        if ok and len(raw_val) <= _MAX_SCHEMA:
+            try:
+                obj = column_type_object_from_schema(schema_spec_from_db_val(raw_val))
+                ok = obj.schema_hash_digest() == schema
+            except Exception:  # noqa: BLE001 - RecursionError and MemoryError too
+                ok = False
+        else:
             ok = False
         if not ok:
-            raise RemoteError(
-                f"object {name} on the remote is corrupt (schema {schema}); nothing was written"
-            )
+            raise damaged(f"corrupt (schema {schema})")
         schemas[schema] = raw_val
     manifest["_records"] = (parent, spec, ref)
     manifest["_schemas"] = schemas
@@ -676,6 +765,58 @@ def read_manifest(store: ObjectStore, digest: str) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- fetch
+
+
+def sample_nbytes(obj: Any, shape: Any) -> int | None:
+    """The byte length a sample of schema ``obj`` with index shape ``shape``
+    has (for str and bytes samples: the most it may have), or None when
+    ``shape`` cannot be one of that schema's (wrong rank, past the schema's
+    shape, not a list of sizes)."""
+    if obj.column_type != "ndarray":
+        return _MAX_LOOSE_SAMPLE if shape is None else None
+    if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
+        return None
+    limit = tuple(obj.shape)
+    if len(shape) != len(limit):
+        return None
+    if obj.schema_type == "fixed_shape":
+        if tuple(shape) != limit:
+            return None
+    elif not all(n <= m for n, m in zip(shape, limit, strict=True)):
+        return None
+    return math.prod(shape) * np.dtype(obj.dtype).itemsize
+
+
+def _check_entries(index: _RemoteIndex, shas: Iterable[str], schema_objs: dict[str, Any], label: str) -> None:
+    """Every sample of packs ``shas`` names a schema of the commits and has
+    the length and shape that schema allows (the index is checked against the
+    manifest's digest, but the manifest's pack list is not the commit's):
+    nothing past that length is then ever asked for."""
+    for sha in shas:
+        bad = False
+        # Samples of a pack mostly share one schema and shape: each pair is
+        # worked out once (an index can name 100,000 samples).
+        known: dict[tuple[Any, str], tuple[int | None, bool]] = {}
+        for entry in index.pack_entries.get(sha, ()):
+            shape = entry[4]
+            key = (entry[1], repr(shape))  # any JSON value: repr is hashable
+            found = known.get(key)
+            if found is None:
+                obj = schema_objs.get(entry[1])
+                found = known[key] = (
+                    (None, False)
+                    if obj is None
+                    else (sample_nbytes(obj, shape), obj.column_type == "ndarray")
+                )
+            want, exact = found
+            if want is None or (entry[3] != want if exact else entry[3] > want):
+                bad = True
+                break
+        if bad:
+            raise RemoteError(
+                f"object packs/{sha}.idx on stock remote {label} names samples its commit's schemas "
+                f"do not allow; nothing was written; {mend_advice(label)}"
+            )
 
 
 def _sample_checker(obj: Any) -> Callable[[memoryview, Any, str], tuple[int, ...] | None]:
@@ -999,6 +1140,7 @@ def fetch(
     for manifest in sources.values():
         schemas.update(manifest["_schemas"])
     lazy_specs: dict[str, str] = {}  # sample digest -> its lazy record's text
+    schema_objs = {s: column_type_object_from_schema(schema_spec_from_db_val(v)) for s, v in schemas.items()}
     if lazy:
         # Every sample recorded here, the ancestors' too (a later checkout of
         # one reads them), says where it is.
@@ -1014,18 +1156,21 @@ def fetch(
             if sha is not None:
                 lazy_specs[digest] = samples.lazy_record(schema, digest, sha)
                 used.add(sha)
+        # Lazy reads trust these indexes' lengths and shapes: checked here.
+        _check_entries(index, used, schema_objs, store.label)
         lazy_reads.keep_for_lazy(
             root / HANGAR_DIR, store.label, {sha: index.raw[sha] for sha in used}, schemas
         )
         wanted, by_pack = {}, defaultdict(list)
-    schema_objs = {s: column_type_object_from_schema(schema_spec_from_db_val(v)) for s, v in schemas.items()}
+    _check_entries(index, by_pack, schema_objs, store.label)
     checkers = {s: _sample_checker(obj) for s, obj in schema_objs.items()}
 
     def download(sha: str, digests: list[str]) -> tuple[bytes, dict[str, list[_Sample]]]:
         # Runs in a worker: reading and hashing release the GIL, so packs
         # download while others are checked.
         name = f"packs/{sha}"
-        data = store.get(name)
+        # No further than the size the index adds up to (plus one byte, to see more).
+        data = store.get(name, index.packs[sha]["size"])
         if len(data) != index.packs[sha]["size"] or hashlib.sha256(data).hexdigest() != sha:
             raise RemoteError(
                 f"object {name} on stock remote {store.label} is corrupt or truncated (digest mismatch); "
