@@ -107,16 +107,22 @@ def init_repo(
     Returns the stock root.
     """
     root = gitutil.work_tree_root(path)
-    name = name or gitutil.config_value("user.name", root)
-    email = email or gitutil.config_value("user.email", root)
-    if not name or not email:
-        raise ValueError(
-            "stockroom needs a name and email for its commits: pass name=/email= "
-            "(stock init --name N --email E) or set git config user.name and user.email"
-        )
+
+    def identity() -> tuple[str, str]:
+        # Asked only when a store is created: running it again over an
+        # existing .hangar changes nothing (SPEC 2), so it needs no identity.
+        who = name or gitutil.config_value("user.name", root)
+        where = email or gitutil.config_value("user.email", root)
+        if not who or not where:
+            raise ValueError(
+                "stockroom needs a name and email for its commits: pass name=/email= "
+                "(stock init --name N --email E) or set git config user.name and user.email"
+            )
+        return who, where
+
     from stockroom import store
 
-    created = store.init_hangar(root, name, email, overwrite)
+    created = store.init_hangar(root, identity, overwrite)
     store.release_repository(root)  # closed unless a StockRoom here uses it
     head = root / HEAD_FILE
     if overwrite:

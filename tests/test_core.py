@@ -133,6 +133,25 @@ def test_init_repo_again_changes_nothing(stock_repo: Path) -> None:
         assert stock.tag["staged"] == 2
 
 
+def test_init_repo_again_needs_no_identity(stock_repo: Path) -> None:
+    """SPEC 2: running it again changes nothing that exists, so it asks for no
+    name or email (a CI job, a teammate's machine without git identity)."""
+    with stockroom.StockRoom() as stock:
+        stock.tag["kept"] = "yes"
+        digest = stock.commit("keep me")
+    Path(os.environ["GIT_CONFIG_GLOBAL"]).write_text("[init]\n\tdefaultBranch = main\n")
+    stockroom.init_repo(install_hooks=False)  # no ValueError
+    assert run_git("status", "--porcelain", cwd=stock_repo).stdout == " M head.stock\n"
+    with stockroom.StockRoom() as stock:
+        assert stock.head == digest
+        assert stock.tag["kept"] == "yes"
+    # Starting over makes a store: that still needs one.
+    with pytest.raises(ValueError, match="user.name and user.email"):
+        stockroom.init_repo(overwrite=True, install_hooks=False)
+    with stockroom.StockRoom() as stock:
+        assert stock.tag["kept"] == "yes"
+
+
 def test_gitignore_kept_and_line_never_duplicated(git_repo: Path) -> None:
     (git_repo / ".gitignore").write_text("*.pyc\nbuild/")  # no final newline
     stockroom.init_repo(install_hooks=False)
