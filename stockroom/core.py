@@ -243,15 +243,24 @@ class StockRoom:
 
     @contextlib.contextmanager
     def optimize(self) -> Iterator[None]:
-        """Keep the checkouts open for a block of bulk reads and writes."""
-        if self._store.optimizing:
+        """Keep the checkouts open for a block of bulk reads and writes.
+
+        On a branch the writer (and its lock) is taken on entering and held
+        for the whole block: another ``StockRoom`` waits for it (up to its lock
+        timeout) and :meth:`get_hangar_checkout` ``(write=True)`` is refused
+        inside. Where nothing may be written (a detached git HEAD), only the
+        readers are kept open.
+        """
+        store = self._store
+        if store.optimizing:
             raise StockroomError("optimize() is already active on this StockRoom; nest nothing")
-        self._store.optimizing = True
+        store.take_writer()
+        store.optimizing = True
         try:
             yield
         finally:
-            self._store.optimizing = False
-            self._store.close_writer()
+            store.optimizing = False
+            store.close_writer()
 
     def get_hangar_checkout(self, write: bool = False) -> Any:
         """The Hangar checkout stockroom uses, for experts.

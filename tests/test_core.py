@@ -529,6 +529,42 @@ def test_optimize_holds_the_writer_for_its_duration(stock: stockroom.StockRoom, 
         other.tag["theirs"] = 2  # released at the end of the block
 
 
+def test_optimize_takes_the_writer_on_enter(stock: stockroom.StockRoom, stock_repo: Path) -> None:
+    """Issue 21 #23: held from the start of the block, not from its first write."""
+    stock.tag["a"] = 1
+    stock.commit("one")
+    with stockroom.StockRoom(lock_timeout=0) as other:
+        with stock.optimize():
+            # Nothing written yet: the writer is this block's all the same.
+            with pytest.raises(StockroomError, match=f"writer is held by pid {os.getpid()}"):
+                with other.optimize():
+                    pass  # pragma: no cover
+            with pytest.raises(StockroomError, match=f"pid {os.getpid()}"):
+                other.tag["theirs"] = 2
+            with pytest.raises(StockroomError, match="optimize"):
+                stock.get_hangar_checkout(write=True)
+            assert stock.tag["a"] == 1
+            stock.tag["b"] = 2
+        with other.optimize():  # released at the end of the block
+            other.tag["theirs"] = 2
+    stock.commit("b, and theirs (one staging area)")
+    assert dict(stock.tag) == {"a": 1, "b": 2, "theirs": 2}
+
+
+def test_optimize_on_a_detached_head_opens_readers_only(stock: stockroom.StockRoom, stock_repo: Path) -> None:
+    stock.tag["a"] = 1
+    stock.commit("one")
+    git_commit_head(stock_repo, "one")
+    run_git("checkout", "-q", "--detach", cwd=stock_repo)
+    with stock.optimize():
+        assert stock.tag["a"] == 1
+        with stockroom.StockRoom(lock_timeout=0) as other:
+            other.optimize().__enter__()  # nothing held by the first block
+            other.close()
+        with pytest.raises(StockroomError, match="check out a branch"):
+            stock.tag["b"] = 2
+
+
 def test_optimize_nested_is_an_error(stock: stockroom.StockRoom) -> None:
     with stock.optimize():
         stock.tag["a"] = 1
