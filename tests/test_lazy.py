@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import stockroom
+from stockroom.errors import StockroomError
 from stockroom.store import lazy, transfer
 from tests.conftest import run_git
 from tests.test_remote import clone, stock_cli
@@ -250,6 +251,51 @@ def test_cache_limit_smaller_than_dataset_completes_an_epoch(
             np.testing.assert_array_equal(ds[i], orig.data["img"][i])
     ds.close()
     assert sum(lazy.cached(bob / ".hangar").values()) <= one * 12
+
+
+def test_cache_limit_lowered_trims_on_gc_and_on_reads(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    """Issue 21 #18: a limit lowered below what is kept is applied by `stock gc`
+    (the least recently read first, even of what head.stock's commit reads) and
+    by the next process that reads."""
+    _, _, bob, _ = lazy_team
+    one = int(np.prod(SHAPE)) * 4
+    with stockroom.StockRoom(bob) as stock:
+        for i in range(N):
+            stock.data["img"][i]
+    assert sum(lazy.cached(bob / ".hangar").values()) >= N * one
+    run_git("config", "stock.cacheLimit", str(one * 10), cwd=bob)
+    out = stock_cli("gc", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert "stock.cacheLimit" in out.stdout, out.stdout
+    assert sum(lazy.cached(bob / ".hangar").values()) >= N * one  # a dry run
+    out = stock_cli("gc", "--yes", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert sum(lazy.cached(bob / ".hangar").values()) <= one * 10
+    # Reads trim too: a process that finds more kept than the limit allows.
+    run_git("config", "--unset", "stock.cacheLimit", cwd=bob)
+    script = f"import stockroom\nwith stockroom.StockRoom() as s:\n    [s.data['img'][i] for i in range({N})]\n"
+    assert subprocess.run([sys.executable, "-c", script], cwd=bob).returncode == 0
+    assert sum(lazy.cached(bob / ".hangar").values()) >= N * one
+    run_git("config", "stock.cacheLimit", str(one * 5), cwd=bob)
+    script = "import stockroom\nwith stockroom.StockRoom() as s:\n    s.data['img'][0]\n"
+    assert subprocess.run([sys.executable, "-c", script], cwd=bob).returncode == 0
+    assert sum(lazy.cached(bob / ".hangar").values()) <= one * 5
+
+
+def test_cache_limit_not_a_size_is_refused_in_one_line(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    """Issue 21 #18: refused wherever it is read, never accepted by one command and a traceback in another."""
+    _, _, bob, _ = lazy_team
+    run_git("config", "stock.cacheLimit", "lots", cwd=bob)
+    for args in (("status",), ("gc",), ("gc", "--yes")):
+        out = stock_cli(*args, cwd=bob)
+        assert out.returncode == 1, (args, out.stdout)
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+        assert "stock.cacheLimit 'lots' is not a size" in out.stderr
+        assert "git config stock.cacheLimit 20G" in out.stderr
+    from stockroom.loaders import StockDataset
+
+    with pytest.raises(StockroomError, match="stock.cacheLimit 'lots' is not a size"):
+        StockDataset(["img", "label"], path=bob)
 
 
 def test_gc_drops_only_remote_backed_data(lazy_team: tuple[Path, Path, Path, str]) -> None:

@@ -30,6 +30,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import struct
 import subprocess
@@ -46,6 +47,7 @@ from hangar.columns.constructors import column_type_object_from_schema
 from hangar.records import schema_spec_from_db_val
 
 from stockroom.errors import StockroomError
+from stockroom.layout import CACHE_LIMIT_KEY
 from stockroom.remote.objects import ObjectMissing, ObjectStore, RemoteError
 from stockroom.store import samples
 
@@ -269,9 +271,16 @@ class _Reader:
 
     def limit(self, again: bool = False) -> int | None:
         """``stock.cacheLimit`` in bytes (None: unbounded), looked up once per
-        process, or ``again``."""
+        process, or ``again``. A limit lowered below what is kept now is
+        applied as it is looked up: the least recently read samples are
+        dropped down to it (they are on the remote)."""
         if self._limit is None or again:
             self._limit = cache_limit(self.root) or 0
+            if self._limit:
+                with self._lock:
+                    self._cached_bytes = sum(size for _, size, _ in _objects(self.base))
+                    if self._cached_bytes > self._limit:
+                        self._cached_bytes = shrink(self.base, self._limit)
         return self._limit or None
 
     # -- objects
@@ -279,6 +288,7 @@ class _Reader:
         return Path(self._objects_prefix + digest)
 
     def read(self, schema: str, digest: str, pack: str) -> Any:
+        self.limit()  # looked up (and applied) once per process: a bad value refused here
         entry = self.entry(pack, digest)
         obj = self.schema(schema)
         path = self.object_path(digest)
@@ -734,6 +744,8 @@ def parse_size(text: str) -> int:
         value = value[:-1]
     try:
         number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
     except ValueError:
         raise StockroomError(
             f"stock.cacheLimit {text!r} is not a size; set it like `git config stock.cacheLimit 20G`"
@@ -744,9 +756,10 @@ def parse_size(text: str) -> int:
 
 
 def cache_limit(root: Path) -> int | None:
-    """``git config stock.cacheLimit`` in bytes (None: unbounded)."""
+    """``git config stock.cacheLimit`` in bytes (None: unbounded); a value that
+    is not a size is refused (StockroomError, one line) wherever it is read."""
     out = subprocess.run(
-        ["git", "config", "--get", "stock.cacheLimit"], cwd=root, capture_output=True, text=True, check=False
+        ["git", "config", "--get", CACHE_LIMIT_KEY], cwd=root, capture_output=True, text=True, check=False
     )
     text = out.stdout.strip()
     return parse_size(text) if text else None
@@ -815,18 +828,34 @@ class GcPlan:
 
     drop: dict[str, int]  # digest -> bytes
     kept_needed: int
+    over_limit: int = 0  # of drop: samples commit ``head`` reads, past ``stock.cacheLimit``
+    limit: int | None = None  # ``stock.cacheLimit`` in bytes
 
 
 def gc_plan(root: Path, head: str) -> GcPlan:
     """Cached samples that commit ``head`` does not read on demand and that the
-    remote holds (checked now: one request per pack)."""
+    remote holds (checked now: one request per pack); and, where what would
+    stay is more than ``stock.cacheLimit``, the least recently read of those
+    it does read, down to the limit."""
     hangar_dir = root / ".hangar"
-    kept = cached(hangar_dir)
+    limit = cache_limit(root)  # a bad value refused before anything is looked at
+    objects = sorted(_objects(lazy_dir(hangar_dir)), key=lambda t: t[2])  # least recently read first
+    kept = {path.name: size for path, size, _ in objects}
     records = _head_records(root, head) if head else {}
     needed = {d for d, rec in records.items() if _lazy_text(rec) is not None}
     drop = {d: size for d, size in kept.items() if d not in needed}
+    over: set[str] = set()
+    if limit is not None:
+        staying = sum(kept.values()) - sum(drop.values())
+        for path, size, _ in objects:
+            if staying <= limit:
+                break
+            if path.name not in drop:
+                over.add(path.name)
+                drop[path.name] = size
+                staying -= size
     if not drop:
-        return GcPlan({}, len(kept))
+        return GcPlan({}, len(kept), limit=limit)
     # Which pack holds each: the kept indexes. A sample found in none is kept.
     packs: dict[str, str] = {}
     ends: dict[str, int] = {}  # pack -> where the last byte gc would drop from it ends
@@ -852,7 +881,7 @@ def gc_plan(root: Path, head: str) -> GcPlan:
                 f"({exc}); nothing was dropped. Run it again when the remote is reachable"
             ) from None
     final = {d: size for d, size in drop.items() if on_remote.get(packs.get(d, ""), False)}
-    return GcPlan(final, len(kept) - len(final))
+    return GcPlan(final, len(kept) - len(final), len(over.intersection(final)), limit)
 
 
 def _holds(store: ObjectStore, name: str, end: int) -> bool:
