@@ -338,10 +338,19 @@ class _Reader:
         reader holds it."""
         return self._take(digest, wait=False)
 
-    def _take(self, digest: str, wait: bool) -> int | None:
+    def pack_lock(self, pack: str, wait: bool) -> int | None:
+        """Pack ``pack``'s lock, for downloading it whole on a dataset's miss
+        (:func:`fetch_packs_whole`): held by one reader at a time, which never
+        waits for a sample lock while it holds it. None when another reader
+        holds it (``wait=False``)."""
+        return self._take(pack, wait, "packs")
+
+    def _take(self, digest: str, wait: bool, shared: str = "samples") -> int | None:
         while True:
             byte = self._ofd
-            fd = self._open_lock("samples" if byte else digest)
+            fd = self._open_lock(
+                shared if byte else (digest if shared == "samples" else f"{shared}-{digest}")
+            )
             try:
                 taken = _ofd_lock(fd, digest, wait) if byte else _flock(fd, wait)
             except OSError as exc:
@@ -461,6 +470,41 @@ class _Reader:
                 fd = held.pop(digest, -1)
                 if fd >= 0:
                     unlock(fd)
+
+    def keep_whole(self, pack: str, samples: list[tuple[str, str]]) -> int:
+        """Download ``pack`` whole and keep those of ``samples`` ((schema, digest))
+        that are not kept yet, each checked as :meth:`download` checks it and
+        written under its lock, taken without waiting (one another reader holds
+        is that reader's to fetch; one that does not verify is left to the
+        per-sample path, whose error the reader gets). Nothing is downloaded
+        when all are kept already. The number kept."""
+        need = [(s, d) for s, d in samples if not self.object_path(d).exists()]
+        if not need:
+            return 0
+        data = memoryview(self.download_pack(pack))
+        kept = 0
+        for schema, digest in need:
+            fd = self.try_lock(digest)
+            if fd is None:
+                continue
+            try:
+                path = self.object_path(digest)
+                if path.exists():
+                    continue
+                try:
+                    obj = self.schema(schema)
+                    entry = self.entry(pack, digest)
+                    offset, length = int(entry[2]), int(entry[3])
+                    raw = bytes(data[offset : offset + length])
+                    self.check(obj, digest, pack, entry, raw)
+                except StockroomError:  # RemoteError too: the reader fetches it, and gets the error
+                    continue
+                _atomic_write(path, raw)
+                self.account(len(raw))
+                kept += 1
+            finally:
+                unlock(fd)
+        return kept
 
     def account(self, nbytes: int) -> None:
         limit = self.limit()
@@ -624,6 +668,37 @@ def plan_packs(hangar_dir: Path, texts: Iterable[tuple[int, str]]) -> list[PackP
         if size > 0 and 2 * need >= size:
             out.append(plan)
     return sorted(out, key=lambda plan: plan.first)
+
+
+def fetch_packs_whole(hangar_dir: Path, plans: Iterable[PackPlan]) -> None:
+    """Download the packs of ``plans`` whole and keep the samples each plan
+    names (a dataset's miss: see ``StockDataset``). Several readers (DataLoader
+    workers) missing in the same packs share them out: each takes first the
+    packs no other reader is downloading, then waits for the others' (and finds
+    their samples kept). A failed download leaves its samples to the
+    per-sample path, whose error the reader gets."""
+    rd = reader(hangar_dir)
+    todo = list(plans)
+    while todo:
+        taken = None
+        for plan in todo:
+            fd = rd.pack_lock(plan.pack, wait=False)
+            if fd is not None:
+                taken = (plan, fd)
+                break
+        if taken is None:  # every one is being downloaded by another reader: wait for the first
+            plan = todo[0]
+            fd = rd.pack_lock(plan.pack, wait=True)
+            assert fd is not None
+            taken = (plan, fd)
+        plan, fd = taken
+        todo.remove(plan)
+        try:
+            rd.keep_whole(plan.pack, plan.samples)
+        except StockroomError:
+            pass  # the per-sample path reads them, and says what failed
+        finally:
+            unlock(fd)
 
 
 def hold_first(hangar_dir: Path, plans: list[PackPlan]) -> dict[str, int]:
