@@ -293,10 +293,11 @@ class StockDataset(_Base):
                 wanted[plan.pack] = plan
         if not wanted:
             return
-        lazy_reads.fetch_packs_whole(self._hangar_dir, wanted.values())
-        for plan in wanted.values():  # tried once: a sample still missing is fetched by range
-            for _, digest in plan.samples:
-                packs.pop(digest, None)
+        done = lazy_reads.fetch_packs_whole(self._hangar_dir, wanted.values())
+        for plan in wanted.values():
+            if plan.pack in done:  # a sample of it that is still missing (another reader's) comes by range
+                for _, digest in plan.samples:
+                    packs.pop(digest, None)
 
     def _lazy_texts(self, view: _View, hkeys: Iterable[str | int]) -> list[str]:
         """The lazy records (text) of the samples of ``hkeys`` that are on the remote."""

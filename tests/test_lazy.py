@@ -153,6 +153,27 @@ def test_remote_gone_mid_epoch_clear_error_then_resumes(lazy_team: tuple[Path, P
     assert len(lazy.cached(bob / ".hangar")) == N
 
 
+def test_whole_pack_on_a_miss_remote_gone_one_clear_error(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    """A dataset's miss that would download its pack whole, with the remote
+    gone: the same one-line error as a read by range, nothing kept."""
+    from stockroom.loaders import StockDataset
+
+    proj, remote, bob, _ = lazy_team
+    ds = StockDataset(["img", "label"], path=bob)
+    hidden = remote.with_name("unmounted")
+    remote.rename(hidden)
+    with pytest.raises(stockroom.StockroomError) as err:
+        ds.__getitems__([3, 1, 4])
+    message = str(err.value)
+    assert "\n" not in message and "stock remote origin" in message and "stock pull" in message
+    assert lazy.cached(bob / ".hangar") == {}
+    hidden.rename(remote)
+    with stockroom.StockRoom(proj) as orig:
+        np.testing.assert_array_equal(ds[3][0], orig.data["img"][3])
+    assert len(lazy.cached(bob / ".hangar")) >= N  # its pack, whole
+    ds.close()
+
+
 def test_truncated_remote_object_error_nothing_kept(lazy_team: tuple[Path, Path, Path, str]) -> None:
     proj, remote, bob, _ = lazy_team
     for pack in (remote / "packs").iterdir():

@@ -670,15 +670,17 @@ def plan_packs(hangar_dir: Path, texts: Iterable[tuple[int, str]]) -> list[PackP
     return sorted(out, key=lambda plan: plan.first)
 
 
-def fetch_packs_whole(hangar_dir: Path, plans: Iterable[PackPlan]) -> None:
+def fetch_packs_whole(hangar_dir: Path, plans: Iterable[PackPlan]) -> set[str]:
     """Download the packs of ``plans`` whole and keep the samples each plan
     names (a dataset's miss: see ``StockDataset``). Several readers (DataLoader
     workers) missing in the same packs share them out: each takes first the
     packs no other reader is downloading, then waits for the others' (and finds
     their samples kept). A failed download leaves its samples to the
-    per-sample path, whose error the reader gets."""
+    per-sample path, whose error the reader gets. The packs done (their
+    samples kept, here or by another reader): a failed one may be tried again."""
     rd = reader(hangar_dir)
     todo = list(plans)
+    done: set[str] = set()
     while todo:
         taken = None
         for plan in todo:
@@ -695,10 +697,12 @@ def fetch_packs_whole(hangar_dir: Path, plans: Iterable[PackPlan]) -> None:
         todo.remove(plan)
         try:
             rd.keep_whole(plan.pack, plan.samples)
+            done.add(plan.pack)
         except StockroomError:
             pass  # the per-sample path reads them, and says what failed
         finally:
             unlock(fd)
+    return done
 
 
 def hold_first(hangar_dir: Path, plans: list[PackPlan]) -> dict[str, int]:
