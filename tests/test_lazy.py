@@ -294,7 +294,7 @@ def test_cache_limit_lowered_trims_on_gc_and_on_reads(lazy_team: tuple[Path, Pat
     assert sum(lazy.cached(bob / ".hangar").values()) <= one * 10
     # Reads trim too: a process that finds more kept than the limit allows.
     run_git("config", "--unset", "stock.cacheLimit", cwd=bob)
-    script = f"import stockroom\nwith stockroom.StockRoom() as s:\n    [s.data['img'][i] for i in range({N})]\n"
+    script = f"import stockroom\nwith stockroom.StockRoom() as s:\n    [s.data['img'][i] for i in range({N})]"
     assert subprocess.run([sys.executable, "-c", script], cwd=bob).returncode == 0
     assert sum(lazy.cached(bob / ".hangar").values()) >= N * one
     run_git("config", "stock.cacheLimit", str(one * 5), cwd=bob)

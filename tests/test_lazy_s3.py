@@ -430,7 +430,8 @@ def test_s3_gc_never_drops_what_the_remote_lacks(team: Team, bob: Path) -> None:
 def test_s3_server_stopped_mid_epoch_then_resumes(team: Team, bob: Path) -> None:
     from stockroom.loaders import StockDataset
 
-    ds = StockDataset(["img", "label"], path=bob, fetch_threads=0)  # sample by sample (no whole pack on a miss)
+    # Sample by sample (no whole pack on a miss): the failed read is a sample's.
+    ds = StockDataset(["img", "label"], path=bob, fetch_threads=0)
     half = N // 2
     try:
         for i in range(half):
