@@ -21,6 +21,10 @@ Cases (targets from issue 13):
   most 1.05x;
 * bytes fetched to read 10 random samples, against those samples' bytes:
   at most 2x;
+* issue 21 #10: the first lazy epoch of a plain ``DataLoader(ds,
+  shuffle=True)`` and of a ``Subset`` (80%) of it, no read-ahead asked for,
+  against a full pull followed by the same epoch on the local copy: at most
+  1.2x (``--only-plain``: these rows alone);
 * read-ahead's effect: the first lazy epoch without it (``fetch_threads=0``,
   the plain sampler), with the batch fetched at once only, and with the
   read-ahead sampler as well; and the local epoch with ``fetch_threads=0``
@@ -97,26 +101,45 @@ def first_read(root: Path) -> np.ndarray:
         return np.asarray(stock.data["img"][0])
 
 
-def epoch(root: Path, batch: int, fetch_threads: int = 8, read_ahead: int = 0, seed: int = 0) -> float:
-    """Seconds for one pass of DataLoader(num_workers=2) over ``root``'s data."""
+def epoch(
+    root: Path, batch: int, fetch_threads: int = 8, read_ahead: int = 0, seed: int = 0, how: str = "sampler"
+) -> float:
+    """Seconds for one pass of DataLoader(num_workers=2) over ``root``'s data.
+
+    ``how``: "sampler", a RandomSampler (wrapped with ``ds.read_ahead`` when
+    ``read_ahead``); "shuffle", a plain ``DataLoader(ds, shuffle=True)``;
+    "subset", a plain ``DataLoader(Subset(ds, 80% of it), shuffle=True)`` (a
+    train split). The last two make no call for read-ahead (issue 21 #10)."""
     import torch
-    from torch.utils.data import DataLoader, RandomSampler
+    from torch.utils.data import DataLoader, RandomSampler, Subset
 
     from stockroom.loaders import StockDataset
 
     ds = StockDataset(["img", "label"], path=root, fetch_threads=fetch_threads)
-    sampler: Any = RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
-    if read_ahead:
-        sampler = ds.read_ahead(sampler, samples=read_ahead)
-    loader = DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=2)
+    generator = torch.Generator().manual_seed(seed)
+    source: Any = ds
+    if how == "sampler":
+        sampler: Any = RandomSampler(ds, generator=generator)
+        if read_ahead:
+            sampler = ds.read_ahead(sampler, samples=read_ahead)
+        loader = DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=2)
+    else:
+        if how == "subset":
+            source = Subset(ds, subset_indices(len(ds)))
+        loader = DataLoader(source, batch_size=batch, shuffle=True, generator=generator, num_workers=2)
     start = time.perf_counter()
     count = 0
     for imgs, _ in loader:
         count += len(imgs)
     took = time.perf_counter() - start
-    assert count == len(ds)
+    assert count == len(source)
     ds.close()
     return took
+
+
+def subset_indices(n: int) -> list[int]:
+    """A fixed 80% train split of ``n`` samples (every fifth one left for validation)."""
+    return [i for i in range(n) if i % 5 != 4]
 
 
 def range_cost(endpoint: str, big: int) -> float:
@@ -157,8 +180,9 @@ def step(argv: list[str]) -> None:
                 stock.data["img"][int(i)]
         out["ratio"] = lazy.stats.nbytes / (10 * int(np.prod(SHAPE)) * 4)
     elif kind == "epoch":
-        batch, threads, ahead, seed = (int(x) for x in rest)
-        out["epoch"] = epoch(root, batch, fetch_threads=threads, read_ahead=ahead, seed=seed)
+        batch, threads, ahead, seed = (int(x) for x in rest[:4])
+        how = str(rest[4]) if len(rest) > 4 else "sampler"
+        out["epoch"] = epoch(root, batch, fetch_threads=threads, read_ahead=ahead, seed=seed, how=how)
     print(json.dumps(out))
 
 
@@ -176,6 +200,11 @@ def main() -> int:
         type=int,
         default=11,
         help="local/lazy second-epoch pairs per run (epochs of about 1 s spread by +-20%% here)",
+    )
+    parser.add_argument(
+        "--only-plain",
+        action="store_true",
+        help="only the rows of issue 21 #10 (plain shuffle=True DataLoader, a Subset) and their baselines",
     )
     parser.add_argument(
         "--skip-contrasts",
@@ -237,8 +266,23 @@ def main() -> int:
             note("full clone+pull", run_step("full", where)["pull"])
             note("full first read", run_step("read", where)["read"])
             note("local epoch", run_step("epoch", where, b, 8, 0, run)["epoch"])
-            note("local epoch, fetch_threads=0", run_step("epoch", where, b, 0, 0, run)["epoch"])
+            # The baselines of the plain DataLoaders (issue 21 #10), shuffle=True and a Subset.
+            note("local epoch, shuffle=True", run_step("epoch", where, b, 8, 0, run, "shuffle")["epoch"])
+            note("local epoch, Subset", run_step("epoch", where, b, 8, 0, run, "subset")["epoch"])
             full = where
+            # First lazy epochs of a plain DataLoader: no read-ahead asked for.
+            for label, how in (
+                ("lazy epoch 1, plain shuffle=True", "shuffle"),
+                ("lazy epoch 1, Subset", "subset"),
+            ):
+                where = fresh("lazy")
+                run_step("lazy", where)
+                note(label, run_step("epoch", where, b, 8, 0, run, how)["epoch"])
+                shutil.rmtree(where)
+            if args.only_plain:
+                shutil.rmtree(full)
+                continue
+            note("local epoch, fetch_threads=0", run_step("epoch", full, b, 0, 0, run)["epoch"])
             # Lazy: git clone + stock pull --lazy + first read; then 10 random samples.
             where = fresh("lazy")
             note("lazy clone+pull", run_step("lazy", where)["pull"])
@@ -282,8 +326,9 @@ def main() -> int:
                 run_step("lazy", where)
                 note(label, run_step("epoch", where, b, threads, 0, run)["epoch"])
                 shutil.rmtree(where)
-        note("range GET from a 64 MB object", range_cost(endpoint, 64 << 20))
-        note("GET of a 602 KB object", range_cost(endpoint, 0))
+        if not args.only_plain:
+            note("range GET from a 64 MB object", range_cost(endpoint, 64 << 20))
+            note("GET of a 602 KB object", range_cost(endpoint, 0))
     finally:
         server.stdin.close()
         server.wait(timeout=60)
@@ -291,6 +336,21 @@ def main() -> int:
 
     sample_bytes = int(np.prod(SHAPE)) * 4
     med = {k: statistics.median(v) for k, v in times.items()}
+    plain_rows = [
+        [
+            f"first epoch, lazy, plain {what} (no read-ahead call)",
+            f"{med[lazy_key] / (med['full clone+pull'] + med[local_key]):.2f}x",
+            "<= 1.2x",
+            f"{med[lazy_key]:.2f} s vs pull + local epoch {med['full clone+pull'] + med[local_key]:.2f} s",
+        ]
+        for what, lazy_key, local_key in (
+            ("DataLoader(shuffle=True)", "lazy epoch 1, plain shuffle=True", "local epoch, shuffle=True"),
+            ("Subset (80%), shuffle=True", "lazy epoch 1, Subset", "local epoch, Subset"),
+        )
+    ]
+    if args.only_plain:
+        _table(args, plain_rows)
+        return 0
     full_first = med["full clone+pull"] + med["full first read"]
     lazy_first = med["lazy clone+pull"] + med["lazy first read"]
     full_epoch = med["full clone+pull"] + med["local epoch"]
@@ -323,6 +383,7 @@ def main() -> int:
             f"the samples' bytes ({10 * sample_bytes / 1e6:.1f} MB)",
         ],
     ]
+    rows += plain_rows
     if not args.skip_contrasts:
         contrast_rows = [
             [
@@ -353,6 +414,11 @@ def main() -> int:
             f"{med['local epoch']:.2f} s vs {med['local epoch, fetch_threads=0']:.2f} s",
         ],
     ]
+    _table(args, rows)
+    return 0
+
+
+def _table(args: argparse.Namespace, rows: list[list[str]]) -> None:
     print(
         f"bench_lazy: {args.samples:,} x 3x224x224 float32 on S3 (moto, 127.0.0.1), batch {args.batch}, "
         f"num_workers=2, read-ahead {args.ahead} samples, median of {args.runs} runs"
@@ -361,7 +427,6 @@ def main() -> int:
     print("|------|-------|--------|---------|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    return 0
 
 
 if __name__ == "__main__":

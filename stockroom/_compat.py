@@ -404,6 +404,38 @@ def take_digest(data: bytes) -> None:
     _GIVEN_DIGESTS.pop(id(data), None)
 
 
+def read_bytes_direct(column: Any, key: str, out: Any) -> int | None:
+    """Copy the bytes value ``column[key]`` straight from LMDB's map into the
+    uint8 array ``out`` and check it against Hangar's own xxh64 checksum; the
+    number of bytes, or None when that cannot be done here (another backend,
+    its file not open yet, a value longer than ``out``, a failed check): read
+    it through Hangar then (:func:`read_bytes_into`).
+
+    Copied first and checked in the copy, which the copy leaves in the CPU's
+    cache: the map (page cache) is read once, not twice. Thread-safe for reads
+    (py-lmdb always opens environments with ``MDB_NOTLS``): a model load reads
+    its pieces in several threads (numpy's copy and xxhash release the GIL).
+    """
+    import numpy as np
+    from xxhash import xxh64_hexdigest
+
+    spec = column._samples[key]
+    if getattr(spec, "backend", None) != "31":
+        return None
+    env = column._be_fs[spec.backend].Fp.get(spec.uid)
+    if env is None or not hasattr(env, "begin"):
+        return None
+    with env.begin(buffers=True) as txn:
+        view = txn.get(spec.row_idx.encode())
+        if view is None or len(view) > len(out):
+            return None
+        n = len(view)
+        out[:n] = np.frombuffer(view, dtype=np.uint8)
+    if xxh64_hexdigest(out[:n]) != spec.checksum:
+        return None  # Hangar's read says what is wrong
+    return n
+
+
 def read_bytes_into(column: Any, key: str, out: Any) -> int:
     """Read the bytes value ``column[key]`` into the uint8 array ``out``; the
     number of bytes read.
@@ -411,23 +443,16 @@ def read_bytes_into(column: Any, key: str, out: Any) -> int:
     Hangar's LMDB backend (``31``) copies each value out of LMDB's map into a
     new ``bytes`` and the caller copies it again into its tensor: two copies
     and a fresh 2 MB allocation per unit, which made a model load 1.3x
-    ``torch.load``. Here the value is checked against Hangar's own xxh64
-    checksum in LMDB's map and copied once, straight into ``out``. Values in
-    any other backend, not open yet or failing the check, are read through
-    Hangar (``column[key]``), whose errors then say what is wrong.
+    ``torch.load``. Here the value is copied once, straight into ``out``, and
+    checked there (:func:`read_bytes_direct`). Values in any other backend,
+    not open yet or failing the check, are read through Hangar
+    (``column[key]``), whose errors then say what is wrong.
     """
     import numpy as np
-    from xxhash import xxh64_hexdigest
 
-    spec = column._samples[key]
-    if getattr(spec, "backend", None) == "31":
-        env = column._be_fs[spec.backend].Fp.get(spec.uid)
-        if env is not None and hasattr(env, "begin"):
-            with env.begin(buffers=True) as txn:
-                view = txn.get(spec.row_idx.encode())
-                if view is not None and len(view) <= len(out) and xxh64_hexdigest(view) == spec.checksum:
-                    out[: len(view)] = np.frombuffer(view, dtype=np.uint8)
-                    return len(view)
+    n = read_bytes_direct(column, key, out)
+    if n is not None:
+        return n
     data = column[key]
     if len(data) > len(out):
         raise ValueError(f"{key!r} holds {len(data)} bytes, more than the {len(out)} expected")

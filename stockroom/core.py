@@ -107,16 +107,22 @@ def init_repo(
     Returns the stock root.
     """
     root = gitutil.work_tree_root(path)
-    name = name or gitutil.config_value("user.name", root)
-    email = email or gitutil.config_value("user.email", root)
-    if not name or not email:
-        raise ValueError(
-            "stockroom needs a name and email for its commits: pass name=/email= "
-            "(stock init --name N --email E) or set git config user.name and user.email"
-        )
+
+    def identity() -> tuple[str, str]:
+        # Asked only when a store is created: running it again over an
+        # existing .hangar changes nothing (SPEC 2), so it needs no identity.
+        who = name or gitutil.config_value("user.name", root)
+        where = email or gitutil.config_value("user.email", root)
+        if not who or not where:
+            raise ValueError(
+                "stockroom needs a name and email for its commits: pass name=/email= "
+                "(stock init --name N --email E) or set git config user.name and user.email"
+            )
+        return who, where
+
     from stockroom import store
 
-    created = store.init_hangar(root, name, email, overwrite)
+    created = store.init_hangar(root, identity, overwrite)
     store.release_repository(root)  # closed unless a StockRoom here uses it
     head = root / HEAD_FILE
     if overwrite:
@@ -237,15 +243,24 @@ class StockRoom:
 
     @contextlib.contextmanager
     def optimize(self) -> Iterator[None]:
-        """Keep the checkouts open for a block of bulk reads and writes."""
-        if self._store.optimizing:
+        """Keep the checkouts open for a block of bulk reads and writes.
+
+        On a branch the writer (and its lock) is taken on entering and held
+        for the whole block: another ``StockRoom`` waits for it (up to its lock
+        timeout) and :meth:`get_hangar_checkout` ``(write=True)`` is refused
+        inside. Where nothing may be written (a detached git HEAD), only the
+        readers are kept open.
+        """
+        store = self._store
+        if store.optimizing:
             raise StockroomError("optimize() is already active on this StockRoom; nest nothing")
-        self._store.optimizing = True
+        store.take_writer()
+        store.optimizing = True
         try:
             yield
         finally:
-            self._store.optimizing = False
-            self._store.close_writer()
+            store.optimizing = False
+            store.close_writer()
 
     def get_hangar_checkout(self, write: bool = False) -> Any:
         """The Hangar checkout stockroom uses, for experts.

@@ -84,6 +84,9 @@ class _View:
     forked: bool = False  # inherited through fork: this process cannot reopen the store
     lazy: tuple[int, ...] = ()  # positions of columns with samples read on demand
     kept: bool = False  # every such sample was kept here when the view was made (lazy_reads.all_kept)
+    # Digest -> the plan of the pack to download whole on the first miss of one of
+    # its samples (see StockDataset._fetch_packs); made in each process on its first miss.
+    packs: dict[str, Any] | None = None
 
 
 def _lazy_columns(columns: Sequence[Any]) -> tuple[int, ...]:
@@ -110,7 +113,10 @@ class StockDataset(_Base):
     ``path``: the stock root, or a ``StockRoom`` (default: found from the
     current directory). ``transform``: applied to each item (in the worker).
     ``fetch_threads``: on a lazy clone, how many of a batch's missing
-    samples are fetched at once (0 or 1: one at a time, as each is read).
+    samples are fetched at once (0 or 1: one at a time, as each is read,
+    and no whole packs). On a lazy clone the first miss in a pack of which
+    this dataset's samples are at least half downloads that pack whole (a
+    read-ahead that ``shuffle=True`` and a ``Subset`` get without asking).
 
     Items are numpy arrays; ``DataLoader``'s default collation stacks them
     into tensors. Missing columns or keys raise ``KeyError`` when the
@@ -144,6 +150,7 @@ class StockDataset(_Base):
         self.fetch_threads = fetch_threads
         self._store: Store | None = None
         self._view: _View | None = None
+        self._explicit_ahead = False  # read_ahead() was called: no whole packs on a miss
         _LIVE.add(self)
         # Open now: a missing column fails here, and a view exists before the
         # first fork (a forked worker cannot make one).
@@ -242,10 +249,55 @@ class StockDataset(_Base):
 
     def _fetch(self, view: _View, hkeys: Iterable[str | int], threads: int) -> None:
         """Fetch the samples of ``hkeys`` that are on the remote and not here
-        yet, ``threads`` at once (errors surface when the sample is read)."""
+        yet: those in packs worth downloading whole that way (see
+        :meth:`_fetch_packs`), the others ``threads`` at once, by byte range
+        (errors surface when the sample is read)."""
         texts = self._lazy_texts(view, hkeys)
         if texts:
+            self._fetch_packs(view, texts)
             lazy_reads.prefetch(self._hangar_dir, texts, threads)
+
+    def _fetch_packs(self, view: _View, texts: Iterable[str]) -> None:
+        """Read-ahead without being asked for it (issue 21 #10): the first miss
+        of a sample in a pack of which the samples this dataset serves are at
+        least half (in bytes) downloads that pack whole, with one request, and
+        keeps those samples (unless ``stock.cacheLimit`` is smaller than the
+        data the dataset serves: see :func:`lazy_reads.plan_packs`).
+
+        Whatever the order the DataLoader's sampler reads in (``shuffle=True``,
+        a ``Subset`` of the dataset, which reads through it), an epoch then
+        costs a download of the packs rather than a request per sample.
+        DataLoader workers missing at once share the packs out
+        (:func:`lazy_reads.fetch_packs_whole`): none is downloaded twice at once.
+        A dataset given an explicit :meth:`read_ahead` sampler leaves the packs
+        to its helper.
+        """
+        if self._explicit_ahead:
+            return
+        packs = view.packs
+        if packs is None:
+            packs = view.packs = {}
+            try:
+                every = self._lazy_texts(view, view.hkeys)
+                for made in lazy_reads.plan_packs(self._hangar_dir, enumerate(every)):
+                    packs.update((digest, made) for _, digest in made.samples)
+            except StockroomError:
+                pass  # no whole packs then: each sample is fetched as it is read, and says what failed
+        if not packs:
+            return
+        wanted: dict[str, Any] = {}
+        for text in texts:
+            parsed = lazy_reads.parse_placeholder(text)
+            plan = None if parsed is None else packs.get(parsed[1])
+            if plan is not None:
+                wanted[plan.pack] = plan
+        if not wanted:
+            return
+        done = lazy_reads.fetch_packs_whole(self._hangar_dir, wanted.values())
+        for plan in wanted.values():
+            if plan.pack in done:  # a sample of it that is still missing (another reader's) comes by range
+                for _, digest in plan.samples:
+                    packs.pop(digest, None)
 
     def _lazy_texts(self, view: _View, hkeys: Iterable[str | int]) -> list[str]:
         """The lazy records (text) of the samples of ``hkeys`` that are on the remote."""
@@ -266,6 +318,9 @@ class StockDataset(_Base):
             loader = DataLoader(ds, batch_size=32, num_workers=2,
                                 sampler=ds.read_ahead(RandomSampler(ds)))
         """
+        # Its helper downloads the packs the pass reads most of, in the pass's
+        # order: misses then leave packs to it (not downloaded twice at once).
+        self._explicit_ahead = True
         return ReadAheadSampler(self, sampler, samples, threads)
 
     def _item(self, view: _View, hkey: str | int) -> Any:
@@ -292,6 +347,10 @@ class StockDataset(_Base):
                     spec = col._samples[hkey]
                     if spec.backend == _REMOTE:
                         value = lazy_reads.read_kept(hangar_dir, spec.schema_hash, touch=not view.kept)
+                        if value is None and not view.kept and self.fetch_threads > 1:
+                            # A miss outside a batch (``ds[i]``): its pack, whole, where worth it.
+                            self._fetch_packs(view, [spec.schema_hash])
+                            value = lazy_reads.read_kept(hangar_dir, spec.schema_hash)
                 values.append(col[hkey] if value is None else value)
         except OSError as exc:
             raise damaged(hangar_dir, f"reading failed: {exc}") from exc

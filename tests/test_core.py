@@ -133,6 +133,25 @@ def test_init_repo_again_changes_nothing(stock_repo: Path) -> None:
         assert stock.tag["staged"] == 2
 
 
+def test_init_repo_again_needs_no_identity(stock_repo: Path) -> None:
+    """SPEC 2: running it again changes nothing that exists, so it asks for no
+    name or email (a CI job, a teammate's machine without git identity)."""
+    with stockroom.StockRoom() as stock:
+        stock.tag["kept"] = "yes"
+        digest = stock.commit("keep me")
+    Path(os.environ["GIT_CONFIG_GLOBAL"]).write_text("[init]\n\tdefaultBranch = main\n")
+    stockroom.init_repo(install_hooks=False)  # no ValueError
+    assert run_git("status", "--porcelain", cwd=stock_repo).stdout == " M head.stock\n"
+    with stockroom.StockRoom() as stock:
+        assert stock.head == digest
+        assert stock.tag["kept"] == "yes"
+    # Starting over makes a store: that still needs one.
+    with pytest.raises(ValueError, match="user.name and user.email"):
+        stockroom.init_repo(overwrite=True, install_hooks=False)
+    with stockroom.StockRoom() as stock:
+        assert stock.tag["kept"] == "yes"
+
+
 def test_gitignore_kept_and_line_never_duplicated(git_repo: Path) -> None:
     (git_repo / ".gitignore").write_text("*.pyc\nbuild/")  # no final newline
     stockroom.init_repo(install_hooks=False)
@@ -508,6 +527,44 @@ def test_optimize_holds_the_writer_for_its_duration(stock: stockroom.StockRoom, 
             with pytest.raises(StockroomError, match=f"pid {os.getpid()}"):
                 other.tag["theirs"] = 2
         other.tag["theirs"] = 2  # released at the end of the block
+
+
+def test_optimize_takes_the_writer_on_enter(stock: stockroom.StockRoom, stock_repo: Path) -> None:
+    """Issue 21 #23: held from the start of the block, not from its first write."""
+    stock.tag["a"] = 1
+    stock.commit("one")
+    with stockroom.StockRoom(lock_timeout=0) as other:
+        with stock.optimize():
+            # Nothing written yet: the writer is this block's all the same.
+            with pytest.raises(StockroomError, match=f"writer is held by pid {os.getpid()}"):
+                with other.optimize():
+                    pass  # pragma: no cover
+            with pytest.raises(StockroomError, match=f"pid {os.getpid()}"):
+                other.tag["theirs"] = 2
+            with pytest.raises(StockroomError, match="optimize"):
+                stock.get_hangar_checkout(write=True)
+            assert stock.tag["a"] == 1
+            stock.tag["b"] = 2
+        with other.optimize():  # released at the end of the block
+            other.tag["theirs"] = 2
+    stock.commit("b, and theirs (one staging area)")
+    assert dict(stock.tag) == {"a": 1, "b": 2, "theirs": 2}
+
+
+def test_optimize_on_a_detached_head_opens_readers_only(stock: stockroom.StockRoom, stock_repo: Path) -> None:
+    stock.tag["a"] = 1
+    stock.commit("one")
+    git_commit_head(stock_repo, "one")
+    run_git("checkout", "-q", "--detach", cwd=stock_repo)
+    with stock.optimize():
+        assert stock.tag["a"] == 1
+        from stockroom.lock import WriterLock
+
+        lock = WriterLock(stock_repo / ".hangar", timeout=0)
+        lock.acquire()  # the block holds no writer lock: nothing may be written here
+        lock.release()
+        with pytest.raises(StockroomError, match="check out a branch"):
+            stock.tag["b"] = 2
 
 
 def test_optimize_nested_is_an_error(stock: stockroom.StockRoom) -> None:

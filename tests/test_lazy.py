@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import stockroom
+from stockroom.errors import StockroomError
 from stockroom.store import lazy, transfer
 from tests.conftest import run_git
 from tests.test_remote import clone, stock_cli
@@ -128,7 +129,7 @@ def test_remote_gone_mid_epoch_clear_error_then_resumes(lazy_team: tuple[Path, P
     from stockroom.loaders import StockDataset
 
     proj, remote, bob, _ = lazy_team
-    ds = StockDataset("img", path=bob)
+    ds = StockDataset("img", path=bob, fetch_threads=0)  # sample by sample (no whole pack on a miss)
     with stockroom.StockRoom(proj) as orig:
         want = [orig.data["img"][i] for i in range(N)]
     for i in range(N // 2):
@@ -150,6 +151,27 @@ def test_remote_gone_mid_epoch_clear_error_then_resumes(lazy_team: tuple[Path, P
         np.testing.assert_array_equal(ds[i], want[i])
     ds.close()
     assert len(lazy.cached(bob / ".hangar")) == N
+
+
+def test_whole_pack_on_a_miss_remote_gone_one_clear_error(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    """A dataset's miss that would download its pack whole, with the remote
+    gone: the same one-line error as a read by range, nothing kept."""
+    from stockroom.loaders import StockDataset
+
+    proj, remote, bob, _ = lazy_team
+    ds = StockDataset(["img", "label"], path=bob)
+    hidden = remote.with_name("unmounted")
+    remote.rename(hidden)
+    with pytest.raises(stockroom.StockroomError) as err:
+        ds.__getitems__([3, 1, 4])
+    message = str(err.value)
+    assert "\n" not in message and "stock remote origin" in message and "stock pull" in message
+    assert lazy.cached(bob / ".hangar") == {}
+    hidden.rename(remote)
+    with stockroom.StockRoom(proj) as orig:
+        np.testing.assert_array_equal(ds[3][0], orig.data["img"][3])
+    assert len(lazy.cached(bob / ".hangar")) >= N  # its pack, whole
+    ds.close()
 
 
 def test_truncated_remote_object_error_nothing_kept(lazy_team: tuple[Path, Path, Path, str]) -> None:
@@ -250,6 +272,51 @@ def test_cache_limit_smaller_than_dataset_completes_an_epoch(
             np.testing.assert_array_equal(ds[i], orig.data["img"][i])
     ds.close()
     assert sum(lazy.cached(bob / ".hangar").values()) <= one * 12
+
+
+def test_cache_limit_lowered_trims_on_gc_and_on_reads(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    """Issue 21 #18: a limit lowered below what is kept is applied by `stock gc`
+    (the least recently read first, even of what head.stock's commit reads) and
+    by the next process that reads."""
+    _, _, bob, _ = lazy_team
+    one = int(np.prod(SHAPE)) * 4
+    with stockroom.StockRoom(bob) as stock:
+        for i in range(N):
+            stock.data["img"][i]
+    assert sum(lazy.cached(bob / ".hangar").values()) >= N * one
+    run_git("config", "stock.cacheLimit", str(one * 10), cwd=bob)
+    out = stock_cli("gc", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert "stock.cacheLimit" in out.stdout, out.stdout
+    assert sum(lazy.cached(bob / ".hangar").values()) >= N * one  # a dry run
+    out = stock_cli("gc", "--yes", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    assert sum(lazy.cached(bob / ".hangar").values()) <= one * 10
+    # Reads trim too: a process that finds more kept than the limit allows.
+    run_git("config", "--unset", "stock.cacheLimit", cwd=bob)
+    script = f"import stockroom\nwith stockroom.StockRoom() as s:\n    [s.data['img'][i] for i in range({N})]"
+    assert subprocess.run([sys.executable, "-c", script], cwd=bob).returncode == 0
+    assert sum(lazy.cached(bob / ".hangar").values()) >= N * one
+    run_git("config", "stock.cacheLimit", str(one * 5), cwd=bob)
+    script = "import stockroom\nwith stockroom.StockRoom() as s:\n    s.data['img'][0]\n"
+    assert subprocess.run([sys.executable, "-c", script], cwd=bob).returncode == 0
+    assert sum(lazy.cached(bob / ".hangar").values()) <= one * 5
+
+
+def test_cache_limit_not_a_size_is_refused_in_one_line(lazy_team: tuple[Path, Path, Path, str]) -> None:
+    """Issue 21 #18: refused wherever it is read, never accepted by one command and a traceback in another."""
+    _, _, bob, _ = lazy_team
+    run_git("config", "stock.cacheLimit", "lots", cwd=bob)
+    for args in (("status",), ("gc",), ("gc", "--yes")):
+        out = stock_cli(*args, cwd=bob)
+        assert out.returncode == 1, (args, out.stdout)
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+        assert "stock.cacheLimit 'lots' is not a size" in out.stderr
+        assert "git config stock.cacheLimit 20G" in out.stderr
+    from stockroom.loaders import StockDataset
+
+    with pytest.raises(StockroomError, match="stock.cacheLimit 'lots' is not a size"):
+        StockDataset(["img", "label"], path=bob)
 
 
 def test_gc_drops_only_remote_backed_data(lazy_team: tuple[Path, Path, Path, str]) -> None:
@@ -377,17 +444,22 @@ def test_batch_fetches_its_missing_samples_at_once(
     proj, _, bob, _ = lazy_team
     log = tmp_path / "downloads.log"
     state = _log_downloads(monkeypatch, log, pause=0.05)
-    ds = StockDataset(["img", "label"], path=bob)
+    # A dataset of less than half the pack: its misses are fetched by range, not as a whole pack.
+    ds = StockDataset(["img", "label"], keys=range(N // 3), path=bob)
     batch = ds.__getitems__(list(range(8)))
     assert state["most"] >= 4  # the batch's samples were fetched concurrently
-    assert len(log.read_text().split()) == 16  # 8 images and 8 labels, each once
+    downloads = log.read_text().split()
+    # 8 images, each once, by range; the labels (10 distinct, all in the
+    # dataset's keys) are the whole of their tiny pack: downloaded whole.
+    assert len([d for d in downloads if not d.startswith("pack:")]) == 8
+    assert len([d for d in downloads if d.startswith("pack:")]) == 1
     with stockroom.StockRoom(proj) as orig:
         for i, (img, label) in enumerate(batch):
             np.testing.assert_array_equal(img, orig.data["img"][i])
             assert int(label) == i % 10
     # fetch_threads=0: one at a time, as each sample is read.
     state["most"] = 0
-    one = StockDataset(["img", "label"], path=bob, fetch_threads=0)
+    one = StockDataset(["img", "label"], keys=range(N // 3), path=bob, fetch_threads=0)
     one.__getitems__(list(range(8, 12)))
     assert state["most"] == 1
     ds.close()
@@ -605,7 +677,7 @@ def test_a_pass_over_samples_all_kept_looks_for_nothing_to_fetch(
     proj, _, bob, _ = lazy_team
     with stockroom.StockRoom(proj) as orig:
         want = [orig.data["img"][i] for i in range(N)]
-    first = StockDataset(["img", "label"], path=bob)
+    first = StockDataset(["img", "label"], path=bob, fetch_threads=0)  # no whole pack on a miss
     assert not first._current_view().kept  # nothing kept yet
     for i in range(N - 1):
         first[i]

@@ -430,7 +430,8 @@ def test_s3_gc_never_drops_what_the_remote_lacks(team: Team, bob: Path) -> None:
 def test_s3_server_stopped_mid_epoch_then_resumes(team: Team, bob: Path) -> None:
     from stockroom.loaders import StockDataset
 
-    ds = StockDataset(["img", "label"], path=bob)
+    # Sample by sample (no whole pack on a miss): the failed read is a sample's.
+    ds = StockDataset(["img", "label"], path=bob, fetch_threads=0)
     half = N // 2
     try:
         for i in range(half):
@@ -505,3 +506,87 @@ def test_s3_forked_process_goes_through_the_relay(team: Team, tmp_path: Path) ->
     assert same and relayed
     assert missing.startswith("stock remote origin has no object packs/")
     assert "stock remote origin" in down and "unreachable" in down and "\n" not in down
+
+
+# ------------------------------------- read-ahead nobody asked for (issue 21 #10)
+
+
+def _epoch(loader: Any) -> list[tuple[bytes, int]]:
+    got: list[tuple[bytes, int]] = []
+    for imgs, labels in loader:
+        got.extend((img.numpy().tobytes(), int(label)) for img, label in zip(imgs, labels, strict=True))
+    return got
+
+
+def test_s3_plain_shuffled_dataloader_downloads_whole_packs(team: Team, bob: Path) -> None:
+    """`DataLoader(StockDataset(...), shuffle=True)`, nothing else: the first
+    miss in a pack the dataset reads most of downloads it whole, once; the
+    epoch makes no request per sample."""
+    pytest.importorskip("torch")
+    import torch
+    from torch.utils.data import DataLoader
+
+    from stockroom.loaders import StockDataset
+
+    packs = _pack_names(team)
+    ds = StockDataset(["img", "label"], path=bob)
+    before = (lazy.stats.requests, lazy.stats.packs)
+    loader = DataLoader(ds, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(3))
+    got = _epoch(loader)
+    want = [(img.tobytes(), label) for img, label in zip(team.imgs, team.labels, strict=True)]
+    assert sorted(got) == sorted(want)
+    fetched = lazy.stats.packs - before[1]
+    assert 1 <= fetched <= len(packs)
+    assert lazy.stats.requests - before[0] == fetched  # whole packs only, no sample by range
+    assert _objects_verify(bob) == N + len(set(team.labels))
+    assert _epoch(loader) and lazy.stats.requests - before[0] == fetched  # the second epoch: nothing
+    ds.close()
+
+
+def test_s3_subset_of_a_dataset_downloads_whole_packs(team: Team, bob: Path) -> None:
+    """A train split (`torch.utils.data.Subset`) reads through the dataset: it
+    gets the same read-ahead, with no extra call."""
+    pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, Subset
+
+    from stockroom.loaders import StockDataset
+
+    ds = StockDataset(["img", "label"], path=bob)
+    train = Subset(ds, list(range(0, N, 4)) + list(range(1, N, 4)) + list(range(2, N, 4)))  # 3/4 of it
+    before = (lazy.stats.requests, lazy.stats.packs)
+    got = _epoch(DataLoader(train, batch_size=4, shuffle=True))
+    want = [(team.imgs[i].tobytes(), team.labels[i]) for i in train.indices]
+    assert sorted(got) == sorted(want)
+    fetched = lazy.stats.packs - before[1]
+    assert fetched >= 1
+    assert lazy.stats.requests - before[0] == fetched
+    ds.close()
+
+
+def test_s3_two_workers_share_the_packs_out(team: Team, bob: Path) -> None:
+    """num_workers=2, shuffle=True: every sample once and equal, each pack
+    downloaded once (bytes on the wire: the packs, not twice, not per sample)."""
+    pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from stockroom.loaders import StockDataset
+
+    proxy = TcpRelay(team.port)
+    try:
+        run_git(
+            "config", "--file", ".stockremotes", "stockremote.origin.endpoint",
+            f"http://127.0.0.1:{proxy.port}", cwd=bob,
+        )  # fmt: skip
+        ds = StockDataset(["img", "label"], path=bob)
+        view = ds._current_view()
+        read = {lazy.parse_placeholder(text)[2] for text in ds._lazy_texts(view, view.hkeys)}  # type: ignore[index]
+        sizes = {o["path"]: int(o["size"]) for o in obstore.list(team.raw_store("proj/packs")).collect()}
+        total = sum(sizes[sha] for sha in read)  # the images' pack and the labels'
+        got = _epoch(DataLoader(ds, batch_size=4, shuffle=True, num_workers=2, timeout=60))
+        ds.close()
+        want = [(img.tobytes(), label) for img, label in zip(team.imgs, team.labels, strict=True)]
+        assert sorted(got) == sorted(want)
+        assert total <= proxy.down < total + 16 * 1024  # each pack once, and the responses' headers
+    finally:
+        proxy.close()
+    assert _objects_verify(bob) == N + len(set(team.labels))

@@ -521,3 +521,39 @@ def test_keras_unbuilt_model_is_refused_at_save(stock: stockroom.StockRoom, kera
     unbuilt.build((None, 4))  # once built, it saves
     stock.model.save_weights("nb", unbuilt)
     assert len(stock.model["nb"]) == 2
+
+
+def test_large_state_first_read_after_commit_is_exact_and_checked(
+    stock: stockroom.StockRoom, stock_repo: Path
+) -> None:
+    """Issue 21 #25: the units of a large state are read in several threads,
+    each copied from LMDB and checked in the copy; a damaged unit is still
+    refused (through Hangar's own check), never handed out."""
+    gen = torch.Generator().manual_seed(7)
+    state = OrderedDict((f"w{i}", torch.randn(1000, 1500, generator=gen)) for i in range(4))  # 24 MB
+    state["bias"] = torch.arange(10, dtype=torch.float32)
+    stock.model["big"] = state
+    stock.commit("big")
+    got = stock.model["big"]  # the first read after the commit, same process
+    assert list(got) == list(state)
+    assert all(torch.equal(got[k], state[k]) for k in state)
+    stock.close()
+    # Flip one byte of the third unit of w2 where LMDB keeps it.
+    needle = state["w2"].numpy().tobytes()[2 * PIECE : 2 * PIECE + 64]
+    found = []
+    for path in (stock_repo / ".hangar" / "data").rglob("*.mdb"):
+        if path.is_file():
+            data = path.read_bytes()
+            at = data.find(needle)
+            if at >= 0:
+                found.append((path, at))
+    assert len(found) == 1, found
+    path, at = found[0]
+    with open(path, "r+b") as f:
+        f.seek(at + 10)
+        byte = f.read(1)
+        f.seek(at + 10)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with stockroom.StockRoom(stock_repo) as again:
+        with pytest.raises(StockroomError, match="damaged"):
+            again.model["big"]

@@ -15,10 +15,18 @@ def gc(yes: bool) -> int:
     if not plan.drop:
         click.echo("nothing to drop: every sample kept by lazy reads is one head.stock's commit reads")
         return 0
+    why = "that head.stock's commit does not need and the remote holds"
+    if plan.over_limit:
+        assert plan.limit is not None
+        why = (
+            f"that the remote holds: {len(plan.drop) - plan.over_limit} head.stock's commit does not need, "
+            f"{plan.over_limit} it reads (least recently read, past stock.cacheLimit "
+            f"{plan.limit / 1e6:.1f} MB; fetched again when read)"
+        )
     if not yes:
         click.echo(
-            f"would drop {len(plan.drop)} sample(s), {size / 1e6:.1f} MB read on demand that "
-            f"head.stock's commit does not need and the remote holds (dry run; `stock gc --yes` drops them)"
+            f"would drop {len(plan.drop)} sample(s), {size / 1e6:.1f} MB read on demand {why} "
+            f"(dry run; `stock gc --yes` drops them)"
         )
         return 0
     freed = lazy.gc_drop(root, plan.drop)

@@ -233,6 +233,7 @@ def _data_here(root: Path, head: str) -> None:
         return  # no lazy pull here: all data pulled or written here
     from stockroom.store import lazy
 
+    lazy.cache_limit(root)  # a value that is not a size: said now, in one line (not at the first read)
     w = lazy.where(root, head)
     click.echo(
         f"stock data: {w.local + w.fetched} of {w.samples} sample(s) local "

@@ -30,6 +30,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import struct
 import subprocess
@@ -46,6 +47,7 @@ from hangar.columns.constructors import column_type_object_from_schema
 from hangar.records import schema_spec_from_db_val
 
 from stockroom.errors import StockroomError
+from stockroom.layout import CACHE_LIMIT_KEY
 from stockroom.remote.objects import BadObject, ObjectMissing, ObjectStore, RemoteError
 from stockroom.store import samples
 
@@ -292,9 +294,16 @@ class _Reader:
 
     def limit(self, again: bool = False) -> int | None:
         """``stock.cacheLimit`` in bytes (None: unbounded), looked up once per
-        process, or ``again``."""
+        process, or ``again``. A limit lowered below what is kept now is
+        applied as it is looked up: the least recently read samples are
+        dropped down to it (they are on the remote)."""
         if self._limit is None or again:
             self._limit = cache_limit(self.root) or 0
+            if self._limit:
+                with self._lock:
+                    self._cached_bytes = sum(size for _, size, _ in _objects(self.base))
+                    if self._cached_bytes > self._limit:
+                        self._cached_bytes = shrink(self.base, self._limit)
         return self._limit or None
 
     # -- objects
@@ -302,6 +311,7 @@ class _Reader:
         return Path(self._objects_prefix + digest)
 
     def read(self, schema: str, digest: str, pack: str) -> Any:
+        self.limit()  # looked up (and applied) once per process: a bad value refused here
         entry = self.entry(pack, digest)
         obj = self.schema(schema)
         path = self.object_path(digest)
@@ -351,10 +361,19 @@ class _Reader:
         reader holds it."""
         return self._take(digest, wait=False)
 
-    def _take(self, digest: str, wait: bool) -> int | None:
+    def pack_lock(self, pack: str, wait: bool) -> int | None:
+        """Pack ``pack``'s lock, for downloading it whole on a dataset's miss
+        (:func:`fetch_packs_whole`): held by one reader at a time, which never
+        waits for a sample lock while it holds it. None when another reader
+        holds it (``wait=False``)."""
+        return self._take(pack, wait, "packs")
+
+    def _take(self, digest: str, wait: bool, shared: str = "samples") -> int | None:
         while True:
             byte = self._ofd
-            fd = self._open_lock("samples" if byte else digest)
+            fd = self._open_lock(
+                shared if byte else (digest if shared == "samples" else f"{shared}-{digest}")
+            )
             try:
                 taken = _ofd_lock(fd, digest, wait) if byte else _flock(fd, wait)
             except OSError as exc:
@@ -476,6 +495,41 @@ class _Reader:
                 fd = held.pop(digest, -1)
                 if fd >= 0:
                     unlock(fd)
+
+    def keep_whole(self, pack: str, samples: list[tuple[str, str]]) -> int:
+        """Download ``pack`` whole and keep those of ``samples`` ((schema, digest))
+        that are not kept yet, each checked as :meth:`download` checks it and
+        written under its lock, taken without waiting (one another reader holds
+        is that reader's to fetch; one that does not verify is left to the
+        per-sample path, whose error the reader gets). Nothing is downloaded
+        when all are kept already. The number kept."""
+        need = [(s, d) for s, d in samples if not self.object_path(d).exists()]
+        if not need:
+            return 0
+        data = memoryview(self.download_pack(pack))
+        kept = 0
+        for schema, digest in need:
+            fd = self.try_lock(digest)
+            if fd is None:
+                continue
+            try:
+                path = self.object_path(digest)
+                if path.exists():
+                    continue
+                try:
+                    obj = self.schema(schema)
+                    entry = self.entry(pack, digest)
+                    offset, length = int(entry[2]), int(entry[3])
+                    raw = bytes(data[offset : offset + length])
+                    self.check(obj, digest, pack, entry, raw)
+                except StockroomError:  # RemoteError too: the reader fetches it, and gets the error
+                    continue
+                _atomic_write(path, raw)
+                self.account(len(raw))
+                kept += 1
+            finally:
+                unlock(fd)
+        return kept
 
     def account(self, nbytes: int) -> None:
         limit = self.limit()
@@ -641,6 +695,41 @@ def plan_packs(hangar_dir: Path, texts: Iterable[tuple[int, str]]) -> list[PackP
     return sorted(out, key=lambda plan: plan.first)
 
 
+def fetch_packs_whole(hangar_dir: Path, plans: Iterable[PackPlan]) -> set[str]:
+    """Download the packs of ``plans`` whole and keep the samples each plan
+    names (a dataset's miss: see ``StockDataset``). Several readers (DataLoader
+    workers) missing in the same packs share them out: each takes first the
+    packs no other reader is downloading, then waits for the others' (and finds
+    their samples kept). A failed download leaves its samples to the
+    per-sample path, whose error the reader gets. The packs done (their
+    samples kept, here or by another reader): a failed one may be tried again."""
+    rd = reader(hangar_dir)
+    todo = list(plans)
+    done: set[str] = set()
+    while todo:
+        taken = None
+        for plan in todo:
+            fd = rd.pack_lock(plan.pack, wait=False)
+            if fd is not None:
+                taken = (plan, fd)
+                break
+        if taken is None:  # every one is being downloaded by another reader: wait for the first
+            plan = todo[0]
+            fd = rd.pack_lock(plan.pack, wait=True)
+            assert fd is not None
+            taken = (plan, fd)
+        plan, fd = taken
+        todo.remove(plan)
+        try:
+            rd.keep_whole(plan.pack, plan.samples)
+            done.add(plan.pack)
+        except StockroomError:
+            pass  # the per-sample path reads them, and says what failed
+        finally:
+            unlock(fd)
+    return done
+
+
 def hold_first(hangar_dir: Path, plans: list[PackPlan]) -> dict[str, int]:
     """Take the locks of the samples the pass reads first from the packs of
     ``plans`` (those another reader holds are left out), before the first
@@ -759,6 +848,8 @@ def parse_size(text: str) -> int:
         value = value[:-1]
     try:
         number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
     except ValueError:
         raise StockroomError(
             f"stock.cacheLimit {text!r} is not a size; set it like `git config stock.cacheLimit 20G`"
@@ -769,9 +860,10 @@ def parse_size(text: str) -> int:
 
 
 def cache_limit(root: Path) -> int | None:
-    """``git config stock.cacheLimit`` in bytes (None: unbounded)."""
+    """``git config stock.cacheLimit`` in bytes (None: unbounded); a value that
+    is not a size is refused (StockroomError, one line) wherever it is read."""
     out = subprocess.run(
-        ["git", "config", "--get", "stock.cacheLimit"], cwd=root, capture_output=True, text=True, check=False
+        ["git", "config", "--get", CACHE_LIMIT_KEY], cwd=root, capture_output=True, text=True, check=False
     )
     text = out.stdout.strip()
     return parse_size(text) if text else None
@@ -840,18 +932,34 @@ class GcPlan:
 
     drop: dict[str, int]  # digest -> bytes
     kept_needed: int
+    over_limit: int = 0  # of drop: samples commit ``head`` reads, past ``stock.cacheLimit``
+    limit: int | None = None  # ``stock.cacheLimit`` in bytes
 
 
 def gc_plan(root: Path, head: str) -> GcPlan:
     """Cached samples that commit ``head`` does not read on demand and that the
-    remote holds (checked now: one request per pack)."""
+    remote holds (checked now: each read back whole); and, where what would
+    stay is more than ``stock.cacheLimit``, the least recently read of those
+    it does read, down to the limit."""
     hangar_dir = root / ".hangar"
-    kept = cached(hangar_dir)
+    limit = cache_limit(root)  # a bad value refused before anything is looked at
+    objects = sorted(_objects(lazy_dir(hangar_dir)), key=lambda t: t[2])  # least recently read first
+    kept = {path.name: size for path, size, _ in objects}
     records = _head_records(root, head) if head else {}
     needed = {d for d, rec in records.items() if _lazy_text(rec) is not None}
     drop = {d: size for d, size in kept.items() if d not in needed}
+    over: set[str] = set()
+    if limit is not None:
+        staying = sum(kept.values()) - sum(drop.values())
+        for path, size, _ in objects:
+            if staying <= limit:
+                break
+            if path.name not in drop:
+                over.add(path.name)
+                drop[path.name] = size
+                staying -= size
     if not drop:
-        return GcPlan({}, len(kept))
+        return GcPlan({}, len(kept), limit=limit)
     # Which pack holds each: the kept indexes. A sample found in none is kept.
     packs: dict[str, str] = {}
     schemas: dict[str, str] = {}
@@ -881,7 +989,7 @@ def gc_plan(root: Path, head: str) -> GcPlan:
                 f"stock gc checks that stock remote {label} holds what it drops, and cannot reach it "
                 f"({exc}); nothing was dropped. Run it again when the remote is reachable"
             ) from None
-    return GcPlan(final, len(kept) - len(final))
+    return GcPlan(final, len(kept) - len(final), len(over.intersection(final)), limit)
 
 
 def _holds(rd: _Reader, store: ObjectStore, pack: str, schema: str, digest: str) -> bool:

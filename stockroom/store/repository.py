@@ -12,7 +12,7 @@ import contextlib
 import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,19 +65,25 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def init_hangar(root: Path, name: str, email: str, overwrite: bool) -> bool:
-    """Create ``root/.hangar``; False when one exists and ``overwrite`` is off."""
+def init_hangar(root: Path, identity: Callable[[], tuple[str, str]], overwrite: bool) -> bool:
+    """Create ``root/.hangar``; False when one exists and ``overwrite`` is off.
+
+    ``identity()`` gives the (name, email) of the new store's commits; it is
+    called only when a store is created (it may raise to refuse)."""
     key = (os.getpid(), str(root))
     # Reuse this process's Repository: opening a second one on the same
     # files fails in py-lmdb ("already open in this process").
     repo = _REPOS.get(key)
     if repo is None:
+        if overwrite or not _complete(root / HANGAR_DIR):
+            identity()  # a store will be made: refuse before anything changes on disk
         _clear_damaged(root, overwrite)
         with _quiet():
             repo = hangar.Repository(root, exists=False)
     if repo.initialized and not overwrite:
         _REPOS[key] = repo
         return False
+    name, email = identity()
     if not repo.initialized:
         with _quiet():
             repo.init(user_name=name, user_email=email)
@@ -97,6 +103,17 @@ def init_hangar(root: Path, name: str, email: str, overwrite: bool) -> bool:
     finally:
         lock.release()
     _REPOS[key] = repo
+    return True
+
+
+def _complete(hangar_dir: Path) -> bool:
+    """``hangar_dir`` holds every file of a store (which init keeps as it is)."""
+    if not hangar_dir.is_dir():
+        return False
+    try:
+        _check_complete(hangar_dir)
+    except StockroomError:
+        return False
     return True
 
 

@@ -184,6 +184,33 @@ class Staging(Recovery):
             finally:
                 self.lock.release()
 
+    def take_writer(self) -> bool:
+        """On entering ``optimize()``: take the writer lock and open the writer
+        now, for the whole block (another process then waits for the lock, as
+        it would for any write), where this object could write: on a branch,
+        at a commit it may stage writes on. Elsewhere (detached git HEAD, a
+        ``head.stock`` the writer refuses) nothing is taken and reads work, as
+        writes would say why they are refused. A lock held by another process
+        raises as a write would. True when the writer was taken."""
+        self._check_not_lent()
+        if self._writer is not None:
+            return True
+        if self._detached():
+            return False
+        self.lock.acquire()
+        try:
+            writer = self._open_writer()
+        except StockroomError:
+            # Not writable here: the first write gives this error, with its advice.
+            self.lock.release()
+            return False
+        except BaseException:
+            self.lock.release()
+            raise
+        self._writer = writer
+        self._writer_base = self.head()
+        return True
+
     def close_writer(self) -> None:
         """Close the writer if this object holds one (end of optimize())."""
         if self._writer is not None:
