@@ -49,5 +49,5 @@ echo "== installing stockroom and its extras into .venv (a few minutes the first
 # torch first, pinned: this version is the CPU build; an unpinned torch
 # would pull a CUDA build of several GB.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[torch,tensorflow-cpu,s3,test]"
+.venv/bin/python -m pip install --quiet -e ".[torch,tensorflow-cpu,lightning,transformers,s3,test]"
 echo "$want" > "$stamp"
