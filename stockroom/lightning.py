@@ -29,7 +29,6 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from stockroom.errors import StockroomError
 from stockroom.integrations import _common
-from stockroom.runs.run import model_name
 
 __all__ = ["StockCheckpoint", "StockLogger", "StockCheckpointIO"]
 
@@ -341,8 +340,3 @@ class StockLogger(Logger):
     def finalize(self, status: str) -> None:
         if self._handle is not None and not self._handle.closed:
             self._handle.run.flush()
-
-
-def run_model_name(run: str) -> str:
-    """The ``stock.model`` name holding run ``run``'s checkpoints (``stock.model[...]['states']['lightning']``)."""
-    return model_name(run)

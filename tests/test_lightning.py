@@ -83,3 +83,16 @@ def test_fit_ckpt_path_loads_a_stock_checkpoint(stock_repo: Path, tmp_path: Path
         run = stock.run("tuned")
         assert [c.step for c in run.checkpoints] == [24]
         run.close()
+
+
+def test_import_stockroom_imports_no_framework() -> None:
+    """The extras stay optional: `import stockroom` (and the shared integration code) load none."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, stockroom, stockroom.integrations._common\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'transformers', 'keras', 'tensorflow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -12,10 +12,7 @@ from :func:`shared`, keyed by stock root and run name.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import math
-import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,6 @@ import numpy as np
 
 from stockroom.core import StockRoom
 from stockroom.errors import StockroomError
-from stockroom.runs.records import Records, run_dir
 from stockroom.runs.run import Run, _branch, _rng_states, _set_rng_states, model_name
 
 __all__ = ["Handle", "shared", "flatten", "numeric", "rng_state", "set_rng_state", "finished_message"]
@@ -145,11 +141,6 @@ def shared(path: str | Path | None = None, name: str | None = None) -> Handle:
     return handle
 
 
-def is_finished(root: Path, name: str) -> bool:
-    """Whether run ``name`` of the stock at ``root`` is marked finished here (local records only)."""
-    return Records(run_dir(root, name)).finished
-
-
 def read_checkpoint(path: str | Path | None, run: str, step: int | str) -> dict[str, Any]:
     """The payload of checkpoint ``RUN@STEP`` (``step`` may be ``latest``/``best``), read-only.
 
@@ -211,12 +202,6 @@ def numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def best_of(values: Mapping[str, float], monitor: str | None) -> float | None:
-    if monitor is None or monitor not in values or math.isnan(values[monitor]):
-        return None
-    return values[monitor]
-
-
 def rng_state() -> dict[str, Any]:
     """Python's, numpy's and torch's global RNG states (CUDA's where in use)."""
     return _rng_states()
@@ -224,13 +209,3 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(states: Mapping[str, Any]) -> None:
     _set_rng_states(states)
-
-
-@contextlib.contextmanager
-def kept_rng() -> Iterator[None]:
-    """Leave Python's global RNG as it was (opening the store draws from it)."""
-    state = random.getstate()
-    try:
-        yield
-    finally:
-        random.setstate(state)
