@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtualenv in .venv with stockroom and
-# every extra (torch, tensorflow-cpu, test tools). Safe to run again.
+# every extra (torch, tensorflow-cpu, lightning, transformers, test tools). Safe
+# to run again. torch is installed first and pinned; lightning and transformers
+# leave it as it is (they only need torch>=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -49,5 +51,8 @@ echo "== installing stockroom and its extras into .venv (a few minutes the first
 # torch first, pinned: this version is the CPU build; an unpinned torch
 # would pull a CUDA build of several GB.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[torch,tensorflow-cpu,s3,test]"
+# The frameworks' versions the integration tests ran with, in the same call as
+# torch's pin so that neither can pull another torch (docs/integrations.md).
+.venv/bin/python -m pip install --quiet -e ".[torch,tensorflow-cpu,lightning,transformers,s3,test]" \
+  "torch==2.13.0" "lightning==2.6.6" "transformers==5.25.0" "accelerate==1.16.0"
 echo "$want" > "$stamp"
