@@ -1,0 +1,121 @@
+"""A commit costs what changed (issue 26): stockroom's own commit path
+(stockroom/store/commitrefs.py) writes what Hangar's commit would, and fails
+loudly when Hangar's format is not what it relies on."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stockroom
+from stockroom.store import commitrefs
+from stockroom.store.repository import open_repository
+
+
+def test_hangar_format_is_what_commitrefs_writes() -> None:
+    """Fails when Hangar's separators, compression or digest change."""
+    commitrefs.check_format()
+
+
+def _packed(records: list[tuple[bytes, bytes]]) -> bytes:
+    return b"$".join(k + b" " + v for k, v in records)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_build_matches_hangar_for_random_edits(seed: int) -> None:
+    """Edits anywhere (front, middle, end; adds, deletes, changes; small and
+    over one blosc block) give Hangar's digest and its compressed blocks."""
+    from hangar.records import parsing
+
+    rng = random.Random(seed)
+    n = rng.choice([0, 1, 3, 200, 30_000])
+    keys = sorted({b"f:c:#%d" % rng.randrange(10**6) for _ in range(n)})
+    old = [(k, b"0=%040x" % rng.randrange(16**40)) for k in keys]
+    parent = commitrefs.build(None, _packed(old))
+    new = dict(old)
+    for _ in range(rng.choice([1, 2, 50])):
+        op = rng.random()
+        if op < 0.3 and new:
+            new.pop(rng.choice(sorted(new)))
+        elif op < 0.6 and new:
+            new[rng.choice(sorted(new))] = b"0=%040x" % rng.randrange(16**40)
+        else:
+            new[rng.choice([b"a:x%d", b"f:c:#%d", b"s:z%d"]) % rng.randrange(10**6)] = b"0=" + b"e" * 40
+    records = sorted(new.items())
+    ours = commitrefs.build(parent, _packed(records))
+    theirs = parsing.commit_ref_db_val_from_raw_val(records)
+    assert commitrefs.refs_digest(ours.digests) == theirs.digest
+    assert commitrefs._blocks(ours.blob) == commitrefs._blocks(theirs.raw)
+    back = parsing.commit_ref_raw_val_from_db_val(ours.blob)
+    assert back.digest == theirs.digest
+    assert back.db_kvs == tuple(records)
+
+
+def _room(tmp_path: Path) -> stockroom.StockRoom:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    stockroom.init_repo(name="t", email="t@example.com", path=tmp_path, install_hooks=False)
+    return stockroom.StockRoom(tmp_path)
+
+
+def test_fast_commit_is_a_hangar_commit(tmp_path: Path) -> None:
+    """Commits made without a checkout read back through Hangar (which checks
+    each commit's digest against its records), through stock.at, and leave
+    the commits before them as they were."""
+    stock = _room(tmp_path)
+    images = np.arange(3000 * 16, dtype=np.uint8).reshape(3000, 16)
+    with stock.optimize():
+        stock.data["img"].update(enumerate(images))
+    first = stock.commit("data")
+    digests = [first]
+    for i in range(3):
+        stock.tag["step"] = i
+        stock.data["img"][5000 + i] = images[i]
+        digests.append(stock.commit(f"step {i}"))
+    del stock.data["img"][0]
+    digests.append(stock.commit("delete"))
+    with pytest.raises(stockroom.StockroomError, match="nothing to commit"):
+        stock.commit("again")
+    repo = open_repository(tmp_path)
+    from hangar.records.commiting import get_commit_ref
+
+    for digest in digests:
+        get_commit_ref(repo._env.refenv, digest)  # raises on a digest that does not match
+    repo.verify_repo_integrity()
+    assert 0 not in stock.data["img"] and len(stock.data["img"]) == 3002
+    for digest, n, step in zip(digests, (3000, 3001, 3002, 3003, 3002), (None, "0", "1", "2", "2")):
+        co = repo.checkout(commit=digest)
+        try:
+            assert len(co.columns["data.img"]) == n
+            assert co.columns["data.img"][7].tolist() == images[7].tolist()
+            if step is not None:
+                assert co.columns["tag"]["step"] == f"i:{step}"
+        finally:
+            co.close()
+
+
+def test_fast_commit_equals_hangar_commit(tmp_path: Path) -> None:
+    """The same staged records committed by Hangar in a copy give the same
+    refs digest and records."""
+    import shutil
+
+    from hangar.records.commiting import get_commit_ref
+
+    stock = _room(tmp_path / "a")
+    with stock.optimize():
+        stock.data["img"].update((i, np.full(4, i, np.uint8)) for i in range(200))
+    stock.commit("data")
+    stock.tag["lr"] = 0.5
+    stock.data["img"][999] = np.zeros(4, np.uint8)
+    stock.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "b", symlinks=True)
+    ours = stockroom.StockRoom(tmp_path / "a").commit("x")
+    other = stockroom.StockRoom(tmp_path / "b")
+    with other._store.writing(check_branch=False) as writer:
+        theirs = writer.commit("x")
+    a = get_commit_ref(open_repository(tmp_path / "a")._env.refenv, ours)
+    b = get_commit_ref(open_repository(tmp_path / "b")._env.refenv, theirs)
+    assert a == b
