@@ -119,3 +119,21 @@ def test_fast_commit_equals_hangar_commit(tmp_path: Path) -> None:
     a = get_commit_ref(open_repository(tmp_path / "a")._env.refenv, ours)
     b = get_commit_ref(open_repository(tmp_path / "b")._env.refenv, theirs)
     assert a == b
+
+
+def test_reset_after_fast_commit_keeps_committed_data(tmp_path: Path) -> None:
+    """A reset after a commit drops only what was staged since: the commit's
+    own data stays readable (Hangar's commit clears the staged hash records;
+    this one must too)."""
+    stock = _room(tmp_path)
+    stock.data["c"][0] = np.arange(3)
+    stock.tag["t"] = 1
+    stock.commit("one")
+    stock.data["c"][1] = np.arange(3) + 1
+    assert stock.reset() is True
+    np.testing.assert_array_equal(stock.data["c"][0], np.arange(3))
+    assert 1 not in stock.data["c"]
+    stock.close()
+    again = stockroom.StockRoom(tmp_path)
+    np.testing.assert_array_equal(again.data["c"][0], np.arange(3))
+    assert again.tag["t"] == 1

@@ -19,8 +19,10 @@ the format, and this module writes exactly that, byte for byte:
   digests of each record. Per-record digests of records outside the changed
   range are the parent's (kept in memory and in a sidecar file per commit,
   ``.hangar/stockroom-refs/<digest>``), only the changed ones are hashed.
-* spec and parent values, the commit digest, the branch head and the move
-  of staged data files: Hangar's own functions.
+* spec and parent values, the commit digest, the branch head, the move
+  of staged data files and clearing the staged hash records (which
+  ``reset_staging_area`` would otherwise delete, committed or not):
+  Hangar's own functions, in ``WriterCheckout.commit``'s order.
 
 What stays proportional to the repository: one walk of the staging LMDB
 (C-level cursor iteration), joining the records, comparing the byte strings
@@ -42,7 +44,7 @@ from uuid import uuid4
 
 import blosc
 from hangar.constants import CMT_DIGEST_JOIN_KEY, CMT_KV_JOIN_KEY, CMT_REC_JOIN_KEY
-from hangar.records import commiting, heads, parsing
+from hangar.records import commiting, hashs, heads, parsing
 from hangar.txnctx import TxnRegister
 
 from stockroom.layout import COMMIT_REFS_DIR
@@ -295,6 +297,9 @@ def _write(repo: Any, refs: Refs, message: str, branch: str) -> str:
         TxnRegister().commit_writer_txn(env.refenv)
     commiting.move_process_data_to_store(repo_path)
     heads.set_branch_head_commit(env.branchenv, branch, digest)
+    # As WriterCheckout.commit: the hash records staged so far are committed
+    # now; a later reset removes only those staged after this commit.
+    hashs.clear_stage_hash_records(env.stagehashenv)
     return digest
 
 
