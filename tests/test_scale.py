@@ -137,3 +137,33 @@ def test_reset_after_fast_commit_keeps_committed_data(tmp_path: Path) -> None:
     again = stockroom.StockRoom(tmp_path)
     np.testing.assert_array_equal(again.data["c"][0], np.arange(3))
     assert again.tag["t"] == 1
+
+
+def test_staged_changes_without_a_checkout_match_hangars_diff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`stock status` and the pre-commit hook's listing, read from the
+    records that differ, say what Hangar's staged diff says."""
+    stock = _room(tmp_path)
+    with stock.optimize():
+        stock.data["img"].update((i, np.full(4, i % 256, np.uint8)) for i in range(500))
+        stock.data["old"][0] = np.zeros(2)
+        stock.tag["a"] = 1
+        stock.tag["b"] = 2
+    stock.commit("base")
+    store = stock._store
+    assert store.staged_changes() == [] and store.staged_status() == "CLEAN"
+    stock.tag["a"] = 5
+    del stock.tag["b"]
+    stock.tag["c"] = 3
+    stock.data["img"][3] = np.zeros(4, np.uint8)
+    stock.data["img"][9999] = np.zeros(4, np.uint8)
+    del stock.data["img"][0]
+    stock.data["new"]["k"] = np.ones(3)
+    with stock.optimize():
+        import torch
+
+        stock.model["net"] = {"w": torch.ones(2, 2)}
+    fast = store.staged_changes()
+    assert store.staged_status() == "DIRTY"
+    monkeypatch.setattr(type(store), "_fast_counts", lambda self: None)
+    slow = store.staged_changes()
+    assert fast == slow and len(fast) >= 4

@@ -206,6 +206,57 @@ def staged_packed(stageenv: Any) -> bytes:
         TxnRegister().abort_reader_txn(stageenv)
 
 
+def changed(parent: Refs, packed: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    """(parent's records, staged records) in the range where the two differ,
+    each as key -> value: every record outside it is the same in both."""
+    old = parent.packed
+    prefix = _common_prefix(packed, old)
+    suffix = _common_suffix(packed, old, min(len(packed), len(old)) - prefix)
+
+    def middle(data: bytes) -> dict[bytes, bytes]:
+        if not data:
+            return {}
+        start = data.rfind(_REC, 0, prefix) + 1
+        end = data.find(_REC, len(data) - suffix) if suffix else len(data)
+        if end < 0:
+            end = len(data)
+        if start > end:
+            return {}
+        return dict(rec.split(_KV, 1) for rec in data[start:end].split(_REC) if rec)
+
+    return middle(old), middle(packed)
+
+
+def staged_counts(repo: Any) -> dict[str, dict[str, int]] | None:
+    """What is staged against the staging branch's head, per column: added,
+    deleted, mutated samples; new column, column deleted, column changed (as
+    Hangar's ``diff.staged()`` reports them). Empty when nothing is staged;
+    None before the first commit (nothing to compare with)."""
+    env = repo._env
+    branch = heads.get_staging_branch_head(env.branchenv)
+    parent = load(Path(env.repo_path), env.refenv, str(heads.get_branch_head_commit(env.branchenv, branch)))
+    if parent is None:
+        return None
+    packed = staged_packed(env.stageenv)
+    if packed == parent.packed:
+        return {}
+    before, after = changed(parent, packed)
+    counts: dict[str, dict[str, int]] = {}
+    schema_kinds = {"added": "new column", "deleted": "column deleted", "mutated": "column changed"}
+    for key in before.keys() | after.keys():
+        if before.get(key) == after.get(key):
+            continue
+        kind = "added" if key not in before else "deleted" if key not in after else "mutated"
+        parts = key.decode().split(":")
+        if parts[0] == "s":
+            kind = schema_kinds[kind]
+        elif parts[0] not in ("f", "n"):
+            continue
+        kinds = counts.setdefault(parts[1], {})
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return counts
+
+
 def _sidecar(repo_path: Path, digest: str) -> Path:
     return repo_path / COMMIT_REFS_DIR / digest
 

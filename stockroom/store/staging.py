@@ -394,8 +394,27 @@ class Staging(Recovery):
             self._held = {}
             stack.close()
 
+    def _fast_counts(self) -> dict[str, dict[str, int]] | None:
+        """:func:`commitrefs.staged_counts` under the writer lock, tags
+        folded; None when the slow path must answer (inside ``optimize()``,
+        an expert's writer, no commit yet, a branch switch to recover)."""
+        if self._writer is not None or self.optimizing:
+            return None
+        self._check_not_lent()
+        self.lock.acquire()
+        try:
+            self._fold_tags()
+            if (self.root / HANGAR_DIR / SWITCH_MARKER).exists():
+                return None
+            return commitrefs.staged_counts(self.repo)
+        finally:
+            self.lock.release()
+
     def staged_status(self) -> str:
         """'DIRTY' when anything is staged in the repository, else 'CLEAN'."""
+        counts = self._fast_counts()
+        if counts is not None:
+            return "DIRTY" if counts else "CLEAN"
         with self._staging_area() as writer:
             return str(writer.diff.status())
 
@@ -416,6 +435,11 @@ class Staging(Recovery):
             kinds = counts.setdefault(column, {})
             kinds[kind] = kinds.get(kind, 0) + n
 
+        fast = self._fast_counts()
+        if fast is not None:
+            if not fast:
+                self._clear_marker()
+            return describe_changes(fast)
         with self._staging_area() as writer:
             if writer.diff.status() == "CLEAN":
                 self._clear_marker()
