@@ -167,3 +167,17 @@ def test_staged_changes_without_a_checkout_match_hangars_diff(tmp_path: Path, mo
     monkeypatch.setattr(type(store), "_fast_counts", lambda self: None)
     slow = store.staged_changes()
     assert fast == slow and len(fast) >= 4
+
+
+def test_commit_after_a_writer_died_holding_hangars_lock(tmp_path: Path) -> None:
+    """A writer killed mid-commit leaves Hangar's lock record; the next
+    commit (holding stockroom's lock, so no writer is alive) takes it over."""
+    from hangar.records import heads
+
+    stock = _room(tmp_path)
+    stock.tag["a"] = 1
+    stock.commit("one")
+    heads.acquire_writer_lock(open_repository(tmp_path)._env.branchenv, "dead-writer")
+    stock.tag["a"] = 2
+    stock.commit("two")
+    assert stockroom.StockRoom(tmp_path).tag["a"] == 2

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import warnings
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -308,7 +309,15 @@ def commit(repo: Any, message: str) -> str | None:
     env = repo._env
     repo_path = Path(env.repo_path)
     lock = str(uuid4())
-    heads.acquire_writer_lock(env.branchenv, lock)
+    try:
+        heads.acquire_writer_lock(env.branchenv, lock)
+    except PermissionError:
+        # The caller holds stockroom's writer lock, so Hangar's was left by a
+        # writer that died (store.base._hangar_writer does the same).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            repo.force_release_writer_lock()
+        heads.acquire_writer_lock(env.branchenv, lock)
     try:
         branch = heads.get_staging_branch_head(env.branchenv)
         parent_digest = str(heads.get_branch_head_commit(env.branchenv, branch))
