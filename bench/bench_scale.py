@@ -69,7 +69,7 @@ def build(n: int) -> Path:
             for lo in range(0, n, chunk):
                 hi = min(n, lo + chunk)
                 images = rng.integers(0, 256, size=(hi - lo, 28, 28), dtype=np.uint8)
-                stock.data["img"].update(zip(range(lo, hi), images))
+                stock.data["img"].update(zip(range(lo, hi), images, strict=True))
             stock.tag["step"] = 0
         stock.commit("dataset")
     git("add", "-A", cwd=path)
@@ -171,7 +171,9 @@ ROWS = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--full", action="store_true", help="add the 1,000,000-sample repository")
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -189,7 +191,10 @@ def main() -> None:
             )
             if proc.returncode != 0:
                 raise SystemExit(f"size {n} failed:\n{proc.stdout}{proc.stderr}")
-            results[n] = {k: float(v) for k, v in (line.split("\t") for line in proc.stdout.splitlines() if "\t" in line)}
+            results[n] = {
+                k: float(v)
+                for k, v in (line.split("\t") for line in proc.stdout.splitlines() if "\t" in line)
+            }
     cols = [f"{n:,}" for n in sizes]
     print(f"medians of {args.runs} runs; seconds unless named; last column: largest / smallest size")
     print(f"| measurement | {' | '.join(cols)} | max/min |")
@@ -208,6 +213,10 @@ def one(n: int, runs: int, tmp: str) -> None:
 if __name__ == "__main__":
     if "--one" in sys.argv:
         i = sys.argv.index("--one")
-        one(int(sys.argv[i + 1]), int(sys.argv[sys.argv.index("--runs") + 1]), sys.argv[sys.argv.index("--tmp") + 1])
+        one(
+            int(sys.argv[i + 1]),
+            int(sys.argv[sys.argv.index("--runs") + 1]),
+            sys.argv[sys.argv.index("--tmp") + 1],
+        )
     else:
         main()

@@ -86,7 +86,9 @@ def test_fast_commit_is_a_hangar_commit(tmp_path: Path) -> None:
         get_commit_ref(repo._env.refenv, digest)  # raises on a digest that does not match
     repo.verify_repo_integrity()
     assert 0 not in stock.data["img"] and len(stock.data["img"]) == 3002
-    for digest, n, step in zip(digests, (3000, 3001, 3002, 3003, 3002), (None, "0", "1", "2", "2")):
+    for digest, n, step in zip(
+        digests, (3000, 3001, 3002, 3003, 3002), (None, "0", "1", "2", "2"), strict=True
+    ):
         co = repo.checkout(commit=digest)
         try:
             assert len(co.columns["data.img"]) == n
@@ -139,7 +141,9 @@ def test_reset_after_fast_commit_keeps_committed_data(tmp_path: Path) -> None:
     assert again.tag["t"] == 1
 
 
-def test_staged_changes_without_a_checkout_match_hangars_diff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_staged_changes_without_a_checkout_match_hangars_diff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`stock status` and the pre-commit hook's listing, read from the
     records that differ, say what Hangar's staged diff says."""
     stock = _room(tmp_path)
@@ -181,3 +185,33 @@ def test_commit_after_a_writer_died_holding_hangars_lock(tmp_path: Path) -> None
     stock.tag["a"] = 2
     stock.commit("two")
     assert stockroom.StockRoom(tmp_path).tag["a"] == 2
+
+
+def test_one_column_of_the_work_tree_matches_the_snapshot(tmp_path: Path) -> None:
+    """`stock status`'s staged-tag line reads the tag column alone; it says
+    what the full snapshot of the work tree says."""
+    from stockroom.store.view import (
+        ColumnRecords,
+        column_of_commit,
+        column_of_work_tree,
+        commit_records,
+        snapshot_of_work_tree,
+    )
+
+    stock = _room(tmp_path)
+    stock.data["img"][0] = np.zeros(2)
+    stock.tag["a"] = 1
+    stock.tag["b"] = 2
+    head = stock.commit("one")
+    store = stock._store
+    assert column_of_commit(store, head, "tag") == commit_records(store, head)["tag"].samples
+    assert column_of_work_tree(store, "tag") == commit_records(store, head)["tag"].samples
+    stock.tag["a"] = 3
+    stock.tag["c"] = 4
+    del stock.tag["b"]
+    fast = column_of_work_tree(store, "tag")
+    with snapshot_of_work_tree(store) as snap:
+        assert fast == snap.records.get("tag", ColumnRecords()).samples
+    assert sorted(fast) == ["a", "c"]
+    assert column_of_commit(store, "", "tag") == {}
+    assert column_of_commit(store, head, "nothing") == {}

@@ -134,7 +134,7 @@ def _blocks(blob: bytes) -> tuple[int, int, int, list[bytes]]:
         return flags, nbytes, blocksize, []
     nblocks = -(-nbytes // blocksize)
     starts = struct.unpack_from(f"<{nblocks}i", blob, _HEADER)
-    ends = dict(zip(sorted(starts), [*sorted(starts)[1:], cbytes]))
+    ends = dict(zip(sorted(starts), [*sorted(starts)[1:], cbytes], strict=True))
     return flags, nbytes, blocksize, [blob[s : ends[s]] for s in starts]
 
 
@@ -256,6 +256,64 @@ def staged_counts(repo: Any) -> dict[str, dict[str, int]] | None:
         kinds = counts.setdefault(parts[1], {})
         kinds[kind] = kinds.get(kind, 0) + 1
     return counts
+
+
+def _column_range(records: Any, prefix: bytes) -> list[tuple[bytes, bytes]]:
+    out = []
+    for key, value in records:
+        if not key.startswith(prefix):
+            break
+        out.append((key, value))
+    return out
+
+
+def staged_column(repo: Any, column: str) -> list[tuple[bytes, bytes]]:
+    """The staging area's records of flat column ``column``: a range scan of
+    the sorted staging LMDB, so it costs that column's records only."""
+    prefix = f"f:{column}:".encode()
+    env = repo._env
+    txn = TxnRegister().begin_reader_txn(env.stageenv)
+    try:
+        with txn.cursor() as cursor:
+            if not cursor.set_range(prefix):
+                return []
+            return _column_range(cursor.iternext(keys=True, values=True), prefix)
+    finally:
+        TxnRegister().abort_reader_txn(env.stageenv)
+
+
+def committed_column(repo: Any, digest: str, column: str) -> list[tuple[bytes, bytes]]:
+    """Commit ``digest``'s records of flat column ``column`` (decompressing
+    its record list, hashing nothing: Hangar's reader checks each record's
+    digest, which a listing of one column does not need)."""
+    env = repo._env
+    cached = _LAST.get(str(env.repo_path))
+    if cached is not None and cached[0] == digest:
+        packed = cached[1].packed
+    else:
+        txn = TxnRegister().begin_reader_txn(env.refenv)
+        try:
+            blob = txn.get(parsing.commit_ref_db_key_from_raw_key(digest))
+        finally:
+            TxnRegister().abort_reader_txn(env.refenv)
+        if blob is None:
+            raise ValueError(f"No commit exists with the hash: {digest}")
+        packed = bytes(blosc.decompress(bytes(blob)))
+    prefix = f"f:{column}:".encode()
+    start = 0 if packed.startswith(prefix) else packed.find(_REC + prefix) + 1
+    if start == 0 and not packed.startswith(prefix):
+        return []
+
+    def records() -> Any:
+        pos = start
+        while pos < len(packed):
+            end = packed.find(_REC, pos)
+            end = len(packed) if end < 0 else end
+            key, _, value = packed[pos:end].partition(_KV)
+            yield key, value
+            pos = end + 1
+
+    return _column_range(records(), prefix)
 
 
 def _sidecar(repo_path: Path, digest: str) -> Path:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from hangar.columns.common import ColumnTxn
-from hangar.constants import DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STAGE, DIR_DATA_STORE
 from hangar.columns.constructors import column_type_object_from_schema, generate_flat_column
+from hangar.constants import DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STAGE, DIR_DATA_STORE
 from hangar.records import heads, schema_hash_db_key_from_digest, schema_spec_from_db_val
 from hangar.records.queries import RecordQuery
 
