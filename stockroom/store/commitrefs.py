@@ -340,9 +340,29 @@ def load(repo_path: Path, refenv: Any, digest: str) -> Refs | None:
     digests = b""
     with contextlib.suppress(OSError):
         digests = _sidecar(repo_path, digest).read_bytes()
-    if len(digests) != n * _DIGEST:  # none kept, or torn: hash them again (once)
+    if len(digests) != n * _DIGEST or not _names(refenv, digest, digests):
+        # None kept, or not this commit's (a power cut can leave a renamed
+        # file unwritten): hash the records again, once.
         digests = _record_digests(packed.split(_REC) if packed else [])
     return Refs(packed, digests, blob)
+
+
+def _names(refenv: Any, digest: str, digests: bytes) -> bool:
+    """Whether ``digests`` give commit ``digest`` with its stored spec and parent."""
+    txn = TxnRegister().begin_reader_txn(refenv)
+    try:
+        spec = txn.get(parsing.commit_spec_db_key_from_raw_key(digest))
+        parent = txn.get(parsing.commit_parent_db_key_from_raw_key(digest))
+    finally:
+        TxnRegister().abort_reader_txn(refenv)
+    if spec is None or parent is None:
+        return False
+    found = parsing.cmt_final_digest(
+        parent_digest=parsing.commit_parent_raw_val_from_db_val(bytes(parent)).digest,
+        spec_digest=parsing.commit_spec_raw_val_from_db_val(bytes(spec)).digest,
+        refs_digest=refs_digest(digests),
+    )
+    return bool(found == digest)
 
 
 def _keep(repo_path: Path, digest: str, refs: Refs, parent: str) -> None:
