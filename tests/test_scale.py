@@ -231,3 +231,20 @@ def test_a_wrong_sidecar_is_not_trusted(tmp_path: Path) -> None:
     from hangar.records.commiting import get_commit_ref
 
     get_commit_ref(open_repository(tmp_path)._env.refenv, second)  # raises on a wrong digest
+
+
+def test_commit_after_a_crash_left_no_staging_directory(tmp_path: Path) -> None:
+    """Hangar empties its staging directory by deleting and re-creating it; a
+    commit killed in between leaves none, and the next commit (which folds
+    staged tags into a column first) re-creates it."""
+    import shutil
+
+    stock = _room(tmp_path)
+    stock.tag["a"] = 1
+    stock.commit("one")
+    stock.close()
+    shutil.rmtree(tmp_path / ".hangar" / "stage_data")
+    again = stockroom.StockRoom(tmp_path)
+    again.tag["a"] = 2
+    again.commit("two")
+    assert stockroom.StockRoom(tmp_path).tag["a"] == 2

@@ -513,12 +513,15 @@ class Staging(Recovery):
         self.lock.acquire()
         try:
             self._check_journal()
-            self._fold_tags()
             hangar_dir = self.root / HANGAR_DIR
+            # As _checkout_writer does, before the fold opens the tag column: a
+            # commit killed while Hangar re-created its staging directory left
+            # it missing.
+            for name in (DIR_DATA, DIR_DATA_STORE, DIR_DATA_STAGE, DIR_DATA_REMOTE):
+                (hangar_dir / name).mkdir(exist_ok=True)
+            self._fold_tags()
             if (hangar_dir / SWITCH_MARKER).exists() or self._staging_base() != self.head():
                 return None
-            for name in (DIR_DATA, DIR_DATA_STORE, DIR_DATA_STAGE, DIR_DATA_REMOTE):
-                (hangar_dir / name).mkdir(exist_ok=True)  # as _checkout_writer does
             if update_head:
                 env = self.repo._env.branchenv
                 journal.begin(hangar_dir, self._staging_base(), heads.get_staging_branch_head(env))
