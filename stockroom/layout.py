@@ -52,6 +52,9 @@ PUSHED_FILE = "stockroom-pushed"
 PARTIAL_FILE = "stockroom-partial"
 # A lazy clone's on-demand cache (store/lazy.py) and, in it, the remote it reads from.
 LAZY_DIR = "stockroom-lazy"
+# Each branch head's per-record digests (store/commitrefs.py): a commit
+# hashes only the records that changed.
+COMMIT_REFS_DIR = "stockroom-refs"
 
 # ------------------------------------------------------------------ head.stock
 # First line of the block the merge driver leaves in head.stock when a stock

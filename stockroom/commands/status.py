@@ -195,12 +195,12 @@ def _staged_tags(stock: StockRoom, head: str) -> None:
     """For staged tag writes: those written since the head commit, and those
     the next commit would carry over from it unchanged."""
     from stockroom.storages.tag import COLUMN
-    from stockroom.store.view import ColumnRecords, commit_records, snapshot_of_work_tree
+    from stockroom.store.view import column_of_commit, column_of_work_tree
 
     store = stock._store
-    with snapshot_of_work_tree(store) as snap:
-        now = {str(k): v for k, v in snap.records.get(COLUMN, ColumnRecords()).samples.items()}
-    base = {str(k): v for k, v in commit_records(store, head).get(COLUMN, ColumnRecords()).samples.items()}
+    # The tag column alone: what the rest of the store holds costs nothing here.
+    now = {str(k): v for k, v in column_of_work_tree(store, COLUMN).items()}
+    base = {str(k): v for k, v in column_of_commit(store, head, COLUMN).items()}
     origins = tag_origins(now, [base])
     if not origins.carried:
         return  # the next commit sets every tag it has: the staged lines above say it all

@@ -10,6 +10,7 @@ from typing import Any
 
 from hangar.columns.common import ColumnTxn
 from hangar.columns.constructors import column_type_object_from_schema, generate_flat_column
+from hangar.constants import DIR_DATA, DIR_DATA_REMOTE, DIR_DATA_STAGE, DIR_DATA_STORE
 from hangar.records import heads, schema_hash_db_key_from_digest, schema_spec_from_db_val
 from hangar.records.queries import RecordQuery
 
@@ -17,6 +18,7 @@ from stockroom import journal, quickread, taglog
 from stockroom.errors import StockroomError
 from stockroom.git import head_is_detached
 from stockroom.headfile import HANGAR_DIR, HEAD_FILE, write_head
+from stockroom.store import commitrefs
 from stockroom.store.base import BRANCH_PREFIX, SWITCH_MARKER
 from stockroom.store.labels import TAG_COLUMN, describe_changes
 from stockroom.store.recovery import Recovery
@@ -419,8 +421,27 @@ class Staging(Recovery):
             self._held = {}
             stack.close()
 
+    def _fast_counts(self) -> dict[str, dict[str, int]] | None:
+        """:func:`commitrefs.staged_counts` under the writer lock, tags
+        folded; None when the slow path must answer (inside ``optimize()``,
+        an expert's writer, no commit yet, a branch switch to recover)."""
+        if self._writer is not None or self.optimizing:
+            return None
+        self._check_not_lent()
+        self.lock.acquire()
+        try:
+            self._fold_tags()
+            if (self.root / HANGAR_DIR / SWITCH_MARKER).exists():
+                return None
+            return commitrefs.staged_counts(self.repo)
+        finally:
+            self.lock.release()
+
     def staged_status(self) -> str:
         """'DIRTY' when anything is staged in the repository, else 'CLEAN'."""
+        counts = self._fast_counts()
+        if counts is not None:
+            return "DIRTY" if counts else "CLEAN"
         with self._staging_area() as writer:
             return str(writer.diff.status())
 
@@ -441,6 +462,11 @@ class Staging(Recovery):
             kinds = counts.setdefault(column, {})
             kinds[kind] = kinds.get(kind, 0) + n
 
+        fast = self._fast_counts()
+        if fast is not None:
+            if not fast:
+                self._clear_marker()
+            return describe_changes(fast)
         with self._staging_area() as writer:
             if writer.diff.status() == "CLEAN":
                 self._clear_marker()
@@ -469,6 +495,11 @@ class Staging(Recovery):
         if not isinstance(message, str) or not message.strip():
             raise ValueError("a commit message is required: stock commit -m 'what changed'")
         self._check_can_write()
+        if self._writer is None and not self.optimizing:
+            digest = self._fast_commit(message, update_head)
+            if digest is not None:
+                self.clear_dirty()
+                return digest
         with self.writing(check_branch=False) as writer:
             if writer.diff.status() == "CLEAN":
                 raise StockroomError(
@@ -498,6 +529,65 @@ class Staging(Recovery):
                 self._close_writer()
         self.clear_dirty()
         return digest
+
+    def _fast_commit(self, message: str, update_head: bool) -> str | None:
+        """Commit without opening a Hangar checkout (see
+        :mod:`stockroom.store.commitrefs`): what the slow path does, at the
+        cost of what changed. None when this case is left to the slow path
+        (the staging area is based elsewhere than ``head.stock``, or a
+        branch switch was interrupted): it words those cases."""
+        self._check_not_lent()
+        self.lock.acquire()
+        try:
+            self._check_journal()
+            hangar_dir = self.root / HANGAR_DIR
+            # As _checkout_writer does, before the fold opens the tag column: a
+            # commit killed while Hangar re-created its staging directory left
+            # it missing.
+            for name in (DIR_DATA, DIR_DATA_STORE, DIR_DATA_STAGE, DIR_DATA_REMOTE):
+                (hangar_dir / name).mkdir(exist_ok=True)
+            self._fold_tags()
+            if (hangar_dir / SWITCH_MARKER).exists() or self._staging_base() != self.head():
+                return None
+            if update_head:
+                env = self.repo._env.branchenv
+                journal.begin(hangar_dir, self._staging_base(), heads.get_staging_branch_head(env))
+            digest = commitrefs.commit(self.repo, message)
+            if digest is None:
+                if update_head:
+                    journal.clear(hangar_dir)
+                raise StockroomError(
+                    "nothing to commit: no stock writes since the last commit "
+                    "(write to stock.data, stock.model or stock.tag first)"
+                )
+            if update_head:
+                write_head(self.root, digest)
+                journal.clear(hangar_dir)
+            self._clear_marker()
+            self._cache_tags_fast(digest)
+            return digest
+        finally:
+            self.lock.release()
+
+    def _cache_tags_fast(self, digest: str) -> None:
+        """:meth:`_cache_tags` for a commit made without a checkout: opens
+        the tag column alone (what it costs follows the tags, not the data)."""
+        try:
+            column = self._open_staged_column(TAG_COLUMN)
+        except Exception:  # noqa: BLE001 - the commit succeeded; the cache is optional
+            return
+        if column is None:
+            quickread.save_tags(self.root, digest, {})
+            return
+        try:
+            if len(column) > _TAGS_CACHED_AT_COMMIT:
+                return
+            tags = {str(k): str(column[k]) for k in column.keys()}
+        except Exception:  # noqa: BLE001
+            return
+        finally:
+            column._destruct()
+        quickread.save_tags(self.root, digest, tags)
 
     def _cache_tags(self, writer: Checkout, digest: str) -> None:
         """Write the tags of the new commit ``digest`` to quickread's cache, so a

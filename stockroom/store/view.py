@@ -240,6 +240,53 @@ def snapshot_of_work_tree(store: Store) -> Iterator[Snapshot]:
         yield snap
 
 
+def column_of_work_tree(store: Store, column: str) -> dict[SampleKey, str]:
+    """One flat column's records (sample key -> content digest) in the stock
+    of the work tree, as :func:`snapshot_of_work_tree` gives them, at the cost
+    of that column alone (no checkout, no other column's records)."""
+    from stockroom.store import commitrefs
+
+    digest = store.head()
+    marker = store.root / HANGAR_DIR / "stockroom-staged"
+    pairs: list[tuple[bytes, bytes]] | None = None
+    if marker.exists() and store._writer is None and not store.optimizing:
+        store._check_not_lent()
+        store.lock.acquire()
+        try:
+            store._fold_tags()  # the staged tag log is part of what is staged
+            base = store.staged_base()
+            if base == digest:
+                pairs = commitrefs.staged_column(store.repo, column)
+        finally:
+            store.lock.release()
+        if pairs is None and store.staged_status() == "DIRTY":
+            warnings.warn(
+                f"staged stock writes are based on stock commit {base or '(none)'}, not on "
+                f"head.stock's {digest or '(none)'}: they are not part of this comparison "
+                f"(see `stock status`)",
+                stacklevel=2,
+            )
+    elif marker.exists():
+        with snapshot_of_work_tree(store) as snap:
+            return dict(snap.records.get(column, ColumnRecords()).samples)
+    if pairs is None:
+        return column_of_commit(store, digest, column)
+    return _parse_records(pairs).get(column, ColumnRecords()).samples
+
+
+def column_of_commit(store: Store, digest: str, column: str) -> dict[SampleKey, str]:
+    """One flat column's records in the stock commit ``digest`` ({} for '')."""
+    from stockroom.store import commitrefs
+
+    if not digest:
+        return {}
+    try:
+        pairs = commitrefs.committed_column(store.repo, digest, column)
+    except ValueError:
+        raise missing_commit(digest, "this revision") from None
+    return _parse_records(pairs).get(column, ColumnRecords()).samples
+
+
 # ---------------------------------------------------------- digest reader
 class DigestReader:
     """Reads committed samples by ``(schema digest, data digest)``, no checkout.
