@@ -189,6 +189,63 @@ def test_az_push_clone_pull_fetch(az_team: tuple[Path, Path, str, str], tmp_path
         assert stock.head == digest
 
 
+def test_az_lazy_clone_reads_one_sample_by_range(
+    az_team: tuple[Path, Path, str, str], tmp_path: Path
+) -> None:
+    from stockroom.store import lazy
+
+    proj, bare, digest, _ = az_team
+    assert stock_cli("push", cwd=proj).returncode == 0
+    run_git("push", "-q", "origin", "HEAD:main", cwd=proj)
+    bob = clone(bare, tmp_path / "bob")
+    out = stock_cli("pull", "--lazy", cwd=bob)
+    assert out.returncode == 0, out.stderr
+    before, requests = lazy.stats.nbytes, lazy.stats.requests
+    with stockroom.StockRoom(bob) as stock:
+        assert stock.head == digest
+        assert stock.data["img"][9][2, 3] == 9
+        assert lazy.stats.nbytes - before == 16  # the one 4x4 uint8 sample, nothing more
+        assert lazy.stats.requests - requests == 1
+        assert stock.tag["name"] == "first"
+
+
+def test_az_two_pushers(az_team: tuple[Path, Path, str, str], az: tuple[str, str], tmp_path: Path) -> None:
+    import sys
+
+    import numpy as np
+
+    from stockroom.remote.objects import S3Store
+
+    proj, bare, _, container = az_team
+    assert stock_cli("push", cwd=proj).returncode == 0
+    run_git("push", "-q", "origin", "HEAD:main", cwd=proj)
+    clones = [clone(bare, tmp_path / n) for n in ("bob", "carol")]
+    heads = []
+    for i, c in enumerate(clones):
+        assert stock_cli("pull", cwd=c).returncode == 0
+        with stockroom.StockRoom(c) as stock:
+            stock.data["img"][500 + i] = np.full((4, 4), 9, dtype=np.uint8)
+            heads.append(stock.commit(c.name))
+    procs = [subprocess.Popen([sys.executable, "-m", "stockroom", "push"], cwd=c) for c in clones]
+    assert [p.wait() for p in procs] == [0, 0]
+    store = S3Store(parse_url(f"az://{container}/proj"), "origin", az[0])
+    assert all(store.exists(f"commits/{h}") for h in heads)
+
+
+def test_az_unreachable_is_one_line(az_team: tuple[Path, Path, str, str]) -> None:
+    proj, _, _, container = az_team
+    closed = _free_port()  # nothing listens there: connections are refused
+    endpoint = f"http://127.0.0.1:{closed}/{ACCOUNT}"
+    assert (
+        stock_cli("remote", "add", "down", f"az://{container}/p", "--endpoint", endpoint, cwd=proj).returncode
+        == 0
+    )
+    out = stock_cli("push", "down", cwd=proj)
+    assert out.returncode == 1 and "unreachable" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert ACCOUNT_KEY not in out.stderr
+
+
 def test_az_writes_are_create_only(az: tuple[str, str]) -> None:
     from stockroom.remote.objects import ObjectMissing, S3Store
 
