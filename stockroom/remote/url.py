@@ -58,9 +58,9 @@ def parse_url(url: str, base: Path | None = None) -> RemoteURL:
     """Parse ``url``; a relative directory is taken relative to ``base``.
 
     Raises ValueError (one line, with the fix) for URLs stockroom cannot use,
-    and for any URL that carries credentials: those belong in the AWS
-    credential chain (environment, profile, instance role), never in a URL
-    that may end up in a tracked file or in output.
+    and for any URL that carries credentials: those belong in the cloud's
+    credential chain (environment, profile, instance role or managed
+    identity), never in a URL that may end up in a tracked file or in output.
     """
     url = url.strip()
     if not url:
