@@ -37,6 +37,19 @@ if [ ! -f "$vendor/uPlot.iife.min.js" ] || [ "$(cat "$vendor/.lock" 2>/dev/null)
   node -p 'require("./build/ui-npm/node_modules/uplot/package.json").version' > "$vendor/uPlot.VERSION"
   cksum < "$lock" > "$vendor/.lock"
 fi
+# Azurite, Microsoft's Azure Storage emulator, for the az:// remote tests
+# (tests/test_remote_clouds.py starts it on 127.0.0.1), pinned, into the
+# git-ignored build/azurite; only where npm is (the tests skip without it).
+azurite_version=3.37.0
+if command -v npm >/dev/null && [ "$(cat build/azurite/.version 2>/dev/null)" != "$azurite_version" ]; then
+  echo "== installing azurite $azurite_version (the az:// remote tests run against it)"
+  rm -rf build/azurite && mkdir -p build/azurite
+  if npm install --prefix build/azurite --no-audit --no-fund --silent "azurite@$azurite_version"; then
+    echo "$azurite_version" > build/azurite/.version
+  else
+    echo "== azurite not installed: the az:// tests in tests/test_remote_clouds.py will skip" >&2
+  fi
+fi
 if ! command -v chromium >/dev/null && [ -z "${STOCK_SKIP_CHROMIUM:-}" ]; then
   echo "== installing Debian's chromium (the stock ui tests drive it headless)"
   apt_install chromium || echo "== chromium not installed: tests/test_ui.py will skip" >&2

@@ -265,9 +265,14 @@ def remote() -> None:
 @click.option(
     "--local", is_flag=True, help="Record it in .git/config only, not in the tracked .stockremotes."
 )
-@click.option("--endpoint", default="", help="S3 endpoint URL (MinIO, Ceph, R2...).")
+@click.option(
+    "--endpoint",
+    default="",
+    help="Object-store endpoint URL (S3: MinIO, Ceph, R2...; Azure: the account's blob URL; GCS: the base URL).",
+)
 def remote_add(name: str, url: str, local: bool, endpoint: str) -> None:
-    """Add stock remote NAME at URL (a directory, file:///path or s3://bucket/prefix)."""
+    """Add stock remote NAME at URL (a directory, file:///path, s3://bucket/prefix,
+    az://container/prefix or gs://bucket/prefix)."""
     from stockroom.commands.remote import remote_add as run
 
     _run(run, name, url, local, endpoint)

@@ -37,7 +37,7 @@ class Remote:
         """Where the remote is, with the request deadline ``stock.timeout``
         of the repository at ``root`` (at most ``cap`` seconds when given)."""
         url = parse_url(self.url, base=root)
-        if url.kind != "s3":
+        if url.kind == "dir":
             return url  # a directory is the file system: no request deadline (docs/reliability.md)
         timeout = request_timeout(root)
         if cap is not None:
@@ -182,7 +182,7 @@ def add_remote(root: Path, name: str, url: str, local: bool = False, endpoint: s
 
 
 def _stored(url: str, parsed: RemoteURL) -> str:
-    return str(parsed) if parsed.kind == "s3" else url if url.startswith("file://") else parsed.path
+    return str(parsed) if parsed.kind != "dir" else url if url.startswith("file://") else parsed.path
 
 
 def _where(root: Path, local: bool) -> list[str]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from stockroom.errors import StockroomError
+from stockroom.remote.clouds import CLOUDS, Cloud, azurite_url, build_azure, build_gcs, endpoint_from_env
 from stockroom.remote.url import RemoteURL, check_endpoint
 
 if TYPE_CHECKING:
@@ -411,27 +412,60 @@ class DirectoryStore:
 
 
 class S3Store:
-    """A remote on S3-compatible object storage, through obstore."""
+    """A remote on object storage through obstore: S3 and S3-compatible
+    (``s3://``), Azure Blob (``az://``) and Google Cloud Storage (``gs://``);
+    what differs between them is in :mod:`stockroom.remote.clouds`."""
 
     def __init__(self, url: RemoteURL, label: str, endpoint: str = "") -> None:
         self.label = label
         self.prefix = url.path
         self.bucket = url.bucket
         self.timeout = url.timeout
+        self._cloud = CLOUDS[url.kind]
         self._relay: Relay | None = None
         if _FORKED_AFTER_OBSTORE:
             from stockroom.remote.relay import Relay
 
-            _usable_endpoint(label, endpoint, warn=False)
+            _usable_endpoint(label, endpoint, warn=False, cloud=self._cloud)
 
             self._relay = Relay(str(url), label, endpoint, url.timeout)
             return
         try:
             from obstore.store import S3Store as ObS3Store
         except ImportError:
-            raise RemoteError("s3:// remotes need the obstore package: pip install 'stockroom[s3]'") from None
+            raise RemoteError(
+                f"{url.kind}:// remotes need the obstore package: pip install 'stockroom[s3]'"
+            ) from None
+        endpoint = _usable_endpoint(label, endpoint, cloud=self._cloud)
+        if url.kind == "az" and not endpoint:
+            # With AZURE_STORAGE_USE_EMULATOR on, object_store reads the
+            # emulator's address itself: it gets the same check.
+            _usable_endpoint(label, azurite_url(), cloud=self._cloud, source="AZURITE_BLOB_STORAGE_URL")
+        # Deadlines (stock.timeout, SPEC 6a): a remote that accepts a
+        # connection and never answers fails a request after ``timeout``
+        # seconds without a byte (read_timeout, which a stalled upload
+        # trips too); a request with no deadline left is not retried
+        # (retry_timeout under the timeout); the overall limit only stops a
+        # remote that trickles bytes for ever.
+        options: Any = {
+            "connect_timeout": timedelta(seconds=min(url.timeout, 5.0)),
+            "read_timeout": timedelta(seconds=url.timeout),
+            "timeout": timedelta(seconds=max(120.0, 4 * url.timeout)),
+        }
+        retry: Any = {"max_retries": 2, "retry_timeout": timedelta(seconds=url.timeout / 2)}
+        if url.kind != "s3":
+            build = build_azure if url.kind == "az" else build_gcs
+            try:
+                self._store = build(url.bucket, endpoint, options, retry)
+            except Exception as exc:  # noqa: BLE001 - obstore raises several kinds; all become one line
+                # A missing account name, an unreadable credentials file:
+                # only the kind is shown, never the message (it may quote them).
+                raise RemoteError(
+                    f"stock remote {label}: cannot set up the {url.kind}:// client ({type(exc).__name__}); "
+                    f"{self._cloud.credentials}"
+                ) from None
+            return
         config: Any = {}
-        endpoint = _usable_endpoint(label, endpoint)
         if endpoint:
             config["endpoint"] = endpoint
             if endpoint.lower().startswith("http://"):
@@ -443,19 +477,6 @@ class S3Store:
             provider = _profile_credentials()
             if provider is not None:
                 kwargs["credential_provider"] = provider
-        # Deadlines (stock.timeout, SPEC 6a): a remote that accepts a
-        # connection and never answers fails a request after ``timeout``
-        # seconds without a byte (read_timeout, which a stalled upload
-        # trips too); a request with no deadline left is not retried
-        # (retry_timeout under the timeout); the overall limit only stops a
-        # remote that trickles bytes for ever.
-        self.timeout = url.timeout
-        options: Any = {
-            "connect_timeout": timedelta(seconds=min(url.timeout, 5.0)),
-            "read_timeout": timedelta(seconds=url.timeout),
-            "timeout": timedelta(seconds=max(120.0, 4 * url.timeout)),
-        }
-        retry: Any = {"max_retries": 2, "retry_timeout": timedelta(seconds=url.timeout / 2)}
         self._store = ObS3Store(
             url.bucket, config=config, client_options=options, retry_config=retry, **kwargs
         )
@@ -468,14 +489,11 @@ class S3Store:
         from obstore import exceptions as obe
 
         if isinstance(exc, (obe.NotFoundError, FileNotFoundError)):
-            if "NoSuchBucket" in str(exc) or self._no_bucket():
+            if self._names_no_bucket(str(exc)) or self._no_bucket():
                 return self._bucket_missing()
             return ObjectMissing(f"stock remote {self.label} has no object {name}")
         if isinstance(exc, (obe.PermissionDeniedError, obe.UnauthenticatedError)):
-            return RemoteError(
-                f"stock remote {self.label}: access denied; check the AWS credentials "
-                f"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket's permissions"
-            )
+            return self._denied()
         # obstore's messages can hold request details: only the kind is shown.
         text = str(exc)
         if (
@@ -484,11 +502,8 @@ class S3Store:
             or "InvalidAccessKeyId" in text
             or "SignatureDoesNotMatch" in text
         ):
-            return RemoteError(
-                f"stock remote {self.label}: access denied; check the AWS credentials "
-                f"(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the bucket's permissions"
-            )
-        if "NoSuchBucket" in text:
+            return self._denied()
+        if self._names_no_bucket(text):
             return self._bucket_missing()
         if "TimedOut" in text or "kind: Timeout" in text or "timed out" in text:
             return RemoteError(
@@ -500,10 +515,20 @@ class S3Store:
             f"check the network and the endpoint, then run the command again"
         )
 
-    def _bucket_missing(self) -> RemoteError:
+    def _denied(self) -> RemoteError:
         return RemoteError(
-            f"stock remote {self.label}: no such bucket {self.bucket!r}; create it or fix the URL "
-            f"(`stock remote set-url {self.label} s3://BUCKET/PREFIX`)"
+            f"stock remote {self.label}: access denied; {self._cloud.credentials} "
+            f"and the {self._cloud.bucket_word}'s permissions"
+        )
+
+    def _names_no_bucket(self, text: str) -> bool:
+        return any(code in text for code in self._cloud.no_bucket_codes)
+
+    def _bucket_missing(self) -> RemoteError:
+        word = self._cloud.bucket_word
+        return RemoteError(
+            f"stock remote {self.label}: no such {word} {self.bucket!r}; create it or fix the URL "
+            f"(`stock remote set-url {self.label} {self._cloud.scheme}://{word.upper()}/PREFIX`)"
         )
 
     def _no_bucket(self) -> bool:
@@ -513,7 +538,7 @@ class S3Store:
         try:
             obstore.list(self._store, prefix=self.prefix or None, chunk_size=1).collect()
         except Exception as exc:  # noqa: BLE001 - only the bucket's absence matters here
-            return "NoSuchBucket" in str(exc) or "does not exist" in str(exc)
+            return self._names_no_bucket(str(exc)) or "does not exist" in str(exc)
         return False
 
     def get(self, name: str, limit: int = MAX_OBJECT) -> bytes:
@@ -576,7 +601,7 @@ class S3Store:
             obstore.head(self._store, self._key(name))
             return True
         except (obe.NotFoundError, FileNotFoundError) as exc:
-            if "NoSuchBucket" in str(exc):
+            if self._names_no_bucket(str(exc)):
                 raise self._bucket_missing() from None
             return False
         except RemoteError:
@@ -619,18 +644,21 @@ class S3Store:
 _WARNED_HTTP: set[str] = set()
 
 
-def _usable_endpoint(label: str, endpoint: str, warn: bool = True) -> str:
-    """The endpoint to use (the remote's, else ``AWS_ENDPOINT_URL``), checked
-    each time it is used: ``.stockremotes`` and the environment can be edited
-    by hand, and a URL obstore cannot take would crash it. Plain ``http://``
-    to another machine sends the requests (the session token included) in
-    clear: a warning says so, once per process."""
+def _usable_endpoint(
+    label: str, endpoint: str, warn: bool = True, cloud: Cloud = CLOUDS["s3"], source: str = ""
+) -> str:
+    """The endpoint to use (the remote's, else the cloud's variable such as
+    ``AWS_ENDPOINT_URL``), checked each time it is used: ``.stockremotes`` and
+    the environment can be edited by hand, and a URL obstore cannot take
+    would crash it. Plain ``http://`` to another machine sends the requests
+    (the session token included) in clear: a warning says so, once per
+    process. ``source`` names an environment variable ``endpoint`` came from."""
     from stockroom.remote.url import is_loopback
 
-    source = f"the endpoint of stock remote {label}"
-    if not endpoint:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
-        source = "AWS_ENDPOINT_URL"
+    if not source:
+        source = f"the endpoint of stock remote {label}"
+        if not endpoint:
+            endpoint, source = endpoint_from_env(cloud)
     if not endpoint:
         return ""
     try:
@@ -638,8 +666,8 @@ def _usable_endpoint(label: str, endpoint: str, warn: bool = True) -> str:
     except ValueError as exc:
         fix = (
             f"fix it in .stockremotes or .git/config (stockremote.{label}.endpoint)"
-            if source != "AWS_ENDPOINT_URL"
-            else "fix or unset AWS_ENDPOINT_URL"
+            if source.startswith("the endpoint")
+            else f"fix or unset {source}"
         )
         raise RemoteError(f"{source} is unusable: {exc}; {fix}") from None
     if warn and endpoint.lower().startswith("http://") and not is_loopback(endpoint):
@@ -647,8 +675,8 @@ def _usable_endpoint(label: str, endpoint: str, warn: bool = True) -> str:
             _WARNED_HTTP.add(label)
             host = urlsplit(endpoint).hostname
             sys.stderr.write(
-                f"stock: warning: stock remote {label} uses plain http:// to {host}: requests and the "
-                f"AWS session token travel unencrypted; use an https:// endpoint\n"
+                f"stock: warning: stock remote {label} uses plain http:// to {host}: requests and "
+                f"{cloud.exposed} travel unencrypted; use an https:// endpoint\n"
             )
     return endpoint
 
@@ -674,6 +702,6 @@ def _profile_credentials() -> Any:
 
 def open_store(url: RemoteURL, label: str, endpoint: str = "") -> ObjectStore:
     """The backend for ``url``; ``label`` names the remote in messages."""
-    if url.kind == "s3":
+    if url.kind in CLOUDS:
         return S3Store(url, label, endpoint)
     return DirectoryStore(Path(url.path), label)

@@ -1,4 +1,5 @@
-"""Remote URLs: a directory (plain path or ``file://``) or ``s3://bucket/prefix``."""
+"""Remote URLs: a directory (plain path or ``file://``), ``s3://bucket/prefix``,
+``az://container/prefix`` or ``gs://bucket/prefix``."""
 
 from __future__ import annotations
 
@@ -21,14 +22,26 @@ _SECRET_PARAMS = {
 DEFAULT_TIMEOUT = 30.0
 HOOK_TIMEOUT = 10.0
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+# Azure container names: 3 to 63 lower-case letters, digits and single hyphens.
+_CONTAINER_RE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9\-]{1,61}[a-z0-9]$")
+# Google Cloud Storage also allows underscores (dotted names may be longer,
+# but those need domain verification: not worth the special case).
+_GCS_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._\-]{1,61}[a-z0-9]$")
+# The object-store schemes, each with its bucket check and word for a bucket.
+_CLOUD_SCHEMES = {
+    "s3": (_BUCKET_RE, "bucket"),
+    "az": (_CONTAINER_RE, "container"),
+    "gs": (_GCS_BUCKET_RE, "bucket"),
+}
+_SCHEMES = ("file", *_CLOUD_SCHEMES)
 
 
 @dataclass(frozen=True)
 class RemoteURL:
-    """A parsed remote location: ``kind`` is ``"dir"`` or ``"s3"``."""
+    """A parsed remote location: ``kind`` is ``"dir"``, ``"s3"``, ``"az"`` or ``"gs"``."""
 
     kind: str
-    path: str  # the directory (dir) or the key prefix inside the bucket (s3)
+    path: str  # the directory (dir) or the key prefix inside the bucket or container
     bucket: str = ""
     # Seconds a request may go without an answer (``stock.timeout``; see
     # stockroom.remote.config.request_timeout): part of how to reach the
@@ -36,8 +49,8 @@ class RemoteURL:
     timeout: float = DEFAULT_TIMEOUT
 
     def __str__(self) -> str:
-        if self.kind == "s3":
-            return f"s3://{self.bucket}/{self.path}".rstrip("/")
+        if self.kind != "dir":
+            return f"{self.kind}://{self.bucket}/{self.path}".rstrip("/")
         return self.path
 
 
@@ -45,43 +58,52 @@ def parse_url(url: str, base: Path | None = None) -> RemoteURL:
     """Parse ``url``; a relative directory is taken relative to ``base``.
 
     Raises ValueError (one line, with the fix) for URLs stockroom cannot use,
-    and for any URL that carries credentials: those belong in the AWS
-    credential chain (environment, profile, instance role), never in a URL
-    that may end up in a tracked file or in output.
+    and for any URL that carries credentials: those belong in the cloud's
+    credential chain (environment, profile, instance role or managed
+    identity), never in a URL that may end up in a tracked file or in output.
     """
     url = url.strip()
     if not url:
-        raise ValueError("the remote URL is empty; give a directory or s3://bucket/prefix")
+        raise ValueError(
+            "the remote URL is empty; give a directory, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix"
+        )
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme and len(scheme) > 1 and scheme not in ("file", "s3"):
+    if scheme and len(scheme) > 1 and scheme not in _SCHEMES:
         raise ValueError(
-            f"unsupported remote URL scheme {scheme!r}; use a directory, file:///path or s3://bucket/prefix"
+            f"unsupported remote URL scheme {scheme!r}; use a directory, file:///path, s3://bucket/prefix, "
+            "az://container/prefix or gs://bucket/prefix"
         )
-    if scheme in ("file", "s3") and (parts.username or parts.password or "@" in parts.netloc):
+    if scheme in _SCHEMES and (parts.username or parts.password or "@" in parts.netloc):
         raise ValueError(
-            "the remote URL holds credentials; remove them (the URL is stored and shown) and use "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile instead"
+            "the remote URL holds credentials; remove them (the URL is stored and shown) and use the "
+            "cloud's credential chain instead (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile; "
+            "AZURE_STORAGE_ACCOUNT_KEY; GOOGLE_APPLICATION_CREDENTIALS)"
         )
-    if scheme in ("file", "s3") and parts.fragment:
+    if scheme in _SCHEMES and parts.fragment:
         raise ValueError(
             "the remote URL has a '#' fragment, which stockroom does not use (and which may hold a "
             "secret); remove it"
         )
-    if scheme in ("file", "s3") and parts.query:
-        if any(k.lower() in _SECRET_PARAMS for k in parse_qs(parts.query)):
+    if scheme in _SCHEMES and parts.query:
+        if any(k.lower() in _SECRET_PARAMS for k in parse_qs(parts.query)) or scheme == "az":
+            # An Azure query is most likely a SAS token (sig=...).
             raise ValueError(
-                "the remote URL holds a secret in its query; remove it and use the AWS credential chain"
+                "the remote URL holds a secret in its query; remove it and use the cloud's credential chain "
+                "(a SAS token goes in AZURE_STORAGE_SAS_TOKEN)"
             )
         raise ValueError("the remote URL has a query string, which stockroom does not use; remove it")
-    if scheme == "s3":
+    if scheme in _CLOUD_SCHEMES:
         bucket = parts.netloc
-        if not _BUCKET_RE.match(bucket):
-            raise ValueError(f"{bucket!r} is not a valid bucket name; use s3://bucket/prefix")
+        pattern, word = _CLOUD_SCHEMES[scheme]
+        if not pattern.match(bucket):
+            raise ValueError(f"{bucket!r} is not a valid {word} name; use {scheme}://{word}/prefix")
         prefix = parts.path.strip("/")
         if any(seg in ("", ".", "..") for seg in prefix.split("/")) and prefix:
-            raise ValueError("the s3 prefix has empty, '.' or '..' segments; use s3://bucket/some/prefix")
-        return RemoteURL("s3", prefix, bucket)
+            raise ValueError(
+                f"the {scheme} prefix has empty, '.' or '..' segments; use {scheme}://{word}/some/prefix"
+            )
+        return RemoteURL(scheme, prefix, bucket)
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ValueError("file:// URLs name a local path: use file:///absolute/path")
