@@ -316,11 +316,16 @@ class TeamModel(RuleBasedStateMachine):
             base = git("merge-base", old, onto, cwd=c.path).stdout.strip()
             mine = git("rev-list", "--reverse", "--no-merges", f"{base}..{old}", cwd=c.path).stdout.split()
             replayed = git("rev-list", "--reverse", f"{onto}..{new}", cwd=c.path).stdout.split()
-            assert len(mine) == len(replayed), (mine, replayed)
             upstream = self.states[digest_of(c.path, onto)]
-            for orig, now in zip(mine, replayed, strict=True):
+            # The replayed commits pair with the originals from the tip down (one git drops,
+            # such as a replay with nothing left to change, shortens the front only).
+            for orig, now in zip(reversed(mine), reversed(replayed), strict=False):
                 self.register(
                     digest_of(c.path, now), merged(upstream, self.states[digest_of(c.path, orig)]), "rebase"
+                )
+            if new != onto and digest_of(c.path, new) not in self.states:
+                self.register(
+                    digest_of(c.path, new), merged(upstream, self.states[digest_of(c.path, old)]), "rebase"
                 )
         else:
             parents = git("rev-list", "--parents", "-n", "1", new, cwd=c.path).stdout.split()[1:]
