@@ -16,12 +16,12 @@ status`` share, so that no command imports another.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stockroom.errors import StockroomError
+from stockroom.git import git
 from stockroom.headfile import DIGEST_RE, HANGAR_DIR, HEAD_FILE, MERGE_MARKER, atomic_write
 
 _END = f">>>>>>> then `git add {HEAD_FILE}` and commit (or `git merge --abort`)"
@@ -155,10 +155,10 @@ def _from_index(root: Path) -> Pending | None:
     """The stock commits of a head.stock conflict git made itself (stages 1-3)."""
     digests = []
     for stage in (1, 2, 3):
-        proc = subprocess.run(
-            ("git", "show", f":{stage}:{HEAD_FILE}"), cwd=root, capture_output=True, text=True, check=False
-        )
-        digest = _digest_in(proc.stdout) if proc.returncode == 0 else ("" if stage == 1 else None)
+        try:
+            digest = _digest_in(git("show", f":{stage}:{HEAD_FILE}", cwd=root))
+        except StockroomError:  # no such stage: no base (an add/add conflict) or no conflict
+            digest = "" if stage == 1 else None
         if digest is None:
             return None
         digests.append(digest)

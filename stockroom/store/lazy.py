@@ -33,7 +33,6 @@ import json
 import math
 import os
 import struct
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -47,6 +46,7 @@ from hangar.columns.constructors import column_type_object_from_schema
 from hangar.records import schema_spec_from_db_val
 
 from stockroom.errors import StockroomError
+from stockroom.git import config_value
 from stockroom.layout import CACHE_LIMIT_KEY
 from stockroom.remote.objects import BadObject, ObjectMissing, ObjectStore, RemoteError
 from stockroom.store import samples
@@ -862,10 +862,7 @@ def parse_size(text: str) -> int:
 def cache_limit(root: Path) -> int | None:
     """``git config stock.cacheLimit`` in bytes (None: unbounded); a value that
     is not a size is refused (StockroomError, one line) wherever it is read."""
-    out = subprocess.run(
-        ["git", "config", "--get", CACHE_LIMIT_KEY], cwd=root, capture_output=True, text=True, check=False
-    )
-    text = out.stdout.strip()
+    text = (config_value(CACHE_LIMIT_KEY, root) or "").strip()
     return parse_size(text) if text else None
 
 

@@ -42,13 +42,13 @@ import contextlib
 import enum
 import os
 import re
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from stockroom import layout
 from stockroom.errors import StockroomError
+from stockroom.git import git
 from stockroom.headfile import HANGAR_DIR
 
 REMOTE_BACKEND = "50"
@@ -207,14 +207,10 @@ def forget_complete(root: Path) -> None:
 
 # -------------------------------------------------------------- clone mode
 def _lazy_config(root: Path) -> str:
-    out = subprocess.run(
-        ["git", "config", "--type=bool", "--get", "stock.lazy"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout.strip()
+    try:
+        return git("config", "--type=bool", "--get", "stock.lazy", cwd=root, keep_env=False).strip()
+    except StockroomError:  # unset (or not a boolean): not lazy
+        return ""
 
 
 def lazy_clone(root: Path) -> bool:

@@ -16,7 +16,6 @@ import contextlib
 import math
 import os
 import struct
-import subprocess
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -713,12 +712,12 @@ def png(img: np.ndarray) -> bytes:
 def fingerprint(root: Path) -> str:
     """Changes whenever what the pages show may have changed: a git ref moved,
     head.stock or the staged stock changed. Polled by the pages (live update)."""
-    refs = subprocess.run(
-        ("git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", "refs/remotes"),
-        cwd=root,
-        capture_output=True,
-        check=False,
-    ).stdout
+    try:
+        refs = git(
+            "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", "refs/remotes", cwd=root
+        ).encode()
+    except StockroomError:
+        refs = b""
     parts = [refs]
     for rel in ("head.stock", ".hangar/stockroom-staged-tags", ".hangar/stockroom-staged"):
         try:
