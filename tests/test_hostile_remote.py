@@ -93,7 +93,10 @@ def blosc_bomb(nbytes: int) -> bytes:
     one = blosc.compress(bytes(1 << 20), typesize=1, clevel=9, shuffle=blosc.NOSHUFFLE, cname="blosclz")
     _, _, block = blosc.get_cbuffer_sizes(one)
     starts = struct.unpack(f"<{(1 << 20) // block}i", one[16 : 16 + 4 * ((1 << 20) // block)])
-    stream = one[starts[0] : starts[1]]
+    # Blosc's threads write blocks in the order they finish: block 0's stream
+    # ends where the next stream in the buffer starts, whichever block that is.
+    end = min((s for s in starts if s > starts[0]), default=len(one))
+    stream = one[starts[0] : end]
     n = nbytes // block
     start = 16 + 4 * n
     head = one[:4] + struct.pack("<iii", n * block, block, start + len(stream))
