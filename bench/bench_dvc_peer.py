@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 import stockroom
+from stockroom.core import ensure_store
 from stockroom.remote import config, sync
 
 BUCKET = "dvc-peer"
@@ -140,7 +141,7 @@ def main() -> int:
                 note("stockroom", kind, "push", timed(sync.push, src, tag, [digest]))
                 clone = tmp / f"stock-clone-{tag}"
                 run("git", "clone", "-q", str(src), str(clone), cwd=tmp)
-                sync.ensure_store(clone)
+                ensure_store(clone)
                 config.add_remote(clone, "peer", stock_url, local=True, endpoint=stock_endpoint)
                 note("stockroom", kind, "pull", timed(sync.fetch, clone, "peer", [digest]))
                 shutil.rmtree(clone)

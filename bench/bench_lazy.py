@@ -52,6 +52,7 @@ import numpy as np
 from bench_remote import git, timed  # the same helpers as the remote bench
 
 import stockroom
+from stockroom.core import ensure_store
 from stockroom.remote import config, sync
 from stockroom.store import lazy
 
@@ -91,7 +92,7 @@ def make_repo(path: Path, n: int, url: str, endpoint: str = "") -> str:
 
 def clone(src: Path, where: Path, url: str, endpoint: str = "") -> Path:
     git("clone", "-q", str(src), str(where), cwd=src.parent)
-    sync.ensure_store(where)
+    ensure_store(where)
     config.add_remote(where, "bench", url, local=True, endpoint=endpoint)
     return where
 

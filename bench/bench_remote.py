@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 import stockroom
+from stockroom.core import ensure_store
 from stockroom.remote import config, sync
 
 BUCKET = "stock-bench"
@@ -113,7 +114,7 @@ class Remotes:
 def clone_for_pull(src: Path, where: Path, url: str, endpoint: str) -> Path:
     """A git clone of ``src`` with a stock store and the remote, but no stock data."""
     git("clone", "-q", str(src), str(where), cwd=src.parent)
-    sync.ensure_store(where)
+    ensure_store(where)
     config.add_remote(where, "bench", url, local=True, endpoint=endpoint)
     return where
 

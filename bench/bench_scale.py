@@ -103,6 +103,7 @@ def torch_save_fsync(weights: dict[str, Any], where: Path) -> float:
 
 
 def measure(n: int, runs: int, weights: dict[str, Any], tmp: Path) -> dict[str, float]:
+    from stockroom.core import ensure_store
     from stockroom.remote import config, sync
     from stockroom.store import commitrefs
 
@@ -120,7 +121,7 @@ def measure(n: int, runs: int, weights: dict[str, Any], tmp: Path) -> dict[str, 
             config.add_remote(path, "bench", str(remote), local=True)
             sync.push(path, "bench", [_head(path)])
             git("clone", "-q", str(path), str(clone), cwd=path.parent)
-            sync.ensure_store(clone)
+            ensure_store(clone)
             config.add_remote(clone, "bench", str(remote), local=True)
             sync.fetch(clone, "bench", [_head(path)])
             (clone / ".built").write_text("")
