@@ -473,20 +473,7 @@ class _Reader:
                 if fd < 0:
                     fd = self.lock(digest)
                 try:
-                    path = self.object_path(digest)
-                    if path.exists():
-                        continue
-                    try:
-                        obj = self.schema(schema)
-                        entry = self.entry(pack, digest)
-                        offset, length = int(entry[2]), int(entry[3])
-                        raw = bytes(data[offset : offset + length])
-                        self.check(obj, digest, pack, entry, raw)
-                    except StockroomError:  # RemoteError too: the reader fetches it, and gets the error
-                        continue
-                    _atomic_write(path, raw)
-                    self.account(len(raw))
-                    kept += 1
+                    kept += self._keep_from(pack, data, schema, digest)
                 finally:
                     unlock(fd)
             return kept
@@ -513,23 +500,30 @@ class _Reader:
             if fd is None:
                 continue
             try:
-                path = self.object_path(digest)
-                if path.exists():
-                    continue
-                try:
-                    obj = self.schema(schema)
-                    entry = self.entry(pack, digest)
-                    offset, length = int(entry[2]), int(entry[3])
-                    raw = bytes(data[offset : offset + length])
-                    self.check(obj, digest, pack, entry, raw)
-                except StockroomError:  # RemoteError too: the reader fetches it, and gets the error
-                    continue
-                _atomic_write(path, raw)
-                self.account(len(raw))
-                kept += 1
+                kept += self._keep_from(pack, data, schema, digest)
             finally:
                 unlock(fd)
         return kept
+
+    def _keep_from(self, pack: str, data: Any, schema: str, digest: str) -> int:
+        """Keep sample ``digest`` cut from ``data`` (the bytes of ``pack``), checked
+        as :meth:`download` checks it; its lock is held. 1 when it was kept now,
+        0 when it was kept already or does not verify (left to the per-sample
+        path, whose error the reader gets)."""
+        path = self.object_path(digest)
+        if path.exists():
+            return 0
+        try:
+            obj = self.schema(schema)
+            entry = self.entry(pack, digest)
+            offset, length = int(entry[2]), int(entry[3])
+            raw = bytes(data[offset : offset + length])
+            self.check(obj, digest, pack, entry, raw)
+        except StockroomError:  # RemoteError too: the reader fetches it, and gets the error
+            return 0
+        _atomic_write(path, raw)
+        self.account(len(raw))
+        return 1
 
     def account(self, nbytes: int) -> None:
         limit = self.limit()
